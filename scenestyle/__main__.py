@@ -1,0 +1,4 @@
+from scenestyle.cli import main
+
+if __name__ == "__main__":
+    main()
