@@ -1,5 +1,73 @@
-"""The Typer CLI: parses, resolves paths, calls one engine, prints with Rich."""
+"""The Typer CLI: parses, resolves paths, calls one engine, prints with Rich.
+
+Every command turns a ScenestyleError into one line on stderr and its exit code; nothing
+reaches the user as a traceback unless SCENESTYLE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from scenestyle.cli import _console
+from scenestyle.cli.info import info
+from scenestyle.cli.process import denoise, stylize, upscale
+from scenestyle.cli.stubs import eval_app, train_app
+from scenestyle.cli.weights import weights_app
+
+
+
+class _OneLineErrors(TyperGroup):
+    """Click's usage errors as one stderr line with exit code 2 instead of a usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:
+            _console.out.print(e.ctx.get_help() if e.ctx else "", markup=False)
+            rv = 2
+        except click.ClickException as e:
+            _console.error(e.format_message().replace("\n", " "))
+            rv = e.exit_code
+        except click.exceptions.Abort:
+            _console.error("aborted")
+            rv = 130
+        if standalone_mode:
+            sys.exit(rv or 0)
+        return rv
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    name="scenestyle",
+    help="Turn scene photos into paintings, upscale and denoise them — on any photo, CPU or GPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(stylize)
+app.command()(upscale)
+app.command()(denoise)
+app.command()(info)
+app.add_typer(weights_app, name="weights")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:
-    raise SystemExit("scenestyle: CLI not wired yet")
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        _console.error("interrupted")
+        sys.exit(130)
+    except Exception as e:  # the last line of defence: never a traceback for users
+        if os.environ.get("SCENESTYLE_DEBUG"):
+            raise
+        _console.error(f"internal error: {type(e).__name__}: {e} (set SCENESTYLE_DEBUG=1 for the traceback)")
+        sys.exit(70)

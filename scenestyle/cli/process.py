@@ -1,0 +1,165 @@
+"""`stylize`, `upscale`, `denoise`: parse flags, call engine.run.process, print the outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from scenestyle.cli import _console
+from scenestyle.cli._console import handle_errors
+from scenestyle.errors import UsageError
+
+Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
+Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input.")]
+Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model/--style.")]
+Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (fp16 is refused on CPU).")]
+Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
+Batch = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per forward pass.")]
+Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist (default: skip them, so a run resumes).")]
+Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
+Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
+Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | webp | tiff (default: the input's).")]
+Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]
+Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="JSONL manifest path (default: in the output folder).")]
+
+FORMATS = ("jpeg", "png", "webp", "tiff")
+DEVICES_HELP = "auto, cpu, cuda, cuda:N"
+
+
+def _tile(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if value.isdigit():
+        n = int(value)
+        if n == 0 or n >= 32:
+            return n
+    raise UsageError(f"--tile must be auto, 0 or a size >= 32, not {value!r}")
+
+
+def _format(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = value.lower().replace("jpg", "jpeg").replace("tif", "tiff").replace("tifff", "tiff")
+    if v not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {value!r}")
+    return v
+
+
+def _run(task: str, json_out: bool, **kw) -> None:
+    from scenestyle.engine.run import RunOptions, process  # heavy imports only when running
+
+    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")), **kw)
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=_console.err, transient=True, disable=json_out or not _console.err.is_terminal,
+    )
+    state: dict = {}
+
+    def on_model(loaded, placement) -> None:
+        if not json_out:
+            _console.err.print(f"model {loaded.name or loaded.path} ({loaded.arch}) on {placement.device}, "
+                               f"{str(placement.dtype).removeprefix('torch.')}: {placement.reason}")
+
+    def on_start(job, i, n) -> None:
+        if "images" not in state:
+            state["images"] = progress.add_task("images", total=n)
+        if "tiles" in state:
+            progress.remove_task(state.pop("tiles"))
+        state["tiles"] = progress.add_task(job.input.name[:40], total=None)
+
+    def on_tiles(done, total) -> None:
+        if "tiles" in state:
+            progress.update(state["tiles"], completed=done, total=total)
+
+    def on_done(result) -> None:
+        if "images" in state:
+            progress.advance(state["images"])
+        if result.status == "failed":
+            _console.error(f"{result.input}: {result.error}")
+
+    with progress:
+        report = process(task, opts, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
+    if json_out:
+        _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _summary(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _summary(report) -> None:
+    table = Table(title=f"scenestyle {report.command}", show_lines=False)
+    for col in ("input", "output", "status", "seconds"):
+        table.add_column(col, overflow="fold")
+    for r in report.results:
+        colour = {"ok": "green", "skipped": "yellow", "failed": "red"}[r.status]
+        note = f" ({'; '.join(r.notes)})" if r.notes and r.status == "ok" else ""
+        table.add_row(r.input, r.output, f"[{colour}]{r.status}[/]{note}", f"{r.seconds:.2f}")
+    _console.out.print(table)
+    c = report.to_dict()["counts"]
+    _console.out.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed; manifest: {report.manifest}")
+
+
+@handle_errors
+def stylize(
+    inputs: Inputs,
+    output: Out = None,
+    style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = "oil",
+    strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
+    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
+    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+) -> None:
+    """Turn photos into paintings in a style."""
+    _run("style", json_out, inputs=inputs, out=output, model=style, strength=strength, weights=weights, arch=arch,
+         device=device, precision=precision, tile=tile, batch_size=batch_size, recursive=recursive,
+         overwrite=overwrite, offline=offline, fmt=fmt, quality=quality, max_pixels=max_pixels, manifest=manifest)
+
+
+@handle_errors
+def upscale(
+    inputs: Inputs,
+    output: Out = None,
+    scale: Annotated[Optional[int], typer.Option("--scale", help="2 or 4: picks the default model and checks --weights.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
+    outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final size factor (default: the model's scale).")] = None,
+    denoise: Annotated[Optional[float], typer.Option("--denoise", min=0.0, max=1.0, help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it.")] = None,
+    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
+    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+) -> None:
+    """Upscale photos x2 or x4."""
+    if scale is not None and scale not in (2, 4):
+        raise UsageError(f"--scale must be 2 or 4, not {scale}")
+    _run("upscale", json_out, inputs=inputs, out=output, model=model, scale=scale, outscale=outscale, denoise=denoise,
+         weights=weights, arch=arch, device=device, precision=precision, tile=tile, batch_size=batch_size,
+         recursive=recursive, overwrite=overwrite, offline=offline, fmt=fmt, quality=quality,
+         max_pixels=max_pixels, manifest=manifest)
+
+
+@handle_errors
+def denoise(
+    inputs: Inputs,
+    output: Out = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
+    strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the denoised result over the photo.")] = 1.0,
+    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
+    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+) -> None:
+    """Remove noise from photos."""
+    _run("denoise", json_out, inputs=inputs, out=output, model=model, strength=strength, weights=weights, arch=arch,
+         device=device, precision=precision, tile=tile, batch_size=batch_size, recursive=recursive,
+         overwrite=overwrite, offline=offline, fmt=fmt, quality=quality, max_pixels=max_pixels, manifest=manifest)

@@ -1,0 +1,88 @@
+"""`scenestyle weights list | pull | verify | path`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from scenestyle.cli import _console
+from scenestyle.cli._console import handle_errors
+
+weights_app = typer.Typer(help="List, download, verify and locate the pinned model weights.", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
+
+
+@weights_app.command("list")
+@handle_errors
+def list_(json_out: JsonOpt = False) -> None:
+    """Every model in weights.lock, with where it comes from and whether it is here."""
+    from scenestyle.weights import cache_path, load_lock
+
+    rows = []
+    for name, e in sorted(load_lock().items()):
+        local = cache_path(name)
+        src = "bundled" if e.bundled else (f"hf://{e.hf.repo_id}/{e.hf.filename}" if e.hf else (e.urls[0] if e.urls else "-"))
+        rows.append({"name": name, "task": e.task, "arch": e.arch, "size": e.size, "licence": e.licence,
+                     "source": src, "local": str(local) if local else None, "sha256": e.sha256})
+    if json_out:
+        _console.out.print_json(json.dumps(rows))
+        return
+    table = Table(title="weights.lock")
+    for col in ("name", "task", "arch", "size", "licence", "source", "here"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        size = f"{r['size'] / 1e6:.1f} MB" if r["size"] else "?"
+        table.add_row(r["name"], r["task"], r["arch"], size, r["licence"], r["source"], "yes" if r["local"] else "no")
+    _console.out.print(table)
+
+
+@weights_app.command()
+@handle_errors
+def pull(names: Annotated[list[str], typer.Argument(help="Model names from `scenestyle weights list`.")]) -> None:
+    """Download weights into the Hugging Face cache and verify their sha256."""
+    from scenestyle.weights import pull as pull_weights
+    from scenestyle.weights import rich_download_progress
+
+    with rich_download_progress(_console.err) as progress:
+        for r in pull_weights(names, progress=progress):
+            _console.out.print(f"{r.entry.name if r.entry else r.path}: ok ({r.source}) {r.path}")
+
+
+@weights_app.command()
+@handle_errors
+def verify(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: every model that is here).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the sha256 of local weights; exit 3 if any is tampered."""
+    from scenestyle.weights import verify as verify_weights
+
+    results = verify_weights(names or None)
+    if json_out:
+        _console.out.print_json(json.dumps([{"name": n, "status": s} for n, s in results]))
+    else:
+        for n, s in results:
+            colour = "green" if s == "ok" else ("yellow" if s == "missing" else "red")
+            _console.out.print(f"{n}: [{colour}]{s}[/]")
+    if any(s.startswith("mismatch") for _, s in results):
+        raise typer.Exit(3)
+
+
+@weights_app.command()
+@handle_errors
+def path(name: Annotated[str, typer.Argument(help="A model name.")]) -> None:
+    """Print the local path of a model's weights; exit 3 if they are not here."""
+    from scenestyle.errors import WeightsError
+    from scenestyle.weights import cache_path, load_lock
+
+    if name not in load_lock():
+        from scenestyle.errors import UsageError
+
+        raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(sorted(load_lock()))}")
+    p = cache_path(name)
+    if p is None:
+        raise WeightsError(f"{name} is not downloaded; run `scenestyle weights pull {name}`")
+    _console.out.print(str(p), soft_wrap=True)
