@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -27,15 +26,20 @@ class _OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as e:
-            _console.out.print(e.ctx.get_help() if e.ctx else "", markup=False)
-            rv = 2
-        except click.ClickException as e:
-            _console.error(e.format_message().replace("\n", " "))
-            rv = e.exit_code
-        except click.exceptions.Abort:
-            _console.error("aborted")
-            rv = 130
+        except Exception as e:  # click's classes differ across Typer versions (vendored or not): match by shape
+            kind = type(e).__name__
+            if kind == "NoArgsIsHelpError":
+                ctx = getattr(e, "ctx", None)
+                _console.out.print(ctx.get_help() if ctx else "", markup=False)
+                rv = 2
+            elif kind == "Abort":
+                _console.error("aborted")
+                rv = 130
+            elif hasattr(e, "format_message") and hasattr(e, "exit_code"):
+                _console.error(e.format_message().replace("\n", " "))
+                rv = e.exit_code
+            else:
+                raise
         if standalone_mode:
             sys.exit(rv or 0)
         return rv

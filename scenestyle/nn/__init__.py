@@ -1,0 +1,23 @@
+"""Network architectures, registered by name.
+
+Importing this package imports every architecture module, so each ``@register`` runs and
+``build(name, **kwargs)`` / ``list_archs()`` see them all. Architecture files are pure
+``nn.Module`` code (torch only). Every generator sets ``in_channels``, ``out_channels``,
+``scale``, ``value_range``, ``size_multiple``, ``halo`` and ``task`` for the tiling engine.
+"""
+
+from . import cyclegan, compact, dncnn, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
+from ._registry import ARCHS, build, list_archs, register
+from .compact import CompactGenerator
+from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
+from .detect import detect_arch
+from .dncnn import DnCNN
+from .macs import count_macs
+from .rrdbnet import RRDBNet
+from .srvgg import SRVGGNetCompact
+
+__all__ = [
+    "ARCHS", "build", "list_archs", "register", "detect_arch", "count_macs",
+    "CompactGenerator", "DnCNN", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
+    "ResnetGenerator", "SRVGGNetCompact", "UnetGenerator",
+]

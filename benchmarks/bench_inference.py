@@ -1,0 +1,299 @@
+"""Inference benchmark: plain fp32 NCHW whole-image forward vs scenestyle's path, side by side.
+
+Each (model, size) case runs in its own subprocess, baseline first, then ours
+(``choose_placement`` + ``prepare`` + ``run_model`` with an automatic tile); peak RSS is
+read from /proc/self/status VmHWM, reset between the two with ``clear_refs`` (Linux).
+Random seeded weights; inputs are a seeded smooth+textured image in the model's range.
+
+    python benchmarks/bench_inference.py            # full run (< 10 min on 2 cores)
+    python benchmarks/bench_inference.py --quick    # seconds, tiny sizes, no 20 MP case
+
+The Markdown table is printed and written to benchmarks/out/inference.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parents[1] / "shared"
+
+MODELS: dict[str, tuple[str, dict]] = {
+    "RRDBNet x4": ("RRDBNet", dict(num_feat=64, num_block=23, num_grow_ch=32, scale=4)),
+    "SRVGGNetCompact x4": ("SRVGGNetCompact", dict(num_feat=64, num_conv=32, upscale=4)),
+    "ResnetGenerator-9": ("ResnetGenerator", dict(ngf=64, n_blocks=9)),
+    "DnCNN color": ("DnCNN", dict(in_nc=3, out_nc=3, nc=64, nb=17)),
+    "CompactGenerator": ("CompactGenerator", dict()),
+}
+# input sides per model, chosen to keep the full run under 10 minutes on 2 cores
+FULL_SIDES = {
+    "RRDBNet x4": [128, 256],
+    "SRVGGNetCompact x4": [256, 512],
+    "ResnetGenerator-9": [256, 512, 1024],
+    "DnCNN color": [256, 512, 1024],
+    "CompactGenerator": [256, 512, 1024],
+}
+QUICK_SIDES = {name: [32 if name == "RRDBNet x4" else 64] for name in MODELS}
+
+
+# ---------------------------------------------------------------- helpers shared by parent and child
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")  # 5 = reset the peak RSS (VmHWM) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def test_image(h: int, w: int, channels: int, lo: float, hi: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    planes = [
+        0.5 + 0.3 * torch.sin(3 * xx + 2 * yy + c) + 0.1 * torch.sin(60 * xx) * torch.cos(45 * yy)
+        + 0.03 * torch.randn(h, w, generator=g)
+        for c in range(channels)
+    ]
+    return (torch.stack(planes).clamp(0, 1) * (hi - lo) + lo).unsqueeze(0)
+
+
+def build(name: str) -> torch.nn.Module:
+    from scenestyle.nn import build as nn_build
+
+    arch, kwargs = MODELS[name]
+    torch.manual_seed(0)
+    return nn_build(arch, **kwargs).eval()
+
+
+def macs(model: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    try:
+        from scenestyle.nn import count_macs
+    except ImportError:  # own hook counter: conv MACs = output elements x in/groups x kernel area
+        total = [0]
+
+        def hook(m, _i, out):
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                total[0] += out.numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+
+        hs = [m.register_forward_hook(hook) for m in model.modules()]
+        with torch.inference_mode():
+            model(torch.zeros(shape))
+        for h in hs:
+            h.remove()
+        return total[0]
+    return count_macs(model, shape)
+
+
+def timed(fn, budget_s: float = 2.0, max_reps: int = 3) -> float:
+    """Best wall time of up to ``max_reps`` runs; stop repeating once ``budget_s`` is spent."""
+    best, spent = float("inf"), 0.0
+    for _ in range(max_reps):
+        t0 = time.perf_counter()
+        fn()
+        dt = time.perf_counter() - t0
+        best, spent = min(best, dt), spent + dt
+        if spent > budget_s:
+            break
+    return best
+
+
+# ---------------------------------------------------------------- child: one case
+
+
+def run_case(name: str, side: int) -> dict:
+    from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.tiles import run_model
+
+    model = build(name)
+    lo, hi = model.value_range
+    x = test_image(side, side, model.in_channels, lo, hi)
+    gmac = macs(model, tuple(x.shape)) / 1e9
+    reset_peak_rss()
+
+    with torch.inference_mode():
+        model(x[:, :, :32, :32])  # warm-up: kernels, allocator
+        held: dict[str, torch.Tensor] = {}
+
+        def baseline() -> None:
+            held.pop("y", None)  # free the previous output first: peak RSS counts one output
+            held["y"] = model(x)
+
+        base_s = timed(baseline)
+        ref = held.pop("y")
+    base_rss = peak_rss_mb()
+
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    placement = choose_placement("auto", "auto", model=model)
+    model = prepare(model, placement)
+    setup_s = time.perf_counter() - t0
+    run_model(model, x[:, :, :32, :32].contiguous(), placement, tile=0)  # warm-up
+
+    def ours() -> None:
+        held.pop("y", None)
+        held["y"] = run_model(model, x, placement)
+
+    ours_s = timed(ours)
+    ours_rss = peak_rss_mb()
+    mse = torch.mean((held["y"].double() - ref.double()) ** 2).item()
+    psnr = float("inf") if mse == 0 else 10 * math.log10((hi - lo) ** 2 / mse)
+    return dict(
+        model=name, side=side, gmac=gmac, base_s=base_s, ours_s=ours_s, setup_s=setup_s,
+        precision=placement.precision, psnr=psnr, base_rss=base_rss, ours_rss=ours_rss,
+        reason=placement.reason,
+    )
+
+
+def run_20mp(tile: int) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.tiles import run_model
+
+    path = sorted(glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")))[0]
+    model = build("CompactGenerator")
+    placement = choose_placement("auto", "auto", model=model)
+    model = prepare(model, placement)
+    reset_peak_rss()
+    t0 = time.perf_counter()
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float()  # one float copy; the rest in place
+    del arr
+    x.mul_(2 / 255).sub_(1)
+    done = []
+    out = run_model(model, x, placement, tile=tile, progress=lambda d, t: done.append((d, t)))
+    secs = time.perf_counter() - t0
+    return dict(
+        path=Path(path).name, h=x.shape[2], w=x.shape[3], tile=tile, tiles=done[-1][1], secs=secs,
+        rss=peak_rss_mb(), precision=placement.precision, out_mb=out.numel() * 4 / 2**20,
+        finite=bool(torch.isfinite(out).all()),
+    )
+
+
+# ---------------------------------------------------------------- parent
+
+
+def conv_peaks() -> dict[str, float]:
+    """GFLOP/s of a 64->64 3x3 conv on 256x256: fp32 NCHW, fp32 and bf16 channels_last."""
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    x = torch.randn(1, 64, 256, 256)
+    flops = 2 * 64 * 64 * 9 * 256 * 256
+    res = {}
+    with torch.inference_mode():
+        for label, dtype, cl in [("fp32 NCHW", torch.float32, False), ("fp32 CL", torch.float32, True), ("bf16 CL", torch.bfloat16, True)]:
+            c = conv.to(dtype)
+            xi = x.to(dtype)
+            if cl:
+                c, xi = c.to(memory_format=torch.channels_last), xi.contiguous(memory_format=torch.channels_last)
+            c(xi)
+            res[label] = flops / timed(lambda: c(xi), budget_s=1.0, max_reps=5) / 1e9
+    return res
+
+
+def header() -> list[str]:
+    from scenestyle.engine.device import cpu_flags, cpu_model_name
+
+    flags = cpu_flags()
+    shown = ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16", "avx512_vnni"))
+    return [
+        f"- CPU: {cpu_model_name()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}); {shown}",
+        f"- torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}",
+    ]
+
+
+def child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return dict(error=(proc.stderr.strip().splitlines() or ["?"])[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, no 20 MP case: seconds")
+    ap.add_argument("--models", nargs="*", default=list(MODELS), help="subset of: " + ", ".join(MODELS))
+    ap.add_argument("--no-20mp", action="store_true", help="skip the 20 MP memory case")
+    ap.add_argument("--tile-20mp", type=int, default=512)
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "inference.md")
+    ap.add_argument("--case", nargs=2, metavar=("MODEL", "SIDE"), help=argparse.SUPPRESS)
+    ap.add_argument("--case-20mp", type=int, metavar="TILE", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.case:
+        print(json.dumps(run_case(a.case[0], int(a.case[1]))))
+        return
+    if a.case_20mp:
+        print(json.dumps(run_20mp(a.case_20mp)))
+        return
+
+    t_start = time.perf_counter()
+    lines = ["# Inference benchmark", "", *header()]
+    peaks = conv_peaks()
+    lines.append("- 64->64 3x3 conv 256x256 peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    lines += ["", "| model | input | GMAC | base fp32 NCHW ms | ours ms | ours prec | speedup | base GMAC/s | ours GMAC/s "
+              "| ours % fp32 CL peak | ours % bf16 peak | PSNR ours vs base dB | base RSS MB | ours RSS MB |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    reasons: dict[str, str] = {}
+    sides = QUICK_SIDES if a.quick else FULL_SIDES
+    for name in a.models:
+        for side in sides[name]:
+            r = child(["--case", name, str(side)])
+            if "error" in r:
+                row = f"| {name} | {side}² | failed: {r['error']} |"
+            else:
+                reasons[name] = r["reason"]
+                gps_b, gps_o = r["gmac"] / r["base_s"], r["gmac"] / r["ours_s"]
+                row = (
+                    f"| {name} | {side}² | {r['gmac']:.1f} | {r['base_s'] * 1e3:.0f} | {r['ours_s'] * 1e3:.0f} | {r['precision']} "
+                    f"| {r['base_s'] / r['ours_s']:.2f}x | {gps_b:.0f} | {gps_o:.0f} | {100 * 2 * gps_o / peaks['fp32 CL']:.0f}% "
+                    f"| {100 * 2 * gps_o / peaks['bf16 CL']:.0f}% | {r['psnr']:.1f} | {r['base_rss']:.0f} | {r['ours_rss']:.0f} |"
+                )
+            lines.append(row)
+            print(row, flush=True)
+    lines += ["", "Placement reasons (ours; setup includes the bf16 agreement check):", ""]
+    lines += [f"- {k}: {v}" for k, v in reasons.items()]
+    if not a.quick and not a.no_20mp:
+        if glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")):
+            r = child(["--case-20mp", str(a.tile_20mp)])
+            if "error" in r:
+                lines += ["", f"20 MP case failed: {r['error']}"]
+            else:
+                lines += [
+                    "",
+                    f"20 MP memory case: CompactGenerator ({r['precision']}) on {r['path']} ({r['w']}x{r['h']}), "
+                    f"tile {r['tile']} ({r['tiles']} tiles), decode + run {r['secs']:.1f} s, peak RSS {r['rss']:.0f} MB "
+                    f"(target <= 2048; output buffer {r['out_mb']:.0f} MB), output finite: {r['finite']}",
+                ]
+        else:
+            lines += ["", f"20 MP case skipped: no wallpaper under {SHARED}"]
+    lines += ["", f"Total benchmark wall time {time.perf_counter() - t_start:.0f} s."]
+    print("\n".join(lines[lines.index("Placement reasons (ours; setup includes the bf16 agreement check):", 0) - 1:]))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"\nwritten to {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""Choose the device and precision a model runs at, and say why in one sentence.
+
+CPU policy, from measurements: bf16 pays off only where the CPU computes bf16 natively
+(``amx_bf16`` or ``avx512_bf16``). On an avx512+VNNI CPU without those, bf16 3x3 convs
+ran 2.8x *slower* than fp32; on an AMD EPYC with ``avx512_bf16`` (no AMX) bf16
+channels_last convs ran about 2x faster (430 vs 216 GFLOP/s). Even then bf16 is used only
+when the model's bf16 output agrees with its fp32 output to >= 40 dB on a check image.
+fp16 is never used on CPU: it crashes in some kernels and is emulated (slow) in the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scenestyle.errors import UsageError
+
+__all__ = [
+    "Placement",
+    "AGREEMENT_DB",
+    "cpu_flags",
+    "choose_placement",
+    "prepare",
+    "agreement_db",
+    "check_image",
+    "bf16_conv_speedup",
+]
+
+AGREEMENT_DB = 40.0
+"""Minimum PSNR (dB, over the model's value range) of reduced-precision output vs fp32."""
+
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+_MIN_BF16_SPEEDUP = 1.2  # below this the precision loss buys too little time
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how a model runs; ``reason`` is the sentence shown to users."""
+
+    device: torch.device
+    dtype: torch.dtype  # float32 / bfloat16 / float16
+    channels_last: bool
+    threads: int | None  # CPU threads set from SCENESTYLE_THREADS, or None (torch default)
+    reason: str
+
+    @property
+    def precision(self) -> str:
+        """Short name of ``dtype``: fp32, bf16 or fp16."""
+        return _DTYPE_NAMES[self.dtype]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-friendly form for ``--json`` and ``scenestyle info``."""
+        return {
+            "device": str(self.device),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "threads": self.threads,
+            "reason": self.reason,
+        }
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """CPU feature flags: from /proc/cpuinfo on Linux, else torch's detected capability.
+
+    The fallback is coarse (e.g. ``{"avx512"}``) and never contains a bf16 flag, so CPUs
+    we cannot inspect are treated as lacking native bf16 (fp32 is the safe choice).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                # x86 says "flags", aarch64 says "Features"; the first processor suffices.
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    cap = torch.backends.cpu.get_cpu_capability().lower()
+    return frozenset() if cap in ("", "default") else frozenset({cap})
+
+
+def cpu_model_name() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _parse_device(device: str) -> torch.device:
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise UsageError(f"invalid device {device!r}; choose one of: {_DEVICE_CHOICES}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UsageError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
+    dev = torch.device(device)
+    index = 0 if dev.index is None else dev.index
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(f"device {device!r} does not exist: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def _threads_from_env() -> int | None:
+    raw = os.environ.get("SCENESTYLE_THREADS")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"SCENESTYLE_THREADS must be a positive integer (got {raw!r}); unset it to use torch's default")
+    return n
+
+
+def check_image(model: nn.Module | None, side: int = 64, seed: int = 0) -> torch.Tensor:
+    """A fixed 1xCxSxS float32 image, smooth gradients plus texture, in the model's value range.
+
+    ``side`` is rounded up to the model's ``size_multiple``.
+    """
+    channels = int(getattr(model, "in_channels", 3))
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    lo, hi = getattr(model, "value_range", (0.0, 1.0))
+    side = math.ceil(side / multiple) * multiple
+    gen = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
+    planes = []
+    for c in range(channels):
+        smooth = 0.5 + 0.3 * torch.sin(2.5 * xx + 1.7 * yy + c) * torch.cos(1.3 * yy - 0.7 * c)
+        texture = 0.08 * torch.sin(40 * xx + 7 * c) * torch.sin(33 * yy) + 0.05 * torch.randn(side, side, generator=gen)
+        planes.append(smooth + texture)
+    img = torch.stack(planes).clamp(0, 1).unsqueeze(0)
+    return img * (hi - lo) + lo
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
+    mse = torch.mean((a.double() - b.double()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(peak * peak / mse)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+    x = x.to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return model(x).float().cpu()
+
+
+# Weak keys: a model that is dropped also drops its cached checks (no id() reuse bugs).
+_AGREEMENT: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
+
+
+def agreement_db(model: nn.Module, dtype: torch.dtype, device: torch.device | str = "cpu", channels_last: bool = True) -> float:
+    """PSNR (dB, peak = the model's value range) of the model at ``dtype`` vs fp32 on ``check_image``.
+
+    Cached in memory per (model, device, dtype); the model itself is not modified.
+    """
+    device = torch.device(device)
+    per_model = _AGREEMENT.setdefault(model, {})
+    key = (str(device), dtype)
+    if key not in per_model:
+        lo, hi = getattr(model, "value_range", (0.0, 1.0))
+        x = check_image(model)
+        ref_model = copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
+        ref = _forward(ref_model, x, device, torch.float32, channels_last)
+        del ref_model
+        low_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+        if channels_last:
+            low_model = low_model.to(memory_format=torch.channels_last)
+        low = _forward(low_model, x, device, dtype, channels_last)
+        per_model[key] = _psnr(low, ref, float(hi - lo))
+    return per_model[key]
+
+
+_SPEEDUP: dict[str, float] = {}
+
+
+def bf16_conv_speedup(device: torch.device | str = "cpu") -> float:
+    """Measured throughput ratio bf16 / fp32 of a channels_last 64->64 3x3 conv at 128x128 (cached)."""
+    device = torch.device(device)
+    if str(device) in _SPEEDUP:
+        return _SPEEDUP[str(device)]
+    conv = nn.Conv2d(64, 64, 3, padding=1).to(device).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(1, 64, 128, 128, device=device).contiguous(memory_format=torch.channels_last)
+
+    def best_time(dtype: torch.dtype) -> float:
+        c = copy.deepcopy(conv).to(dtype)
+        xi = x.to(dtype)
+        times = []
+        with torch.inference_mode():
+            for _ in range(4):  # the first run warms up kernels and caches
+                t0 = time.perf_counter()
+                c(xi)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - t0)
+        return min(times[1:])
+
+    ratio = best_time(torch.float32) / best_time(torch.bfloat16)
+    _SPEEDUP[str(device)] = ratio
+    return ratio
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in _PRECISIONS:
+        raise UsageError(f"invalid precision {precision!r}; choose one of: {', '.join(_PRECISIONS)}")
+
+
+def _threads_note(threads: int | None) -> str:
+    return f"; {threads} CPU threads from SCENESTYLE_THREADS" if threads is not None else ""
+
+
+def choose_placement(
+    device: str = "auto",
+    precision: str = "auto",
+    model: nn.Module | None = None,
+    probe: Callable[[torch.device], float] | None = None,
+) -> Placement:
+    """Pick device, dtype and memory format for ``model``; invalid or impossible requests raise UsageError.
+
+    ``probe(device)`` returns the bf16/fp32 conv throughput ratio (default: measured by
+    :func:`bf16_conv_speedup`); tests inject a fixed figure. With ``model=None`` the
+    agreement check is skipped and the reason says so. ``SCENESTYLE_THREADS``, when set,
+    is applied with ``torch.set_num_threads``.
+    """
+    _check_precision(precision)
+    dev = _parse_device(device)
+    threads = _threads_from_env()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if dev.type == "cpu":
+        dtype, reason = _cpu_precision(precision, model, probe or bf16_conv_speedup)
+    else:
+        dtype, reason = _cuda_precision(dev, precision, model)
+    return Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + _threads_note(threads))
+
+
+def _cpu_precision(precision: str, model: nn.Module | None, probe: Callable[[torch.device], float]) -> tuple[torch.dtype, str]:
+    cpu = torch.device("cpu")
+    flags = cpu_flags()
+    native = [f for f in NATIVE_BF16_FLAGS if f in flags]
+    if native:
+        has = f"CPU has {' and '.join(native)}" + ("" if "amx_bf16" in native else " (no AMX)")
+    else:
+        has = "CPU lacks avx512_bf16 and amx_bf16"
+    if precision == "fp16":
+        raise UsageError("fp16 is not supported on CPU (it crashes or is slow there); use bf16 or fp32")
+    if precision == "fp32":
+        return torch.float32, "fp32 channels_last on CPU, as asked (--precision fp32)"
+    if precision == "bf16":
+        warn = "" if native else " (emulated bf16, likely slower than fp32)"
+        return torch.bfloat16, f"bf16 channels_last on CPU, as asked (--precision bf16); {has}{warn}"
+    # auto
+    if not native:
+        return torch.float32, f"{has}, so bf16 would be emulated and slower: fp32 channels_last"
+    speedup = probe(cpu)
+    if speedup < _MIN_BF16_SPEEDUP:
+        return torch.float32, f"{has} but bf16 convs measured only {speedup:.1f}x fp32 (< {_MIN_BF16_SPEEDUP}): fp32 channels_last"
+    if model is None:
+        return torch.bfloat16, f"{has}: bf16 convs measured {speedup:.1f}x fp32; no model given, so bf16 output agreement not checked"
+    db = agreement_db(model, torch.bfloat16, cpu)
+    if db < AGREEMENT_DB:
+        return torch.float32, (
+            f"{has} and bf16 convs measured {speedup:.1f}x fp32, but model bf16 output is only {db:.1f} dB "
+            f"from fp32 (< {AGREEMENT_DB:.0f}): fp32 channels_last"
+        )
+    return torch.bfloat16, (
+        f"{has}: bf16 convs measured {speedup:.1f}x fp32; model bf16 output {db:.1f} dB from fp32 (>= {AGREEMENT_DB:.0f})"
+    )
+
+
+def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None) -> tuple[torch.dtype, str]:
+    bf16_ok = torch.cuda.is_bf16_supported()
+    name = torch.cuda.get_device_name(dev)
+    if precision == "bf16" and not bf16_ok:
+        raise UsageError(f"bf16 is not supported on {name} ({dev}); use fp16 or fp32")
+    if precision in ("fp32", "bf16", "fp16"):
+        return _DTYPES[precision], f"{precision} on {name} ({dev}), as asked (--precision {precision})"
+    if model is None:
+        return torch.float16, f"fp16 on {name} ({dev}); no model given, so fp16 output agreement not checked"
+    db = agreement_db(model, torch.float16, dev)
+    if db >= AGREEMENT_DB:
+        return torch.float16, f"fp16 on {name} ({dev}): model fp16 output {db:.1f} dB from fp32 (>= {AGREEMENT_DB:.0f})"
+    fallback = "bf16" if bf16_ok else "fp32"
+    return _DTYPES[fallback], (
+        f"{fallback} on {name} ({dev}): model fp16 output only {db:.1f} dB from fp32 (< {AGREEMENT_DB:.0f})"
+        + ("" if bf16_ok else " and the GPU lacks bf16")
+    )
+
+
+def prepare(model: nn.Module, placement: Placement) -> nn.Module:
+    """Move and cast ``model`` in place to the placement (device, dtype, memory format); eval mode."""
+    model = model.to(device=placement.device, dtype=placement.dtype)
+    if placement.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval()

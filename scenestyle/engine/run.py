@@ -1,0 +1,165 @@
+"""One engine entry point for stylize / upscale / denoise over files and folders.
+
+Takes plain typed options, returns a BatchReport, never prints or exits: the CLI does that.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from scenestyle.engine.batch import BatchReport, Job, JobResult, check_writable, plan_jobs, run_jobs
+from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.engine.tasks import Processor
+from scenestyle.errors import UsageError
+from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, write_picture
+from scenestyle.loading import LoadedModel, load_model
+from scenestyle.weights import load_lock
+
+# Default lock entry per task when neither --model nor --weights is given.
+DEFAULT_UPSCALER = {4: "realesr-general-x4v3", 2: "realesrgan-x2plus"}
+DEFAULT_DENOISER = "dncnn-25"
+# The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
+WDN_PAIR = {"realesr-general-x4v3": "realesr-general-wdn-x4v3"}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a stylize/upscale/denoise run needs, already parsed."""
+
+    inputs: tuple[str, ...]  # files, folders or globs
+    out: Path | None = None  # output file or folder; None = beside each input
+    model: str | None = None  # lock name (style-NAME for stylize)
+    weights: str | None = None  # path or hf://REPO/FILE[@REV]; overrides model
+    arch: str | None = None  # architecture override for --weights
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    tile: int | None = None  # None = auto, 0 = whole image, N = tile size in input pixels
+    batch_size: int = 1  # tiles per forward pass
+    recursive: bool = False  # descend into subfolders of folder inputs
+    overwrite: bool = False  # redo outputs that already exist
+    offline: bool = False  # never download weights
+    fmt: str | None = None  # jpeg | png | webp | tiff; None = the input's format
+    quality: int = 95  # JPEG/WebP quality
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb limit per input
+    manifest: Path | None = None  # JSONL manifest path; None = in the output folder
+    strength: float = 1.0  # stylize/denoise blend of result over input
+    scale: int | None = None  # upscale: required model scale (2 or 4)
+    outscale: float | None = None  # upscale: final size factor
+    denoise: float | None = None  # upscale with general-x4v3: Real-ESRGAN denoise strength
+    suffix: str | None = None  # output name suffix; None = the task's default
+
+
+def _model_spec(task: str, opts: RunOptions) -> str:
+    if opts.weights:
+        return opts.weights
+    lock = load_lock()
+    if task == "style":
+        name = opts.model or "oil"
+        key = name if name.startswith("style-") else f"style-{name}"
+        if key not in lock:
+            styles = sorted(k.removeprefix("style-") for k, e in lock.items() if e.task == "style")
+            have = ", ".join(styles) if styles else "none ship in this version"
+            raise UsageError(f"no model for style {name!r} (available: {have}); pass --weights FILE with a CycleGAN/compact generator")
+        return key
+    if task == "upscale":
+        if opts.model:
+            return opts.model
+        scale = opts.scale or 4
+        if scale not in DEFAULT_UPSCALER:
+            raise UsageError(f"--scale must be 2 or 4, not {scale}")
+        return DEFAULT_UPSCALER[scale]
+    return opts.model or DEFAULT_DENOISER
+
+
+def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
+    """Real-ESRGAN's deep network interpolation: a ← weight_a·a + (1 − weight_a)·b, in place."""
+    sb = b.module.state_dict()
+    with torch.no_grad():
+        for k, v in a.module.state_dict().items():
+            v.mul_(weight_a).add_(sb[k], alpha=1.0 - weight_a)
+
+
+def _suffix(task: str, opts: RunOptions, loaded: LoadedModel, factor: float) -> str:
+    if opts.suffix:
+        return opts.suffix
+    if task == "style":
+        return loaded.name.removeprefix("style-") if loaded.name in load_lock() else loaded.path.stem
+    if task == "upscale":
+        return f"x{factor:g}"
+    return "denoised"
+
+
+def process(
+    task: str,
+    opts: RunOptions,
+    *,
+    on_model: Callable[[LoadedModel, object], None] | None = None,
+    on_start: Callable[[Job, int, int], None] | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
+    on_done: Callable[[JobResult], None] | None = None,
+) -> BatchReport:
+    """Run one task over every input; per-file failures are in the report, not raised."""
+    if task not in ("style", "upscale", "denoise"):
+        raise UsageError(f"unknown task {task!r}; choose style, upscale or denoise")
+    if not 0.0 <= opts.strength <= 1.0:
+        raise UsageError(f"--strength must be between 0 and 1, not {opts.strength}")
+    if opts.denoise is not None and not 0.0 <= opts.denoise <= 1.0:
+        raise UsageError(f"--denoise must be between 0 and 1, not {opts.denoise}")
+    if opts.outscale is not None and not 0 < opts.outscale <= 16:
+        raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
+
+    # Plan and check outputs before the (possibly slow) model load.
+    probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive)
+    for folder in sorted({j.output.parent for j in probe_jobs}):
+        check_writable(folder)
+
+    spec = _model_spec(task, opts)
+    loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline)
+    if task == "upscale":
+        if opts.scale is not None and loaded.module.scale != opts.scale:
+            raise UsageError(f"--scale {opts.scale} but model {loaded.name or spec} upscales x{loaded.module.scale}")
+        if opts.denoise is not None:
+            twin = WDN_PAIR.get(loaded.name)
+            if twin is None:
+                raise UsageError(f"--denoise works with {', '.join(WDN_PAIR)} only, not {loaded.name or spec}")
+            _interpolate(loaded, load_model(twin, task=task, offline=opts.offline), opts.denoise)
+    placement = choose_placement(opts.device, opts.precision, model=loaded.module)
+    model = prepare(loaded.module, placement)
+    if on_model:
+        on_model(loaded, placement)
+
+    factor = opts.outscale if opts.outscale is not None else float(model.scale)
+    jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor),
+                     fmt=opts.fmt, recursive=opts.recursive)
+    manifest = opts.manifest
+    if manifest is None:
+        root = opts.out if opts.out is not None and opts.out.suffix == "" else jobs[0].output.parent
+        manifest = root / f"scenestyle-{task}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=opts.batch_size,
+                     strength=opts.strength if task != "upscale" else 1.0,
+                     outscale=opts.outscale, progress=on_tiles)
+    parameters = {
+        "device": str(placement.device), "precision": str(placement.dtype).removeprefix("torch."),
+        "tile": opts.tile, "batch_size": opts.batch_size, "strength": opts.strength,
+        "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
+        "format": opts.fmt, "quality": opts.quality,
+    }
+    model_info = {"name": loaded.name if loaded.name in load_lock() else None, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
+    results = run_jobs(
+        jobs,
+        load=lambda p: read_picture(p, max_pixels=opts.max_pixels),
+        compute=proc,
+        save=lambda pic, path: write_picture(path, pic, format=opts.fmt, quality=opts.quality),
+        overwrite=opts.overwrite,
+        manifest=manifest,
+        context={"command": task, "model": model_info, "parameters": parameters},
+        on_start=(lambda job, i: on_start(job, i, len(jobs))) if on_start else None,
+        on_done=on_done,
+    )
+    return BatchReport(command=task, model=model_info, parameters=parameters, results=results,
+                       manifest=str(manifest))

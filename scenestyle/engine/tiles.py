@@ -1,0 +1,425 @@
+"""Tiled inference: seam-free, memory-bounded, with whole-image instance-norm statistics.
+
+Geometry. The input is (virtually) reflect-padded to the model's ``size_multiple``. Along
+each axis the padded length is covered by windows of one fixed size ``tile + 2*halo``
+(clamped inside the image, so every window has the same shape and tiles can be batched).
+Every pixel lies in some window at least ``halo`` pixels from that window's interior
+edges. Window outputs are blended with separable feathering weights: zero for the outer
+``halo/2`` of an interior edge (the part whose receptive field is cut off), then a
+linear ramp over ``halo`` pixels, one elsewhere; the sum of weights is normalised at the
+end. Because the weights are separable and the windows form a grid, the weight sum is
+the outer product of two 1-D sums, so no full-size weight map is ever allocated.
+
+Instance norm. A CycleGAN generator normalises each feature map by its own mean and
+variance; run per tile, every tile gets different statistics and the tiles come out in
+different colours. When an image needs more than one window we first run the whole
+image once (downscaled to at most ``stats_max_pixels``, an approximation: a smaller image
+has slightly less high-frequency energy, so variances are a little lower), record every
+``nn.InstanceNorm2d`` input's per-channel mean and variance, and run the tiles with those
+statistics frozen (see :func:`frozen_instance_norm`).
+
+Memory. The output accumulator is float32 on the CPU, ``C' x H*s x W*s``; pass ``out=``
+(for example an ``np.memmap``) to accumulate into a file-backed array instead. A 20 MP
+photo through a 4x upscaler is 320 MP x 3 x 4 B = 3.8 GB of output, which wants ``out=``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from scenestyle.engine.device import Placement
+from scenestyle.errors import ScenestyleError, UsageError
+
+__all__ = [
+    "run_model",
+    "instance_norm_stats",
+    "frozen_instance_norm",
+    "window_starts",
+    "available_memory",
+    "bytes_per_input_pixel",
+]
+
+STATS_MAX_PIXELS = 1_500_000
+_BUDGET_FRACTION = 0.5  # of free memory, for activations of one batch of windows
+_CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
+_CUDA_SAFETY = 1.5
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def window_starts(length: int, window: int, core: int, halo: int) -> list[int]:
+    """Starts of equal windows of size ``window`` covering ``[0, length)`` with cores of ``core`` pixels.
+
+    Each core ``[c, c + core)`` lies inside its window at least ``halo`` pixels from any
+    edge that is not an image border. ``window >= length`` gives a single window at 0.
+    """
+    if window >= length:
+        return [0]
+    starts: list[int] = []
+    for c in range(0, length, core):
+        s = min(max(c - halo, 0), length - window)
+        if not starts or starts[-1] != s:
+            starts.append(s)
+    return starts
+
+
+def _axis_weights(start: int, size: int, length: int, scale: int, halo: int) -> Tensor:
+    """Feathering weights (output pixels) of one window along one axis."""
+    n = size * scale
+    w = torch.ones(n, dtype=torch.float32)
+    ramp = halo * scale
+    if ramp == 0:
+        return w
+    d = torch.arange(n, dtype=torch.float32)
+    # zero over the outer halo/2, then linear over halo: two neighbours cross-fade to a sum of 1
+    feather = lambda dist: ((dist + 0.5 - ramp / 2) / ramp).clamp(0, 1)  # noqa: E731
+    if start > 0:
+        w *= feather(d)
+    if start + size < length:
+        w *= feather(n - 1 - d)
+    return w
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+# ---------------------------------------------------------------- instance norm
+
+
+def _instance_norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
+    # With running stats in eval mode a norm already uses fixed statistics: nothing to freeze.
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training)
+    ]
+
+
+def instance_norm_stats(model: nn.Module, x: Tensor) -> dict[nn.Module, tuple[Tensor, Tensor]]:
+    """Run ``model`` on ``x`` (already on its device/dtype) and record each InstanceNorm2d input's
+    per-channel mean and biased variance, as float32 ``1xCx1x1`` tensors."""
+    stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+
+    def hook(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+        inp = args[0].float()
+        var, mean = torch.var_mean(inp, dim=(-2, -1), keepdim=True, correction=0)
+        stats[mod] = (mean[:1], var[:1])
+
+    handles = [m.register_forward_pre_hook(hook) for m in _instance_norms(model)]
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats
+
+
+@contextmanager
+def frozen_instance_norm(stats: dict[nn.Module, tuple[Tensor, Tensor]]) -> Iterator[None]:
+    """Within the block, each InstanceNorm2d in ``stats`` normalises with the recorded statistics
+    instead of its input's own; the original forwards are restored on exit, even on error."""
+    saved: list[tuple[nn.Module, object]] = []
+
+    def make_forward(mod: nn.InstanceNorm2d, mean: Tensor, var: Tensor) -> Callable[[Tensor], Tensor]:
+        scale = torch.rsqrt(var + mod.eps)
+        if mod.affine:
+            scale = scale * mod.weight.detach().float().view(1, -1, 1, 1)
+        shift = -mean * scale
+        if mod.affine:
+            shift = shift + mod.bias.detach().float().view(1, -1, 1, 1)
+
+        def forward(inp: Tensor) -> Tensor:
+            # float32 arithmetic even for bf16/fp16 inputs, as torch's own instance norm does
+            return torch.addcmul(shift, inp.float(), scale).to(inp.dtype)
+
+        return forward
+
+    try:
+        for mod, (mean, var) in stats.items():
+            saved.append((mod, mod.__dict__.get("forward")))
+            mod.forward = make_forward(mod, mean, var)  # instance attribute shadows the class method
+    except BaseException:
+        _restore(saved)
+        raise
+    try:
+        yield
+    finally:
+        _restore(saved)
+
+
+def _restore(saved: list[tuple[nn.Module, object]]) -> None:
+    for mod, previous in saved:
+        if previous is None:
+            mod.__dict__.pop("forward", None)
+        else:
+            mod.forward = previous
+
+
+def _stats_input(x: Tensor, multiple: int, max_pixels: int) -> Tensor:
+    """The whole image, padded to ``multiple`` or, if larger than ``max_pixels``, downscaled."""
+    _, _, h, w = x.shape
+    if h * w <= max_pixels:
+        return _pad_to(x, _round_up(h, multiple), _round_up(w, multiple))
+    f = math.sqrt(max_pixels / (h * w))
+    hs = max(multiple, int(h * f) // multiple * multiple)
+    ws = max(multiple, int(w * f) // multiple * multiple)
+    return F.interpolate(x, size=(hs, ws), mode="bilinear", antialias=True, align_corners=False)
+
+
+# ---------------------------------------------------------------- memory
+
+
+def available_memory(device: torch.device) -> int:
+    """Free bytes: CUDA ``mem_get_info``; CPU MemAvailable, capped by a cgroup limit if any."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    free = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    free = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    if free is None:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # containers: the cgroup v2 limit is what the kernel kills us at
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as fh:
+            used = int(fh.read().strip())
+        if limit != "max":
+            free = min(free, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(int(free), 0)
+
+
+_BPP: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
+
+
+def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
+    """Activation bytes one input pixel costs, from a probe forward on a small input (cached).
+
+    CUDA: measured peak allocation. CPU (no allocator statistics): the largest leaf-module
+    output times a factor of 4, covering the layer input, skip connections and workspace.
+    """
+    per_model = _BPP.setdefault(model, {})
+    key = (str(placement.device), placement.dtype)
+    if key in per_model:
+        return per_model[key]
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    side = _round_up(32, multiple)
+    x = _to_placement(torch.rand(1, int(getattr(model, "in_channels", 3)), side, side), placement)
+    with torch.inference_mode():
+        if placement.device.type == "cuda":
+            torch.cuda.synchronize(placement.device)
+            base = torch.cuda.memory_allocated(placement.device)
+            torch.cuda.reset_peak_memory_stats(placement.device)
+            model(x)
+            peak = torch.cuda.max_memory_allocated(placement.device) - base
+            bpp = _CUDA_SAFETY * peak / (side * side)
+        else:
+            largest = [0]
+
+            def hook(_m: nn.Module, _a: object, out: object) -> None:
+                if isinstance(out, Tensor):
+                    largest[0] = max(largest[0], out.numel() * out.element_size())
+
+            leaves = [m for m in model.modules() if not list(m.children())]
+            handles = [m.register_forward_hook(hook) for m in leaves]
+            try:
+                model(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            bpp = _CPU_ACTIVATION_FACTOR * largest[0] / (side * side)
+    per_model[key] = float(bpp)
+    return per_model[key]
+
+
+def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: int, multiple: int, batch_size: int, out_bytes: int) -> int:
+    """0 (whole image) if it fits the memory budget, else the largest core tile that does."""
+    free = available_memory(placement.device)
+    if placement.device.type == "cpu":
+        free -= out_bytes  # the CPU output buffer competes for the same memory
+    budget = _BUDGET_FRACTION * max(free, 0)
+    bpp = bytes_per_input_pixel(model, placement)
+    if hp * wp * bpp <= budget:
+        return 0
+    side = int(math.sqrt(budget / (bpp * batch_size)))
+    return max(multiple, (side - 2 * halo) // multiple * multiple)
+
+
+# ---------------------------------------------------------------- running
+
+
+def _to_placement(x: Tensor, placement: Placement) -> Tensor:
+    x = x.to(device=placement.device, dtype=placement.dtype)
+    return x.contiguous(memory_format=torch.channels_last) if placement.channels_last else x
+
+
+def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
+    ph, pw = h - x.shape[-2], w - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    # reflect needs the pad smaller than the side; only images thinner than size_multiple miss that
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)  # CPU allocator
+
+
+def run_model(
+    model: nn.Module,
+    x: Tensor,
+    placement: Placement,
+    *,
+    tile: int | None = None,
+    batch_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    stats_max_pixels: int = STATS_MAX_PIXELS,
+    out: np.ndarray | None = None,
+) -> Tensor:
+    """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image, tile by tile; float32 ``1xC'x(H*s)x(W*s)`` CPU result.
+
+    ``tile``: None picks from free memory (whole image when it fits), 0 runs the whole image,
+    N runs N x N input cores (a multiple of the model's ``size_multiple``), each seen with
+    ``model.halo`` pixels of context per side. On out-of-memory the tile is halved and the
+    run restarts. ``out``: optional float32 array ``C' x H*s x W*s`` (e.g. ``np.memmap``) to
+    accumulate into; the returned tensor then shares its memory.
+    """
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
+        got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
+    in_ch = getattr(model, "in_channels", None)
+    if in_ch is not None and x.shape[1] != in_ch:
+        raise UsageError(f"the model takes {in_ch}-channel images but the input has {x.shape[1]} channels")
+    if batch_size < 1:
+        raise UsageError(f"batch size must be at least 1 (got {batch_size})")
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    scale = int(getattr(model, "scale", 1) or 1)
+    halo = _round_up(int(getattr(model, "halo", 0) or 0), multiple)
+    out_ch = int(getattr(model, "out_channels", x.shape[1]))
+    _, _, h, w = x.shape
+    hp, wp = _round_up(h, multiple), _round_up(w, multiple)
+    out_shape = (out_ch, h * scale, w * scale)
+    if out is not None and (tuple(out.shape) != out_shape or out.dtype != np.float32):
+        raise ValueError(f"out must be a float32 array of shape {out_shape}; got {out.dtype} {tuple(out.shape)}")
+
+    if tile is None:
+        tile = _auto_tile(model, placement, hp, wp, halo, multiple, batch_size, 0 if out is not None else 4 * math.prod(out_shape))
+    elif tile < 0 or tile % multiple:
+        hint = f"; try {max(multiple, tile // multiple * multiple)}" if tile > 0 else ""
+        raise UsageError(f"tile must be 0 (whole image) or a positive multiple of {multiple} for this model (got {tile}){hint}")
+
+    acc = torch.from_numpy(out) if out is not None else torch.empty(out_shape, dtype=torch.float32)
+    stats: dict[nn.Module, tuple[Tensor, Tensor]] | None = None
+    while True:
+        try:
+            with torch.inference_mode():
+                if stats is None and _instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
+                    stats = _whole_image_stats(model, x, placement, multiple, stats_max_pixels)
+                _run_tiles(model, x, placement, acc, tile, halo, multiple, scale, batch_size, progress, stats or {})
+            return acc.unsqueeze(0)
+        except Exception as err:  # noqa: BLE001 - only OOM is retried, the rest re-raised
+            if not _is_oom(err):
+                raise
+            if placement.device.type == "cuda":
+                torch.cuda.empty_cache()
+            smaller = (tile if tile else max(hp, wp)) // 2 // multiple * multiple
+            if smaller < max(multiple, 16):
+                raise ScenestyleError(
+                    f"out of memory on {placement.device} even with {tile or max(hp, wp)} px tiles; "
+                    "use --device cpu, a smaller --batch-size, or a smaller image"
+                ) from err
+            tile = smaller
+
+
+def _needs_tiles(tile: int, hp: int, wp: int, halo: int) -> bool:
+    return tile != 0 and tile + 2 * halo < max(hp, wp)
+
+
+def _whole_image_stats(model: nn.Module, x: Tensor, placement: Placement, multiple: int, max_pixels: int) -> dict:
+    """Instance-norm statistics of the whole image; shrinks the stats image on OOM."""
+    while True:
+        try:
+            return instance_norm_stats(model, _to_placement(_stats_input(x, multiple, max_pixels), placement))
+        except Exception as err:  # noqa: BLE001
+            if not _is_oom(err) or max_pixels <= 64 * 64:
+                raise
+            if placement.device.type == "cuda":
+                torch.cuda.empty_cache()
+            max_pixels //= 4
+
+
+def _run_tiles(
+    model: nn.Module,
+    x: Tensor,
+    placement: Placement,
+    acc: Tensor,
+    tile: int,
+    halo: int,
+    multiple: int,
+    scale: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    stats: dict[nn.Module, tuple[Tensor, Tensor]],
+) -> None:
+    _, _, h, w = x.shape
+    hp, wp = _round_up(h, multiple), _round_up(w, multiple)
+    core = tile if tile else max(hp, wp)
+    win_h, win_w = min(core + 2 * halo, hp), min(core + 2 * halo, wp)
+    ys = window_starts(hp, win_h, core, halo)
+    xs = window_starts(wp, win_w, core, halo)
+    wy = [_axis_weights(s, win_h, hp, scale, halo) for s in ys]
+    wx = [_axis_weights(s, win_w, wp, scale, halo) for s in xs]
+    sum_y = torch.zeros(hp * scale)
+    sum_x = torch.zeros(wp * scale)
+    for s, wt in zip(ys, wy):
+        sum_y[s * scale : (s + win_h) * scale] += wt
+    for s, wt in zip(xs, wx):
+        sum_x[s * scale : (s + win_w) * scale] += wt
+
+    acc.zero_()
+    windows = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    total = len(windows)
+    if progress:
+        progress(0, total)
+    with frozen_instance_norm(stats):
+        for b0 in range(0, total, batch_size):
+            batch = windows[b0 : b0 + batch_size]
+            crops = [_pad_to(x[:, :, ys[i] : min(ys[i] + win_h, h), xs[j] : min(xs[j] + win_w, w)], win_h, win_w) for i, j in batch]
+            y = model(_to_placement(torch.cat(crops), placement))
+            if tuple(y.shape[-2:]) != (win_h * scale, win_w * scale) or y.shape[1] != acc.shape[0]:
+                raise ValueError(
+                    f"model output {tuple(y.shape[1:])} for a {win_h}x{win_w} input does not match its "
+                    f"declared out_channels={acc.shape[0]}, scale={scale}"
+                )
+            y = y.float().cpu()
+            for k, (i, j) in enumerate(batch):
+                oy, ox = ys[i] * scale, xs[j] * scale
+                ny, nx = min(win_h * scale, acc.shape[1] - oy), min(win_w * scale, acc.shape[2] - ox)
+                weight = wy[i][:ny, None] * wx[j][None, :nx]
+                acc[:, oy : oy + ny, ox : ox + nx].addcmul_(y[k, :, :ny, :nx], weight)
+            if progress:
+                progress(b0 + len(batch), total)
+    # separable weights: the weight sum is an outer product, so divide by rows, then columns
+    acc.div_(sum_y[: acc.shape[1], None]).div_(sum_x[None, : acc.shape[2]])

@@ -1,0 +1,162 @@
+"""Build a ready-to-run model from a weights spec: resolve, verify, read, build, load strictly."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import UsageError, WeightsError
+from .weights import ProgressCallback, WeightsEntry, read_state_dict, resolve
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode with frozen parameters, and where its weights came from."""
+
+    module: nn.Module
+    name: str
+    arch: str
+    kwargs: Mapping[str, Any]
+    sha256: str
+    path: Path
+    task: str
+
+
+def _registry():
+    # Imported late: scenestyle.nn registers the architectures as a side effect of its import.
+    from . import nn as snn
+    from .nn import _registry
+
+    return snn, _registry
+
+
+def _detect(sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, dict[str, Any]]:
+    snn, _ = _registry()
+    detect = getattr(snn, "detect_arch", None)
+    if detect is None:
+        raise WeightsError(f"cannot tell which architecture {path.name} is for; pass --arch")
+    try:
+        found = detect(sd)
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"cannot tell which architecture {path.name} is for ({exc}); pass --arch") from None
+    if found is None:
+        raise WeightsError(f"{path.name} does not look like any known architecture; pass --arch")
+    if isinstance(found, tuple):
+        name, kwargs = found
+    else:
+        name = getattr(found, "arch", None) or getattr(found, "name")
+        kwargs = getattr(found, "kwargs", {})
+    return str(name), dict(kwargs)
+
+
+def _accepted(builder: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    # With --arch forcing another architecture, detected kwargs of the real one (num_conv, ...)
+    # would only raise TypeError; keep the ones the forced builder takes, so the mismatch is
+    # reported as missing/unexpected keys instead.
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return kwargs
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def _drop_instance_norm_stats(sd: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
+    # Official CycleGAN checkpoints saved with torch 0.4 carry running stats for InstanceNorm layers
+    # that do not track them; the reference loader (pix2pix `__patch_instance_norm_state_dict`)
+    # drops exactly these keys, so do the same and nothing more.
+    norms = {name for name, m in module.named_modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats}
+    if not norms:
+        return sd
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    return {k: v for k, v in sd.items() if not (k.rpartition(".")[0] in norms and k.rpartition(".")[2] in stats)}
+
+
+def _examples(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def _fit(module: nn.Module, sd: dict[str, torch.Tensor], path: Path, arch: str, archs: list[str]) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {_examples(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {_examples(unexpected)})")
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} of other shape (e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})")
+        raise WeightsError(
+            f"weights {path.name} do not fit {arch}: {', '.join(parts)}; if the architecture is wrong pass --arch, one of: {', '.join(archs)}"
+        )
+    try:
+        module.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise WeightsError(f"weights {path.name} do not fit {arch}: {first}") from None
+
+
+def load_model(
+    spec: str,
+    *,
+    arch: str | None = None,
+    task: str | None = None,
+    offline: bool = False,
+    progress: ProgressCallback | None = None,
+    lock: Mapping[str, WeightsEntry] | str | os.PathLike | None = None,
+) -> LoadedModel:
+    """Resolve ``spec`` (lock name, path or hf:// URI), build its architecture and load the weights strictly."""
+    rw = resolve(spec, offline=offline, task=task, progress=progress, lock=lock)
+    entry = rw.entry
+    sd = read_state_dict(rw.path, entry.state_dict_key if entry else None)
+
+    _, registry = _registry()
+    archs = registry.list_archs()
+    if entry is not None and (arch is None or arch == entry.arch):
+        arch_name, kwargs = entry.arch, dict(entry.kwargs)
+    elif arch is None:
+        arch_name, kwargs = _detect(sd, rw.path)
+    else:
+        arch_name = arch
+        try:
+            kwargs = _detect(sd, rw.path)[1]
+        except WeightsError:  # an unrecognisable file may still fit the forced arch's defaults
+            kwargs = dict(entry.kwargs) if entry else {}
+    if arch_name not in registry.ARCHS:
+        raise UsageError(f"unknown architecture {arch_name!r}; choose one of: {', '.join(archs)}")
+    builder = registry.ARCHS[arch_name]
+    kwargs = _accepted(builder, kwargs)
+    try:
+        module = registry.build(arch_name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"cannot build {arch_name} with {kwargs} for {rw.path.name}: {exc}") from None
+
+    sd = _drop_instance_norm_stats(sd, module)
+    _fit(module, sd, rw.path, arch_name, archs)
+    module.eval().requires_grad_(False)
+
+    model_task = getattr(module, "task", None) or (entry.task if entry else None) or task
+    if task is not None and model_task is not None and model_task != task:
+        raise WeightsError(f"weights {rw.name} are for the {model_task} task ({arch_name}), but this command needs {task}")
+    return LoadedModel(
+        module=module,
+        name=entry.name if entry else spec,
+        arch=arch_name,
+        kwargs=MappingProxyType(dict(kwargs)),
+        sha256=rw.sha256,
+        path=rw.path,
+        task=model_task or "unknown",
+    )

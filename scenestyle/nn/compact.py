@@ -1,0 +1,100 @@
+"""``CompactGenerator``: our own mobile-style stylization generator (not an upstream layout).
+
+Same skeleton as the CycleGAN ``ResnetGenerator`` (7x7 stem, two stride-2 downs, residual
+blocks at ``4*ngf`` channels, two x2 ups, 7x7 head, tanh), made cheap:
+
+* residual blocks are depthwise-separable: (reflect pad, depthwise 3x3, pointwise 1x1, norm,
+  ReLU) twice, plus the identity;
+* ups are resize-convs: nearest x2, reflect pad, depthwise 3x3, pointwise 1x1, norm, ReLU (no
+  transposed conv, so no checkerboard);
+* reflection padding everywhere, tanh output in [-1, 1].
+
+The default (``ngf=32``, ``n_blocks=9``) costs about 2.9 GMAC at 256x256, under 1/19 of the
+CycleGAN ResNet-9 generator (56.8 GMAC counted the same way; see ``macs.count_macs``). Only
+plain, 1x1 and depthwise 3x3 convs, which oneDNN runs well on CPU (channels_last helps).
+
+``norm``: ``instance`` (affine-free, as CycleGAN; tiles then need whole-image statistics),
+``batch`` (local at inference, so tiling is exact; foldable into the convs) or ``none``.
+Convs followed by a norm carry a bias only when ``norm == "none"``; depthwise convs never do.
+
+Keys: ``stem.1``, ``down.1``, ``down.5``, ``blocks.N.conv_block.{1,2,6,7}``, ``up.{2,3,8,9}``,
+``head.1`` (+ BatchNorm entries at the norm indices for ``norm="batch"``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._blocks import check_choice, norm_layer, round_up
+from ._registry import register
+
+
+def _separable(in_nc: int, out_nc: int, norm: str, use_bias: bool) -> list[nn.Module]:
+    """reflect pad 1, depthwise 3x3 (no bias), pointwise 1x1, norm."""
+    return [nn.ReflectionPad2d(1),
+            nn.Conv2d(in_nc, in_nc, kernel_size=3, groups=in_nc, bias=False),
+            nn.Conv2d(in_nc, out_nc, kernel_size=1, bias=use_bias),
+            norm_layer(norm, out_nc)]
+
+
+class SeparableResnetBlock(nn.Module):
+    """``x + [sep3x3, norm, ReLU, sep3x3, norm](x)`` with depthwise-separable 3x3 convs."""
+
+    def __init__(self, dim: int, norm: str, use_bias: bool):
+        super().__init__()
+        self.conv_block = nn.Sequential(*_separable(dim, dim, norm, use_bias), nn.ReLU(True),
+                                        *_separable(dim, dim, norm, use_bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+@register("CompactGenerator")
+class CompactGenerator(nn.Module):
+    """Cheap image-to-image generator for stylization; input and output in [-1, 1].
+
+    H and W must be multiples of 4 for the output to match the input size.
+    """
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
+                 norm: str = "instance"):
+        super().__init__()
+        check_choice("norm", norm, ("batch", "instance", "none"))
+        if n_blocks < 0:
+            raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        use_bias = norm == "none"
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3),
+                                  nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias),
+                                  norm_layer(norm, ngf), nn.ReLU(True))
+        self.down = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(ngf, 2 * ngf, kernel_size=3, stride=2, bias=use_bias),
+            norm_layer(norm, 2 * ngf), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(2 * ngf, 4 * ngf, kernel_size=3, stride=2, bias=use_bias),
+            norm_layer(norm, 4 * ngf), nn.ReLU(True))
+        self.blocks = nn.Sequential(*[SeparableResnetBlock(4 * ngf, norm, use_bias) for _ in range(n_blocks)])
+        self.up = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"), *_separable(4 * ngf, 2 * ngf, norm, use_bias), nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode="nearest"), *_separable(2 * ngf, ngf, norm, use_bias), nn.ReLU(True))
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh())
+
+        self.in_channels = input_nc
+        self.out_channels = output_nc
+        self.scale = 1
+        self.value_range = (-1.0, 1.0)
+        self.size_multiple = 4
+        # Receptive-field radius in input pixels: stem 3, downs 1+2, 8 per block (two 3x3 at
+        # stride 4), resize-conv ups about 6, head 3; checked against the measured dependency
+        # radius in tests/test_nn.py. 9 blocks -> 88.
+        self.halo = round_up(15 + 8 * n_blocks, 4)
+        self.task = "style"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up(self.blocks(self.down(self.stem(x)))))
+
+
+@register("compact_generator")
+def compact_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
+                      norm: str = "instance") -> CompactGenerator:
+    """Default compact variant: ``ngf=32``, 9 separable blocks, instance norm (~2.9 GMAC at 256x256)."""
+    return CompactGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm)

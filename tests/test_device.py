@@ -1,0 +1,161 @@
+"""Device and precision choice: valid choices, refusals that teach, CPU bf16 policy, prepare."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from scenestyle.engine import device as dev
+from scenestyle.engine.device import Placement, agreement_db, check_image, choose_placement, cpu_flags, prepare
+from scenestyle.errors import UsageError
+
+
+class Tiny(nn.Module):
+    def __init__(self, gain: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
+        self.gain = gain
+        self.in_channels = self.out_channels = 3
+        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (0.0, 1.0), 4, 2, "denoise"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a huge gain makes bf16 rounding visible over the [0, 1] range: agreement fails
+        return x + self.gain * self.body(x)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_threads(monkeypatch):
+    monkeypatch.delenv("SCENESTYLE_THREADS", raising=False)
+
+
+def with_flags(monkeypatch, *flags: str) -> None:
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset(flags))
+
+
+def test_cpu_flags_is_a_frozenset_of_names():
+    flags = cpu_flags()
+    assert isinstance(flags, frozenset)
+    assert all(isinstance(f, str) and f == f.strip() and f for f in flags)
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", "CPU", "", "cuda:"])
+def test_invalid_device_lists_choices(bad):
+    with pytest.raises(UsageError, match="auto, cpu, cuda, cuda:N"):
+        choose_placement(bad)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("asked", ["cuda", "cuda:1"])
+def test_cuda_unavailable_suggests_cpu(asked):
+    with pytest.raises(UsageError, match="CUDA is not available.*--device cpu"):
+        choose_placement(asked)
+
+
+def test_invalid_precision_lists_choices():
+    with pytest.raises(UsageError, match="auto, fp32, bf16, fp16"):
+        choose_placement("cpu", "half")
+
+
+def test_fp16_on_cpu_is_refused():
+    with pytest.raises(UsageError, match="fp16 is not supported on CPU.*use bf16 or fp32"):
+        choose_placement("cpu", "fp16")
+
+
+def test_explicit_precisions_on_cpu(monkeypatch):
+    with_flags(monkeypatch)
+    p = choose_placement("cpu", "fp32")
+    assert (p.device, p.dtype, p.channels_last) == (torch.device("cpu"), torch.float32, True)
+    b = choose_placement("cpu", "bf16")
+    assert b.dtype == torch.bfloat16 and "emulated" in b.reason
+
+
+def test_auto_without_native_bf16_is_fp32(monkeypatch):
+    with_flags(monkeypatch, "avx512f", "avx512_vnni")
+    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: pytest.fail("must not probe"))
+    assert p.dtype == torch.float32 and p.channels_last
+    assert "lacks avx512_bf16 and amx_bf16" in p.reason
+
+
+def test_auto_with_avx512_bf16_and_agreeing_model_is_bf16(monkeypatch):
+    with_flags(monkeypatch, "avx512f", "avx512_bf16")
+    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: 2.0)
+    assert p.dtype == torch.bfloat16
+    assert "avx512_bf16 (no AMX)" in p.reason and "2.0x fp32" in p.reason and ">= 40" in p.reason
+
+
+def test_auto_bf16_refused_when_model_disagrees(monkeypatch):
+    with_flags(monkeypatch, "amx_bf16", "avx512_bf16")
+    model = Tiny(gain=3000.0)
+    p = choose_placement("cpu", "auto", model=model, probe=lambda d: 2.0)
+    assert p.dtype == torch.float32
+    assert "< 40" in p.reason and "amx_bf16" in p.reason
+    assert agreement_db(model, torch.bfloat16) < 40
+
+
+def test_auto_bf16_refused_when_not_faster(monkeypatch):
+    with_flags(monkeypatch, "avx512_bf16")
+    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: 0.4)
+    assert p.dtype == torch.float32 and "0.4x" in p.reason
+
+
+def test_agreement_is_cached_and_leaves_model_untouched(monkeypatch):
+    model = Tiny()
+    first = agreement_db(model, torch.bfloat16)
+    assert first >= 40
+    assert next(model.parameters()).dtype == torch.float32
+    monkeypatch.setattr(dev, "_forward", lambda *a, **k: pytest.fail("must use the cache"))
+    assert agreement_db(model, torch.bfloat16) == first
+
+
+def test_check_image_respects_range_and_multiple():
+    class Odd(Tiny):
+        pass
+
+    m = Odd()
+    m.size_multiple, m.value_range, m.in_channels = 24, (-1.0, 1.0), 1
+    img = check_image(m)
+    assert img.shape == (1, 1, 72, 72)
+    assert img.min() >= -1 and img.max() <= 1 and img.std() > 0.1
+    assert torch.equal(img, check_image(m))  # seeded
+
+
+def test_threads_from_env(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setenv("SCENESTYLE_THREADS", "1")
+    try:
+        p = choose_placement("cpu", "fp32")
+        assert p.threads == 1 and torch.get_num_threads() == 1 and "SCENESTYLE_THREADS" in p.reason
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setenv("SCENESTYLE_THREADS", "many")
+    with pytest.raises(UsageError, match="SCENESTYLE_THREADS"):
+        choose_placement("cpu", "fp32")
+
+
+def test_no_env_leaves_threads_alone():
+    assert choose_placement("cpu", "fp32").threads is None
+
+
+def test_prepare_casts_and_sets_eval():
+    model = Tiny().train()
+    p = Placement(torch.device("cpu"), torch.bfloat16, True, None, "test")
+    out = prepare(model, p)
+    w = out.body[0].weight
+    assert out.training is False and w.dtype == torch.bfloat16
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+
+def test_placement_is_frozen_and_serialisable():
+    p = choose_placement("cpu", "fp32")
+    with pytest.raises(AttributeError):
+        p.dtype = torch.float16  # type: ignore[misc]
+    assert p.as_dict()["precision"] == "fp32" and p.as_dict()["device"] == "cpu"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_auto_picks_fp16_for_an_agreeing_model():
+    p = choose_placement("cuda", "auto", model=Tiny())
+    assert p.device.type == "cuda" and p.dtype == torch.float16 and "dB" in p.reason
