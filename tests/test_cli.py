@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
-from scenestyle.nn import build
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
 
 runner = CliRunner()
 
@@ -38,20 +37,9 @@ def _photo(path: Path, size=(48, 40), mode="RGB", seed=0) -> Path:
     return path
 
 
-def _save(model: torch.nn.Module, path: Path) -> Path:
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("w")
-    torch.manual_seed(0)
-    return {
-        "sr": _save(build("SRVGGNetCompact", num_feat=8, num_conv=2, upscale=2), d / "srvgg_x2.safetensors"),
-        "style": _save(build("ResnetGenerator", ngf=8, n_blocks=1), d / "style.safetensors"),
-        "dn": _save(build("DnCNN", in_nc=1, out_nc=1, nc=8, nb=3), d / "dncnn.safetensors"),
-    }
+def weights(tiny_weights) -> dict[str, Path]:
+    return {"sr": tiny_weights["SRVGGNetCompact"], "style": tiny_weights["ResnetGenerator"], "dn": tiny_weights["DnCNN"]}
 
 
 @pytest.fixture(autouse=True)

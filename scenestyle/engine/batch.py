@@ -23,6 +23,8 @@ IMAGE_SUFFIXES = frozenset(
 )
 # Extension written for each --format choice.
 FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
+# Inputs in a format we do not write (GIF, BMP) default to lossless PNG.
+WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def plan_jobs(
 
     jobs = []
     for f, root in unique:
-        ext = FORMAT_SUFFIX[fmt] if fmt else f.suffix.lower()
+        ext = FORMAT_SUFFIX[fmt] if fmt else (f.suffix.lower() if f.suffix.lower() in WRITABLE_SUFFIXES else ".png")
         if single_file_out:
             target = out
         else:

@@ -261,7 +261,8 @@ def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: i
     if hp * wp * bpp <= budget:
         return 0
     side = int(math.sqrt(budget / (bpp * batch_size)))
-    return max(multiple, (side - 2 * halo) // multiple * multiple)
+    # below ~64 px the halo dominates and time explodes; the OOM retry still goes lower if needed
+    return max(_round_up(64, multiple), (side - 2 * halo) // multiple * multiple)
 
 
 # ---------------------------------------------------------------- running

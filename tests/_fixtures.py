@@ -1,0 +1,35 @@
+"""Shared fixtures for CLI tests: tiny seeded models saved as real weight files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from scenestyle.nn import build
+
+# One tiny inference model per task family, seeded so that files are identical between runs.
+TINY_MODELS = {
+    "SRVGGNetCompact": dict(num_feat=8, num_conv=2, upscale=2),
+    "ResnetGenerator": dict(ngf=8, n_blocks=1),
+    "DnCNN": dict(in_nc=1, out_nc=1, nc=8, nb=3),
+}
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> Path:
+    """Write a model's state dict as safetensors."""
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> dict[str, Path]:
+    """Arch name → a safetensors file of a tiny seeded model of that arch."""
+    d = tmp_path_factory.mktemp("tiny-weights")
+    out = {}
+    for arch, kwargs in TINY_MODELS.items():
+        torch.manual_seed(0)
+        out[arch] = save_weights(build(arch, **kwargs), d / f"{arch}.safetensors")
+    return out
