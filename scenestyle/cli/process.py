@@ -48,7 +48,7 @@ def _tile(value: str) -> int | None:
 def _format(value: str | None) -> str | None:
     if value is None:
         return None
-    v = value.lower().replace("jpg", "jpeg").replace("tif", "tiff").replace("tifff", "tiff")
+    v = {"jpg": "jpeg", "tif": "tiff"}.get(value.lower(), value.lower())
     if v not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {value!r}")
     return v

@@ -7,7 +7,6 @@ about models. Reading the next photo and writing the last one overlap with compu
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from scenestyle.errors import OutputError, ScenestyleError, UsageError
+from scenestyle.weights import file_sha256
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
@@ -162,15 +162,6 @@ def check_writable(folder: Path) -> None:
         raise OutputError(f"output folder {folder} is not writable")
 
 
-def sha256_file(path: Path) -> str:
-    """Full sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def run_jobs(
     jobs: list[Job],
     *,
@@ -201,7 +192,7 @@ def run_jobs(
 
     def read(job: Job):
         t = time.perf_counter()
-        return load(job.input), sha256_file(job.input), time.perf_counter() - t
+        return load(job.input), file_sha256(job.input), time.perf_counter() - t
 
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
         pending_write: tuple[Future, JobResult] | None = None
