@@ -162,3 +162,16 @@ def test_info_reports_choice_and_reason():
     report = json.loads(r.stdout)
     assert report["device"] == "cpu" and report["precision"] in ("float32", "bfloat16")
     assert report["reason"]
+
+
+def test_python_api_matches_cli(tmp_path, weights):
+    import scenestyle
+
+    src = _photo(tmp_path / "p.png")
+    report = scenestyle.upscale([src], out=tmp_path / "api", weights=str(weights["sr"]), tile=0)
+    assert report.exit_code == 0
+    r = invoke("upscale", src, "-o", tmp_path / "cli", "--weights", weights["sr"], "--tile", "0")
+    assert r.exit_code == 0
+    a = np.asarray(Image.open(tmp_path / "api" / "p_x2.png"))
+    b = np.asarray(Image.open(tmp_path / "cli" / "p_x2.png"))
+    assert a.shape == (80, 96, 3) and np.array_equal(a, b)
