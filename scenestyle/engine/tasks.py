@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from torch import nn
 
-from scenestyle.engine.convert import blend, resize, to_pixels, to_tensor
+from scenestyle.engine.convert import UnitRange, blend, resize, to_pixels, to_tensor
 from scenestyle.engine.device import Placement
 from scenestyle.engine.tiles import run_model
 from scenestyle.imaging import Picture
@@ -34,6 +34,9 @@ class Processor:
     outscale: float | None = None  # upscale: final size factor (default: the model's scale)
     progress: TileProgress | None = None
 
+    def __post_init__(self) -> None:
+        self.model = UnitRange(self.model)
+
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
         m = self.model
@@ -41,7 +44,7 @@ class Processor:
             return np.concatenate([self._run(pixels[..., c : c + 1]) for c in range(3)], axis=2)
         y = run_model(m, to_tensor(pixels, m), self.placement, tile=self.tile,
                       batch_size=self.batch_size, progress=self.progress)
-        return to_pixels(y, m, channels=pixels.shape[2])
+        return to_pixels(y, channels=pixels.shape[2])
 
     def __call__(self, pic: Picture) -> Picture:
         out = self._run(pic.pixels)

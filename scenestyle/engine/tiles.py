@@ -50,6 +50,9 @@ __all__ = [
 
 STATS_MAX_PIXELS = 1_500_000
 _BUDGET_FRACTION = 0.5  # of free memory, for activations of one batch of windows
+# CPU convolutions reach full speed well below this, and photographers' laptops have other work:
+# a cap keeps a 20 MP photo's peak RSS under 2 GB instead of growing with whatever is free.
+CPU_WORK_BUDGET = 256 << 20
 _CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
 _CUDA_SAFETY = 1.5
 
@@ -257,6 +260,8 @@ def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: i
     if placement.device.type == "cpu":
         free -= out_bytes  # the CPU output buffer competes for the same memory
     budget = _BUDGET_FRACTION * max(free, 0)
+    if placement.device.type == "cpu":
+        budget = min(budget, CPU_WORK_BUDGET)
     bpp = bytes_per_input_pixel(model, placement)
     if hp * wp * bpp <= budget:
         return 0

@@ -1,0 +1,361 @@
+"""Architectures: build, forward, key layouts, detect round trip, golden outputs, MACs, halos."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from scenestyle.metrics.psnr import psnr
+from scenestyle.nn import ARCHS, build, count_macs, detect_arch, list_archs
+from scenestyle.nn._blocks import round_up
+from scenestyle.nn.compact import CompactGenerator
+from scenestyle.nn.cyclegan import ResnetGenerator, UnetGenerator
+from scenestyle.nn.dncnn import DnCNN
+from scenestyle.nn.rrdbnet import RRDBNet
+from scenestyle.nn.srvgg import SRVGGNetCompact
+
+from conftest import TINY
+
+GENERATOR_ATTRS = ("in_channels", "out_channels", "scale", "value_range", "size_multiple", "halo", "task")
+
+
+def tiny(name: str) -> dict:
+    if name not in TINY:
+        pytest.fail(f"architecture {name!r} has no entry in tests/conftest.py TINY")
+    return dict(TINY[name])
+
+
+def is_generator(model: nn.Module) -> bool:
+    return hasattr(model, "task")
+
+
+def tiny_input(model: nn.Module, seed: int = 1, min_size: int = 32) -> torch.Tensor:
+    size = round_up(min_size, getattr(model, "size_multiple", 1))
+    channels = getattr(model, "in_channels", 3)
+    lo, hi = getattr(model, "value_range", (-1.0, 1.0))
+    g = torch.Generator().manual_seed(seed)
+    return lo + (hi - lo) * torch.rand(1, channels, size, size, generator=g)
+
+
+def test_every_registered_arch_has_tiny_kwargs():
+    missing = [name for name in list_archs() if name not in TINY]
+    assert not missing, f"add TINY kwargs for {missing} in tests/conftest.py"
+    assert set(list_archs()) == set(ARCHS)
+
+
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(KeyError, match="ResnetGenerator"):
+        build("NoSuchNet")
+
+
+@pytest.mark.parametrize("name", list_archs())
+def test_build_and_forward(name):
+    model = build(name, **tiny(name)).eval()
+    x = tiny_input(model)
+    with torch.no_grad():
+        y = model(x)
+    assert torch.isfinite(y).all()
+    if is_generator(model):
+        s = model.scale
+        assert y.shape == (1, model.out_channels, x.shape[2] * s, x.shape[3] * s)
+        if model.value_range == (-1.0, 1.0):  # tanh heads
+            assert y.abs().max() <= 1.0
+    else:
+        assert y.dim() == 4 and y.shape[:2] == (1, 1)
+
+
+@pytest.mark.parametrize("name", list_archs())
+def test_generator_attributes(name):
+    model = build(name, **tiny(name))
+    if not is_generator(model):
+        pytest.skip("discriminator")
+    for attr in GENERATOR_ATTRS:
+        assert hasattr(model, attr), attr
+    assert isinstance(model.in_channels, int) and isinstance(model.out_channels, int)
+    assert isinstance(model.scale, int) and model.scale >= 1
+    assert isinstance(model.size_multiple, int) and model.size_multiple >= 1
+    assert isinstance(model.halo, int) and model.halo >= 1
+    assert model.task in ("style", "upscale", "denoise")
+    lo, hi = model.value_range
+    assert isinstance(lo, float) and isinstance(hi, float)
+    assert (lo, hi) == ((-1.0, 1.0) if model.task == "style" else (0.0, 1.0))
+
+
+@pytest.mark.parametrize("name", list_archs())
+def test_detect_round_trip(name):
+    kwargs = tiny(name)
+    model = build(name, **kwargs).eval()
+    sd = model.state_dict()
+    if not is_generator(model):
+        with pytest.raises(ValueError, match="known architectures"):
+            detect_arch(sd)
+        return
+    found, found_kwargs = detect_arch(sd)
+    assert found == type(model).__name__
+    if found == name:  # class registered under its own name: every given kwarg comes back
+        assert {k: found_kwargs[k] for k in kwargs} == kwargs
+    rebuilt = build(found, **found_kwargs).eval()
+    rebuilt.load_state_dict(sd, strict=True)
+    x = tiny_input(model)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+
+
+# --- official key layouts -----------------------------------------------------------------
+
+def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def test_resnet_generator_upstream_keys():
+    with torch.device("meta"):
+        shapes = _shapes(ResnetGenerator())
+    expected = {
+        "model.1.weight": (64, 3, 7, 7), "model.1.bias": (64,),  # instance norm -> conv bias
+        "model.4.weight": (128, 64, 3, 3), "model.7.weight": (256, 128, 3, 3),
+        "model.10.conv_block.1.weight": (256, 256, 3, 3), "model.10.conv_block.5.weight": (256, 256, 3, 3),
+        "model.18.conv_block.5.bias": (256,),
+        "model.19.weight": (256, 128, 3, 3), "model.22.weight": (128, 64, 3, 3),  # ConvTranspose2d
+        "model.26.weight": (3, 64, 7, 7), "model.26.bias": (3,),
+    }
+    assert {k: shapes.get(k) for k in expected} == expected
+    assert len(shapes) == 48 and not any(k.startswith("model.27") for k in shapes)
+    assert not any("running" in k for k in shapes)  # InstanceNorm2d(track_running_stats=False)
+
+
+def test_resnet_generator_batch_norm_and_dropout_keys():
+    with torch.device("meta"):
+        shapes = _shapes(ResnetGenerator(norm="batch", use_dropout=True, n_blocks=6))
+    assert "model.1.bias" not in shapes and shapes["model.2.running_mean"] == (64,)
+    assert shapes["model.10.conv_block.6.weight"] == (256, 256, 3, 3)  # dropout at index 4
+    assert shapes["model.23.weight"] == (3, 64, 7, 7)
+
+
+def test_unet_generator_upstream_keys():
+    with torch.device("meta"):
+        shapes = _shapes(UnetGenerator(num_downs=8))
+    inner = "model.model.1.model." + "3.model." * 6
+    expected = {
+        "model.model.0.weight": (64, 3, 4, 4),
+        "model.model.1.model.1.weight": (128, 64, 4, 4), "model.model.1.model.2.running_mean": (128,),
+        "model.model.1.model.5.weight": (256, 64, 4, 4),
+        "model.model.3.weight": (128, 3, 4, 4), "model.model.3.bias": (3,),
+        inner + "1.weight": (512, 512, 4, 4), inner + "3.weight": (512, 512, 4, 4),
+        inner + "4.running_var": (512,),
+    }
+    assert {k: shapes.get(k) for k in expected} == expected
+    assert not any(k.startswith(inner + "3.model.") for k in shapes)
+
+
+def test_rrdbnet_upstream_keys():
+    with torch.device("meta"):
+        model = RRDBNet()
+    shapes = _shapes(model)
+    expected = {
+        "conv_first.weight": (64, 3, 3, 3), "body.0.rdb1.conv1.weight": (32, 64, 3, 3),
+        "body.0.rdb1.conv5.weight": (64, 192, 3, 3), "body.22.rdb3.conv5.bias": (64,),
+        "conv_body.weight": (64, 64, 3, 3), "conv_up1.weight": (64, 64, 3, 3), "conv_up2.weight": (64, 64, 3, 3),
+        "conv_hr.weight": (64, 64, 3, 3), "conv_last.weight": (3, 64, 3, 3),
+    }
+    assert {k: shapes.get(k) for k in expected} == expected
+    assert "body.23.rdb1.conv1.weight" not in shapes
+    assert sum(p.numel() for p in model.parameters()) == 16_697_987  # RealESRGAN_x4plus
+    for scale, first_in in ((2, 12), (1, 48)):
+        with torch.device("meta"):
+            assert _shapes(RRDBNet(scale=scale))["conv_first.weight"] == (64, first_in, 3, 3)
+
+
+def test_srvgg_upstream_keys():
+    with torch.device("meta"):
+        shapes = _shapes(SRVGGNetCompact())
+    assert shapes["body.0.weight"] == (64, 3, 3, 3)
+    assert shapes["body.1.weight"] == (64,)  # PReLU, one weight per channel
+    assert shapes["body.2.weight"] == (64, 64, 3, 3)
+    assert shapes["body.34.weight"] == (48, 64, 3, 3)  # 3 * 4**2 channels for the x4 pixel shuffle
+    assert "body.35.weight" not in shapes
+    with torch.device("meta"):  # realesr-general-x4v3
+        assert _shapes(SRVGGNetCompact(num_conv=32))["body.66.weight"] == (48, 64, 3, 3)
+
+
+def test_dncnn_kair_keys():
+    with torch.device("meta"):
+        shapes = _shapes(DnCNN())
+    assert len(shapes) == 34
+    assert shapes["model.0.weight"] == (64, 1, 3, 3) and shapes["model.0.bias"] == (64,)
+    assert shapes["model.2.weight"] == (64, 64, 3, 3) and shapes["model.30.bias"] == (64,)
+    assert shapes["model.32.weight"] == (1, 64, 3, 3) and shapes["model.32.bias"] == (1,)
+
+
+def test_dncnn_returns_input_minus_predicted_noise():
+    model = DnCNN(nc=8, nb=3).eval()
+    x = torch.rand(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x - model.model(x))
+
+
+# --- golden outputs of seeded tiny models -------------------------------------------------
+
+# Computed once with torch 2.15 CPU from ``golden_values``; they pin each family's forward pass
+# (layer order, activations, residual scalings, resampling) against silent changes.
+GOLDEN = {
+    "CompactGenerator": [0.244315, 0.1546139, 0.3248221, -0.04269065, -0.2505746, -0.05394306, 0.2973295],
+    "DnCNN": [0.7340637, 0.7628983, 0.1004715, 0.578837, 0.1466285, 0.4579, 0.2894663],
+    "RRDBNet": [0.02030237, 0.006213025, -0.04369077, -0.07093464, -0.02695232, -0.05810504, 0.02964329],
+    "ResnetGenerator": [-0.2476275, -0.1916101, -0.1394934, 0.179656, 0.1279507, 0.05534186, 0.328461],
+    "SRVGGNetCompact": [0.8151809, 0.4815749, 0.3277109, -0.1121127, 0.1323785, 0.4966856, 0.2981247],
+    "UnetGenerator": [0.03697346, 0.03267879, -0.2130235, -0.1056812, -0.1181907, -0.06865794, 0.09389225],
+}
+
+
+def golden_values(name: str) -> list[float]:
+    torch.manual_seed(0)
+    model = build(name, **tiny(name)).eval()
+    with torch.no_grad():
+        y = model(tiny_input(model))
+    flat = y.flatten().double()
+    idx = torch.linspace(0, flat.numel() - 1, 5).round().long()
+    return flat[idx].tolist() + [flat.mean().item(), flat.std().item()]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_output(name):
+    np.testing.assert_allclose(golden_values(name), GOLDEN[name], rtol=1e-4, atol=1e-5)
+
+
+def test_every_generator_family_has_golden_values():
+    families = {type(build(n, **tiny(n))).__name__ for n in list_archs() if is_generator(build(n, **tiny(n)))}
+    assert families <= set(GOLDEN)
+
+
+# --- MACs ---------------------------------------------------------------------------------
+
+def test_count_macs_by_hand():
+    conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)  # 16x16 out: 8*256 outputs * (4/2)*9
+    assert count_macs(conv, (1, 4, 16, 16)) == 8 * 256 * 2 * 9
+    assert count_macs(conv, (4, 16, 16)) == 8 * 256 * 2 * 9
+    deconv = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)  # 4x32x32 out
+    assert count_macs(deconv, (2, 8, 16, 16)) == 2 * 4 * 32 * 32 * 8 * 9
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 5))
+    assert count_macs(lin, (3, 12, 1, 1)) == 3 * 5 * 12
+
+
+def test_count_macs_restores_training_mode():
+    model = CompactGenerator(ngf=4, n_blocks=1).train()
+    count_macs(model, (1, 3, 32, 32))
+    assert model.training
+
+
+def test_resnet9_macs_match_published_figure():
+    with torch.device("meta"):
+        macs = count_macs(ResnetGenerator(), (1, 3, 256, 256))
+    assert abs(macs / 1e9 - 56.8) < 0.05  # CycleGAN ResNet-9 at 256x256 (GAN Compression's count)
+
+
+def test_compact_generator_is_15x_cheaper_than_resnet9():
+    with torch.device("meta"):
+        resnet = count_macs(ResnetGenerator(ngf=64, n_blocks=9), (1, 3, 256, 256))
+        compact = count_macs(build("compact_generator"), (1, 3, 256, 256))
+        compact_cls = count_macs(CompactGenerator(), (1, 3, 256, 256))
+    print(f"\nMACs at 256x256: ResnetGenerator(ngf=64, n_blocks=9) {resnet / 1e9:.2f} G, "
+          f"compact_generator {compact / 1e9:.2f} G (1/{resnet / compact:.1f})")
+    assert compact == compact_cls
+    assert compact * 15 <= resnet
+
+
+# --- halo: tiles with this much overlap reproduce whole-image output ----------------------
+
+def dependency_radius(model: nn.Module, size: int) -> int:
+    """Largest distance (input pixels) from input pixel ``o // scale`` that output pixel ``o``
+    depends on, measured from gradients around the image centre (float64, a few phases)."""
+    model = model.double().eval()
+    s = model.scale
+    x = torch.randn(1, model.in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    y = model(x)
+    c = size * s // 2
+    radius = 0
+    for dy in range(2 * s):
+        for dx in range(2 * s):
+            oy, ox = c + dy, c + dx
+            (g,) = torch.autograd.grad(y[0, :, oy, ox].sum(), x, retain_graph=True)
+            nz = (g[0].abs().sum(0) != 0).nonzero()
+            radius = max(radius, int((nz[:, 0] - oy // s).abs().max()), int((nz[:, 1] - ox // s).abs().max()))
+    return radius
+
+
+HALO_CASES = [
+    ("ResnetGenerator", dict(ngf=4, n_blocks=2, norm="none")),
+    ("ResnetGenerator", dict(ngf=4, n_blocks=1, norm="none", padding_type="zero")),
+    ("CompactGenerator", dict(ngf=4, n_blocks=2, norm="none")),
+    ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=1, scale=4)),
+    ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=1, scale=2)),
+    ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=0, scale=1)),
+    ("SRVGGNetCompact", dict(num_feat=8, num_conv=3, upscale=4)),
+    ("SRVGGNetCompact", dict(num_feat=8, num_conv=2, upscale=1)),
+    ("DnCNN", dict(nc=8, nb=5)),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), HALO_CASES)
+def test_halo_covers_receptive_field(name, kwargs):
+    torch.manual_seed(0)
+    model = build(name, **kwargs)
+    radius = dependency_radius(model, size=round_up(2 * model.halo + 16, model.size_multiple))
+    assert radius <= model.halo
+    assert model.halo - radius < max(4, model.size_multiple)  # and not needlessly large
+
+
+def test_halo_tile_matches_whole_image():
+    """An interior tile cut with ``halo`` overlap gives the whole-image output exactly (no norm)."""
+    torch.manual_seed(0)
+    model = CompactGenerator(ngf=4, n_blocks=2, norm="none").eval()
+    h = model.halo
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    with torch.no_grad():
+        whole = model(x)
+        tile = model(x[:, :, 48 - h:80 + h, 48 - h:80 + h])[:, :, h:h + 32, h:h + 32]
+    assert psnr(tile.numpy(), whole[:, :, 48:80, 48:80].numpy(), peak=2.0) > 100
+
+
+def test_default_halos():
+    with torch.device("meta"):
+        assert ResnetGenerator().halo == 84
+        assert CompactGenerator().halo == 88
+        assert DnCNN().halo == 17
+        assert SRVGGNetCompact(num_conv=32).halo == 34
+        assert [RRDBNet(scale=s).halo for s in (4, 2, 1)] == [24, 40, 64]
+        assert UnetGenerator(num_downs=8).halo == 256
+
+
+def test_size_multiples():
+    with torch.device("meta"):
+        assert ResnetGenerator().size_multiple == 4 and CompactGenerator().size_multiple == 4
+        assert UnetGenerator(num_downs=7).size_multiple == 128
+        assert [RRDBNet(scale=s).size_multiple for s in (4, 2, 1)] == [1, 2, 4]
+        assert [RRDBNet(scale=s).scale for s in (4, 2, 1)] == [4, 2, 1]
+
+
+def test_builders_write_out_variant_settings():
+    with torch.device("meta"):
+        assert len(build("resnet_9blocks").model) == 28 and len(build("resnet_6blocks").model) == 25
+        assert build("unet_128").size_multiple == 128 and build("unet_256").size_multiple == 256
+    for name in ("resnet_9blocks", "resnet_6blocks"):
+        assert "n_blocks" not in inspect.signature(ARCHS[name]).parameters
+    for name in ("unet_128", "unet_256"):
+        assert "num_downs" not in inspect.signature(ARCHS[name]).parameters
+
+
+# --- PSNR ---------------------------------------------------------------------------------
+
+def test_psnr():
+    a = np.zeros((4, 4), np.uint8)
+    assert psnr(a, a) == float("inf")
+    assert psnr(a, np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)  # no uint8 wrap-around
+    assert psnr(np.zeros(8), np.ones(8)) == pytest.approx(20 * np.log10(255))
+    assert psnr(np.zeros(8), np.full(8, 0.1), peak=1.0) == pytest.approx(20.0)
+    with pytest.raises(ValueError):
+        psnr(np.zeros((2, 2)), np.zeros((2, 3)))
