@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Tiny constructor kwargs for every registered architecture name (tests fail on a missing one).
 TINY: dict[str, dict] = {
     "ResnetGenerator": dict(ngf=4, n_blocks=2),
-    "resnet_6blocks": dict(ngf=2),
-    "resnet_9blocks": dict(ngf=2),
+    "resnet_6blocks": dict(ngf=4),
+    "resnet_9blocks": dict(ngf=4),
     "UnetGenerator": dict(num_downs=5, ngf=4),
     "unet_128": dict(ngf=2),
     "unet_256": dict(ngf=1),

@@ -271,15 +271,16 @@ def test_compact_generator_is_15x_cheaper_than_resnet9():
 
 def dependency_radius(model: nn.Module, size: int) -> int:
     """Largest distance (input pixels) from input pixel ``o // scale`` that output pixel ``o``
-    depends on, measured from gradients around the image centre (float64, a few phases)."""
+    depends on, measured from gradients around the image centre (float64, every phase)."""
     model = model.double().eval()
     s = model.scale
     x = torch.randn(1, model.in_channels, size, size, dtype=torch.float64, requires_grad=True)
     y = model(x)
     c = size * s // 2
     radius = 0
-    for dy in range(2 * s):
-        for dx in range(2 * s):
+    phases = max(s, model.size_multiple, 2)  # every output phase of the strides and the upscale
+    for dy in range(phases):
+        for dx in range(phases):
             oy, ox = c + dy, c + dx
             (g,) = torch.autograd.grad(y[0, :, oy, ox].sum(), x, retain_graph=True)
             nz = (g[0].abs().sum(0) != 0).nonzero()

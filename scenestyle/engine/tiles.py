@@ -50,9 +50,11 @@ __all__ = [
 
 STATS_MAX_PIXELS = 1_500_000
 _BUDGET_FRACTION = 0.5  # of free memory, for activations of one batch of windows
-# CPU convolutions reach full speed well below this, and photographers' laptops have other work:
-# a cap keeps a 20 MP photo's peak RSS under 2 GB instead of growing with whatever is free.
-CPU_WORK_BUDGET = 256 << 20
+# CPU convolutions reach full speed with tiles of a few MP, and laptops have other work: the
+# activation budget is capped, and shrinks as the photo's own buffers (input + output, 12 bytes per
+# RGB pixel each) grow, so a 25 MP photo peaks under 2 GB of RSS instead of using whatever is free.
+CPU_WORK_BUDGET = (256 << 20, 1 << 30)  # (floor, ceiling)
+_CPU_WORK_TOTAL = 5 << 28  # 1.25 GiB shared by the tiles and four photo-sized float buffers
 _CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
 _CUDA_SAFETY = 1.5
 
@@ -261,7 +263,8 @@ def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: i
         free -= out_bytes  # the CPU output buffer competes for the same memory
     budget = _BUDGET_FRACTION * max(free, 0)
     if placement.device.type == "cpu":
-        budget = min(budget, CPU_WORK_BUDGET)
+        floor, ceiling = CPU_WORK_BUDGET
+        budget = min(budget, max(floor, min(ceiling, _CPU_WORK_TOTAL - 4 * out_bytes)))
     bpp = bytes_per_input_pixel(model, placement)
     if hp * wp * bpp <= budget:
         return 0
