@@ -278,7 +278,7 @@ def dependency_radius(model: nn.Module, size: int) -> int:
     y = model(x)
     c = size * s // 2
     radius = 0
-    phases = max(s, model.size_multiple, 2)  # every output phase of the strides and the upscale
+    phases = max(2, s * model.size_multiple)  # one period of output phases (strides and upscale)
     for dy in range(phases):
         for dx in range(phases):
             oy, ox = c + dy, c + dx

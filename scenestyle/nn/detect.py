@@ -54,7 +54,7 @@ def _resnet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     if _top_level(sd) != {"model"} or "model.1.weight" not in sd or _shape(sd, "model.1.weight")[2:] != (7, 7):
         return None
     ngf, input_nc = _shape(sd, "model.1.weight")[:2]
-    if "model.2.weight" in sd:
+    if "model.2.weight" in sd:  # affine BatchNorm (legacy InstanceNorm stats have no weight)
         norm = "batch"
     elif "model.1.bias" in sd:
         norm = "instance"
@@ -82,7 +82,7 @@ def _unet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     while any(k.startswith(prefix) for k in sd):
         num_downs += 1
         prefix += "3.model."
-    if "model.model.1.model.2.running_mean" in sd or "model.model.1.model.2.weight" in sd:
+    if "model.model.1.model.2.weight" in sd:  # affine BatchNorm (legacy InstanceNorm stats have no weight)
         norm = "batch"
     elif "model.model.0.bias" in sd:
         norm = "instance"
@@ -146,7 +146,7 @@ def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     if not {"stem.1.weight", "head.1.weight"} <= sd.keys() or not _top_level(sd) <= {"stem", "down", "blocks", "up", "head"}:
         return None
     ngf, input_nc = _shape(sd, "stem.1.weight")[:2]
-    if "stem.2.running_mean" in sd or "stem.2.weight" in sd:
+    if "stem.2.weight" in sd:
         norm = "batch"
     elif "stem.1.bias" in sd:
         norm = "none"
