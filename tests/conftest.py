@@ -24,6 +24,9 @@ TINY: dict[str, dict] = {
     "DnCNN": dict(nc=8, nb=5),
     "CompactGenerator": dict(ngf=4, n_blocks=2),
     "compact_generator": dict(ngf=4, n_blocks=1),
+    "VGGStyleDiscriminator": dict(num_feat=8, input_size=32),
+    "UNetDiscriminatorSN": dict(num_feat=8),
+    "InceptionV3FID": dict(num_classes=8),  # fixed 299x299 network: only the classifier shrinks
 }
 
 

@@ -64,6 +64,8 @@ def test_build_and_forward(name):
         assert y.shape == (1, model.out_channels, x.shape[2] * s, x.shape[3] * s)
         if model.value_range == (-1.0, 1.0):  # tanh heads
             assert y.abs().max() <= 1.0
+    elif hasattr(model, "feature_dim"):  # feature extractors (InceptionV3FID): one vector per image
+        assert y.shape == (1, model.feature_dim)
     else:
         assert y.dim() == 4 and y.shape[:2] == (1, 1)
 

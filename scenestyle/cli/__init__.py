@@ -15,7 +15,8 @@ from typer.core import TyperGroup
 from scenestyle.cli import _console
 from scenestyle.cli.info import info
 from scenestyle.cli.process import denoise, stylize, upscale
-from scenestyle.cli.stubs import eval_app, train_app
+from scenestyle.cli.eval import eval_app
+from scenestyle.cli.train import train_app
 from scenestyle.cli.weights import weights_app
 
 

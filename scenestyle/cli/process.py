@@ -65,6 +65,12 @@ def _run(task: str, json_out: bool, **kw) -> None:
     )
     state: dict = {}
 
+    def on_download(desc: str, done: int, total: int | None) -> None:
+        key = f"download {desc}"
+        if key not in state:
+            state[key] = progress.add_task(f"downloading {desc}", total=total)
+        progress.update(state[key], completed=done, total=total)
+
     def on_model(loaded, placement) -> None:
         if not json_out:
             _console.err.print(f"model {loaded.name or loaded.path} ({loaded.arch}) on {placement.device}, "
@@ -88,7 +94,7 @@ def _run(task: str, json_out: bool, **kw) -> None:
             _console.error(f"{result.input}: {result.error}")
 
     with progress:
-        report = process(task, opts, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
+        report = process(task, opts, on_download=on_download, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
     if json_out:
         _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

@@ -98,6 +98,7 @@ def process(
     task: str,
     opts: RunOptions,
     *,
+    on_download: Callable[[str, int, int | None], None] | None = None,
     on_model: Callable[[LoadedModel, object], None] | None = None,
     on_start: Callable[[Job, int, int], None] | None = None,
     on_tiles: Callable[[int, int], None] | None = None,
@@ -119,7 +120,7 @@ def process(
         check_writable(folder)
 
     spec = _model_spec(task, opts)
-    loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline)
+    loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline, progress=on_download)
     if task == "upscale":
         if opts.scale is not None and loaded.module.scale != opts.scale:
             raise UsageError(f"--scale {opts.scale} but model {loaded.name or spec} upscales x{loaded.module.scale}")
@@ -127,7 +128,7 @@ def process(
             twin = WDN_PAIR.get(loaded.name)
             if twin is None:
                 raise UsageError(f"--denoise works with {', '.join(WDN_PAIR)} only, not {loaded.name or spec}")
-            _interpolate(loaded, load_model(twin, task=task, offline=opts.offline), opts.denoise)
+            _interpolate(loaded, load_model(twin, task=task, offline=opts.offline, progress=on_download), opts.denoise)
     placement = choose_placement(opts.device, opts.precision, model=loaded.module)
     model = prepare(loaded.module, placement)
     if on_model:

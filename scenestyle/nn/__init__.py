@@ -6,10 +6,11 @@ Importing this package imports every architecture module, so each ``@register`` 
 ``scale``, ``value_range``, ``size_multiple``, ``halo`` and ``task`` for the tiling engine.
 """
 
-from . import cyclegan, compact, dncnn, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
+from . import cyclegan, compact, dncnn, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
 from ._registry import ARCHS, build, list_archs, register
 from .compact import CompactGenerator
 from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
+from .discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator  # noqa: F401  (registers them)
 from .detect import detect_arch
 from .dncnn import DnCNN
 from .macs import count_macs

@@ -1,0 +1,170 @@
+"""`scenestyle eval sr | denoise | pair | fid`: parse flags, call scenestyle.evaluate, print tables or JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from scenestyle.cli import _console
+from scenestyle.cli._console import handle_errors
+from scenestyle.errors import UsageError
+
+eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs) and FID/KID/IS.", no_args_is_help=True)
+
+Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
+Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model.")]
+Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
+Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
+Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
+
+
+def _spec(model: str | None, weights: str | None, default: str | None) -> str:
+    spec = weights or model or default
+    if spec is None:
+        raise UsageError("name a model: --model NAME (a weights.lock name, or bicubic) or --weights FILE")
+    return spec
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    if v is None:
+        return "-"
+    return "inf" if math.isinf(v) else f"{v:.{digits}f}"
+
+
+def _print_report(report, title: str) -> None:
+    groups = report.groups()
+    table = Table(title=title)
+    table.add_column("image", overflow="fold")
+    if len(groups) > 1 or groups[0]:
+        table.add_column("setting")
+    for col in ("PSNR dB", "SSIM", "seconds"):
+        table.add_column(col, justify="right")
+    grouped = len(table.columns) == 5
+    for s in report.scores:
+        row = [s.name] + ([s.group] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4), f"{s.seconds:.2f}"]
+        table.add_row(*row)
+    for g, m in report.means().items():
+        row = [f"[bold]mean ({m['images']})[/]"] + ([g] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4), ""]
+        table.add_row(*row, end_section=True)
+    _console.out.print(table)
+    if report.model:
+        sha = report.model.get("sha256")
+        _console.out.print(f"model {report.model.get('name')} ({report.model.get('arch')})" + (f", sha256 {sha}" if sha else ""))
+    proto = report.protocol
+    _console.out.print("protocol: " + "; ".join(f"{k}={v}" for k, v in proto.items()), soft_wrap=True)
+    for note in report.notes:
+        _console.out.print(f"note: {note}", soft_wrap=True)
+
+
+def _emit(report, json_out: bool, title: str) -> None:
+    if json_out:
+        _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_report(report, title)
+
+
+def _tile(value: str) -> int | None:
+    from scenestyle.cli.process import _tile as parse
+
+    return parse(value)
+
+
+@eval_app.command("sr")
+@handle_errors
+def sr(
+    dataset: Annotated[Path, typer.Option("--dataset", help="HR image folder, or a Set5-style folder with HR/ and LR_bicubic/X{scale}/.")],
+    scale: Annotated[int, typer.Option("--scale", help="Upscaling factor.")] = 4,
+    model: Annotated[Optional[str], typer.Option("--model", help="weights.lock name, or `bicubic` (built-in MATLAB bicubic baseline).")] = None,
+    weights: Weights = None, arch: Arch = None,
+    lr_dir: Annotated[Optional[Path], typer.Option("--lr-dir", help="Folder of LR images (default: the dataset's LR_bicubic/X{scale}, else MATLAB bicubic of HR).")] = None,
+    crop_border: Annotated[Optional[int], typer.Option("--crop-border", help="Pixels ignored at each border (default: the scale).")] = None,
+    y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel (default) or RGB.")] = True,
+    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+) -> None:
+    """PSNR/SSIM of a super-resolution model on an HR dataset (bicubic-degraded LR)."""
+    from scenestyle.evaluate.sr import evaluate_sr
+
+    report = evaluate_sr(dataset, scale=scale, model=_spec(model, weights, None), arch=arch, lr_dir=lr_dir,
+                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=_tile(tile), offline=offline)
+    _emit(report, json_out, f"eval sr x{scale}: {dataset}")
+
+
+def _sigmas(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise UsageError(f"--sigma must be comma-separated numbers such as 15,25,50, not {text!r}") from None
+    if not values:
+        raise UsageError("--sigma needs at least one value, e.g. 25")
+    return values
+
+
+@eval_app.command("denoise")
+@handle_errors
+def denoise(
+    dataset: Annotated[Path, typer.Option("--dataset", help="Folder of clean images (e.g. Set12, CBSD68).")],
+    model: Annotated[Optional[str], typer.Option("--model", help="weights.lock name (default dncnn-25).")] = None,
+    weights: Weights = None, arch: Arch = None,
+    sigma: Annotated[str, typer.Option("--sigma", help="Noise levels on the 0-255 scale, comma-separated.")] = "25",
+    seed: Annotated[int, typer.Option("--seed", help="np.random.seed before the first image of each sigma.")] = 0,
+    gray: Annotated[bool, typer.Option("--gray", help="Convert images to grayscale first.")] = False,
+    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+) -> None:
+    """PSNR/SSIM of a denoiser on synthetic Gaussian noise (KAIR protocol)."""
+    from scenestyle.evaluate.denoise import evaluate_denoise
+
+    report = evaluate_denoise(dataset, model=_spec(model, weights, "dncnn-25"), arch=arch, sigmas=_sigmas(sigma), seed=seed,
+                              gray=gray, device=device, precision=precision, tile=_tile(tile), offline=offline)
+    _emit(report, json_out, f"eval denoise: {dataset}")
+
+
+@eval_app.command("pair")
+@handle_errors
+def pair(
+    dir_a: Annotated[Path, typer.Argument(help="Folder of results.")],
+    dir_b: Annotated[Path, typer.Argument(help="Folder of references (same file names).")],
+    y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel, or RGB (default).")] = False,
+    crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels ignored at each border.")] = 0,
+    json_out: Json = False,
+) -> None:
+    """PSNR/SSIM between files of the same name in two folders."""
+    from scenestyle.evaluate.pair import evaluate_pair
+
+    _emit(evaluate_pair(dir_a, dir_b, test_y=y, crop_border=crop_border), json_out, f"eval pair: {dir_a} vs {dir_b}")
+
+
+@eval_app.command("fid")
+@handle_errors
+def fid(
+    dir_a: Annotated[Path, typer.Argument(help="First image folder.")],
+    dir_b: Annotated[Path, typer.Argument(help="Second image folder.")],
+    with_kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (subsets of min(1000, N) images).")] = False,
+    with_is: Annotated[bool, typer.Option("--is", help="Also compute the Inception Score of each folder.")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="clean (PIL bicubic to 299, clean-fid) | legacy (torch bilinear, pytorch-fid).")] = "clean",
+    weights: Annotated[str, typer.Option("--weights", help="FID Inception weights: lock name or file.")] = "inception-fid",
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute folder features instead of reading the cache.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu",
+    offline: Offline = False, json_out: Json = False,
+) -> None:
+    """FID (and KID, IS) between two image folders with the pytorch-fid Inception."""
+    from scenestyle.evaluate.fid import evaluate_fid
+
+    r = evaluate_fid(dir_a, dir_b, mode=mode, with_kid=with_kid, with_is=with_is, weights=weights, offline=offline,
+                     use_cache=not no_cache, device=device)
+    if json_out:
+        _console.out.print_json(json.dumps(r.to_dict(), ensure_ascii=False))
+        return
+    _console.out.print(f"FID {r.fid:.3f}  ({r.count_a} vs {r.count_b} images, mode {r.mode})")
+    if r.kid:
+        _console.out.print(f"KID {r.kid[0]:.5f} ± {r.kid[1]:.5f}  (subsets of {r.kid_subset_size})")
+    if r.inception_score:
+        for k, (m, s) in r.inception_score.items():
+            _console.out.print(f"IS {'A' if k == 'a' else 'B'} {m:.3f} ± {s:.3f}")
+    _console.out.print(f"Inception sha256 {r.model_sha256}")

@@ -1,0 +1,10 @@
+"""Evaluation engines behind ``scenestyle eval``: plain typed arguments in, frozen report records out.
+
+Nothing here prints or exits; the CLI (``scenestyle.cli.eval``) renders the reports.
+"""
+
+from .report import EvalReport, ImageScore
+from .sr import evaluate_sr
+from .denoise import evaluate_denoise
+
+__all__ = ["EvalReport", "ImageScore", "evaluate_sr", "evaluate_denoise"]

@@ -1,0 +1,568 @@
+"""Synthetic degradations for SR and denoise training.
+
+* ``bicubic_pair``: the classic SR protocol (MATLAB-bicubic LR of an HR crop).
+* ``degrade``: Real-ESRGAN's second-order pipeline (blur, resize, noise, JPEG, twice, then the
+  final sinc filter + resize + JPEG in random order), as ``RealESRGANModel.feed_data`` with the
+  kernels of ``RealESRGANDataset`` and BasicSR ``basicsr/data/degradations.py``.
+* ``add_noise``: noise for denoiser training, with the per-pixel noise level map the network gets
+  as its extra input.
+
+Tensors are float32 N×C×H×W in [0, 1]. Every random draw comes from the ``torch.Generator``
+argument (never from global RNGs), so a batch is reproducible and the pipeline is checkpointable
+with ``generator.get_state()``. Noise is drawn on the generator's device and moved to the data.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn import functional as F
+
+try:  # MATLAB-compatible bicubic, written alongside this module; fall back when it is absent
+    from scenestyle.metrics.resize import imresize as _imresize
+except ImportError:  # pragma: no cover - depends on the checkout
+    _imresize = None
+
+__all__ = [
+    "KERNEL_KINDS", "NOISE_KINDS", "RealESRGANDegradation", "add_noise", "bicubic_pair", "degrade",
+    "filter2d", "gaussian_kernel", "generalized_gaussian_kernel", "jpeg", "plateau_kernel", "random_kernel",
+    "sinc_kernel", "usm_sharp",
+]
+
+KERNEL_KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+RESIZE_MODES = ("area", "bilinear", "bicubic")
+NOISE_KINDS = ("gaussian", "poisson_gaussian", "jpeg", "camera")
+
+
+# --- random draws, all from the explicit generator ---------------------------------------------
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64, device=g.device))
+
+
+def _uniform_n(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64, device=g.device)
+
+
+def _log_uniform_n(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return torch.exp(_uniform_n(g, n, math.log(lo), math.log(hi)))
+
+
+def _bernoulli(g: torch.Generator, p: float) -> bool:
+    return float(torch.rand((), generator=g, dtype=torch.float64, device=g.device)) < p
+
+
+def _choice(g: torch.Generator, options: Sequence, probs: Sequence[float] | None = None):
+    if probs is None:
+        return options[int(torch.randint(len(options), (), generator=g, device=g.device))]
+    p = torch.tensor(probs, dtype=torch.float64, device=g.device)
+    return options[int(torch.multinomial(p, 1, generator=g))]
+
+
+# --- kernels -------------------------------------------------------------------------------------
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"kernel size must be a positive odd number, got {size}")
+    ax = torch.arange(size, dtype=torch.float64) - size // 2
+    yy, xx = torch.meshgrid(ax, ax, indexing="ij")
+    return xx, yy
+
+
+def _quadratic_form(size: int, sig_x: float, sig_y: float, theta: float) -> torch.Tensor:
+    """[x y] Σ⁻¹ [x y]ᵀ on the kernel grid, Σ = R diag(σx², σy²) Rᵀ (BasicSR ``sigma_matrix2``)."""
+    c, s = math.cos(theta), math.sin(theta)
+    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+    inv = torch.linalg.inv(rot @ torch.diag(torch.tensor([sig_x ** 2, sig_y ** 2], dtype=torch.float64)) @ rot.T)
+    xx, yy = _grid(size)
+    return inv[0, 0] * xx * xx + (inv[0, 1] + inv[1, 0]) * xx * yy + inv[1, 1] * yy * yy
+
+
+def _normalised(k: torch.Tensor) -> torch.Tensor:
+    return (k / k.sum()).float()
+
+
+def gaussian_kernel(size: int, sig_x: float, sig_y: float | None = None, theta: float = 0.0) -> torch.Tensor:
+    """Isotropic (``sig_y=None``) or rotated anisotropic Gaussian blur kernel, summing to 1."""
+    q = _quadratic_form(size, sig_x, sig_x if sig_y is None else sig_y, theta)
+    return _normalised(torch.exp(-0.5 * q))
+
+
+def generalized_gaussian_kernel(size: int, sig_x: float, sig_y: float | None, theta: float, beta: float) -> torch.Tensor:
+    """exp(-½ qᵝ): β < 1 heavier tails, β > 1 flatter top than a Gaussian (β = 1)."""
+    q = _quadratic_form(size, sig_x, sig_x if sig_y is None else sig_y, theta)
+    return _normalised(torch.exp(-0.5 * q.pow(beta)))
+
+
+def plateau_kernel(size: int, sig_x: float, sig_y: float | None, theta: float, beta: float) -> torch.Tensor:
+    """1 / (1 + qᵝ): a flat-topped kernel (BasicSR ``bivariate_plateau``)."""
+    q = _quadratic_form(size, sig_x, sig_x if sig_y is None else sig_y, theta)
+    return _normalised(1.0 / (q.pow(beta) + 1.0))
+
+
+def sinc_kernel(cutoff: float, size: int, pad_to: int = 0) -> torch.Tensor:
+    """Circular low-pass (2-D sinc) kernel with ``cutoff`` in radians (π = Nyquist), summing to 1;
+    zero-padded to ``pad_to`` when larger. It models ringing and overshoot artefacts."""
+    xx, yy = _grid(size)
+    r = torch.sqrt(xx * xx + yy * yy)
+    k = cutoff * torch.special.bessel_j1(cutoff * r) / (2 * math.pi * r)
+    k[size // 2, size // 2] = cutoff ** 2 / (4 * math.pi)  # the limit at r = 0
+    k = k / k.sum()
+    if pad_to > size:
+        p = (pad_to - size) // 2
+        k = F.pad(k, (p, p, p, p))
+    return k.float()
+
+
+def _pad_kernel(k: torch.Tensor, size: int) -> torch.Tensor:
+    p = (size - k.shape[-1]) // 2
+    return F.pad(k, (p, p, p, p))
+
+
+def _sinc_cutoff(g: torch.Generator, size: int) -> float:
+    # upstream: small kernels cannot represent low cutoffs, so they keep omega >= pi/3
+    return _uniform(g, math.pi / 3 if size < 13 else math.pi / 5, math.pi)
+
+
+def random_kernel(g: torch.Generator, kinds: Sequence[str], probs: Sequence[float], sizes: Sequence[int],
+                  sigma_range: tuple[float, float], betag_range: tuple[float, float],
+                  betap_range: tuple[float, float], sinc_prob: float) -> torch.Tensor:
+    """One random blur kernel as ``RealESRGANDataset`` draws it, zero-padded to ``max(sizes)``."""
+    size = _choice(g, sizes)
+    if _bernoulli(g, sinc_prob):
+        k = sinc_kernel(_sinc_cutoff(g, size), size)
+    else:
+        kind = _choice(g, kinds, probs)
+        sig_x = _uniform(g, *sigma_range)
+        if kind.endswith("aniso"):
+            sig_y, theta = _uniform(g, *sigma_range), _uniform(g, -math.pi, math.pi)
+        else:
+            sig_y, theta = sig_x, 0.0
+        if kind in ("iso", "aniso"):
+            k = gaussian_kernel(size, sig_x, sig_y, theta)
+        else:
+            lo, hi = betag_range if kind.startswith("generalized") else betap_range
+            beta = _uniform(g, lo, 1.0) if _bernoulli(g, 0.5) else _uniform(g, 1.0, hi)  # as upstream
+            make = generalized_gaussian_kernel if kind.startswith("generalized") else plateau_kernel
+            k = make(size, sig_x, sig_y, theta, beta)
+    return _pad_kernel(k, max(sizes))
+
+
+def filter2d(img: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve each image with its own odd k×k kernel (``kernel``: k×k or N×k×k).
+
+    Borders are reflected as upstream; images not larger than k//2 (tiny crops, deep downscales)
+    replicate their edge instead, since reflection needs more pixels than the padding.
+    """
+    n, c, h, w = img.shape
+    k = kernel.shape[-1]
+    kernel = kernel.to(img).reshape(-1, 1, k, k).expand(n, 1, k, k)
+    p = k // 2
+    mode = "reflect" if p < min(h, w) else "replicate"
+    padded = F.pad(img, (p, p, p, p), mode=mode)
+    weight = kernel.repeat_interleave(c, dim=0)  # (n*c, 1, k, k), image-major like the reshape below
+    out = F.conv2d(padded.reshape(1, n * c, h + 2 * p, w + 2 * p), weight, groups=n * c)
+    return out.view(n, c, h, w)
+
+
+def _separable_blur(img: torch.Tensor, k1: torch.Tensor) -> torch.Tensor:
+    """``filter2d`` with the outer product of ``k1`` with itself, as two 1-D passes (same borders)."""
+    n, c, h, w = img.shape
+    p = k1.numel() // 2
+    mode = "reflect" if p < min(h, w) else "replicate"
+    x = F.pad(img, (p, p, p, p), mode=mode).reshape(n * c, 1, h + 2 * p, w + 2 * p)
+    k1 = k1.to(img)
+    x = F.conv2d(x, k1.view(1, 1, -1, 1))
+    x = F.conv2d(x, k1.view(1, 1, 1, -1))
+    return x.view(n, c, h, w)
+
+
+def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshold: float = 10) -> torch.Tensor:
+    """Unsharp masking as BasicSR ``USMSharp``: Real-ESRGAN degrades (and trains L1/perceptual
+    against) the sharpened ground truth. ``threshold`` is in 0-255 units."""
+    radius += radius % 2 == 0
+    sigma = 0.3 * ((radius - 1) * 0.5 - 1) + 0.8  # OpenCV getGaussianKernel's default for sigma=0
+    ax = torch.arange(radius, dtype=torch.float64) - radius // 2
+    g1 = torch.exp(-ax * ax / (2 * sigma * sigma))
+    g1 = g1 / g1.sum()
+    g1 = g1.float()
+    blur = _separable_blur(img, g1)
+    residual = img - blur
+    mask = (residual.abs() * 255 > threshold).to(img.dtype)
+    soft = _separable_blur(mask, g1)
+    sharp = (img + weight * residual).clamp(0, 1)
+    return soft * sharp + (1 - soft) * img
+
+
+# --- resize, noise, JPEG -----------------------------------------------------------------------
+
+def _check_batch(x: torch.Tensor, what: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{what} must be a float N×C×H×W tensor in [0, 1], got {got}")
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] != 3:
+        return x.mean(1, keepdim=True)
+    r, g_, b = x.unbind(1)
+    return (0.2989 * r + 0.587 * g_ + 0.114 * b).unsqueeze(1)  # torchvision rgb_to_grayscale
+
+
+def _per_image_gray(noise: torch.Tensor, gray_noise: torch.Tensor, noise_gray: torch.Tensor) -> torch.Tensor:
+    sel = gray_noise.view(-1, 1, 1, 1).to(noise.device)
+    return torch.where(sel, noise_gray.expand_as(noise), noise)
+
+
+def _random_gaussian_noise(x: torch.Tensor, g: torch.Generator, sigma_range: tuple[float, float],
+                           gray_prob: float) -> torch.Tensor:
+    """BasicSR ``random_generate_gaussian_noise_pt``: per-image σ (0-255 units) and gray/colour choice."""
+    n, c, h, w = x.shape
+    sigma = _uniform_n(g, n, *sigma_range).float().view(n, 1, 1, 1) / 255.0
+    gray = torch.rand(n, generator=g, device=g.device) < gray_prob
+    noise = torch.randn(n, c, h, w, generator=g, device=g.device) * sigma
+    noise_gray = torch.randn(n, 1, h, w, generator=g, device=g.device) * sigma
+    return _per_image_gray(noise, gray, noise_gray).to(x.device)
+
+
+def _poisson(img: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Shot noise with as many photon levels as the image has distinct 8-bit values (upstream)."""
+    img = (img * 255).round().clamp(0, 255) / 255
+    vals = torch.tensor([2.0 ** math.ceil(math.log2(len(torch.unique(im)))) for im in img], device=img.device)
+    vals = vals.view(-1, 1, 1, 1)
+    on_g = (img * vals).to(g.device)
+    return torch.poisson(on_g, generator=g).to(img.device) / vals - img
+
+
+def _random_poisson_noise(x: torch.Tensor, g: torch.Generator, scale_range: tuple[float, float],
+                          gray_prob: float) -> torch.Tensor:
+    """BasicSR ``random_generate_poisson_noise_pt``: per-image scale and gray/colour choice."""
+    n = x.shape[0]
+    scale = _uniform_n(g, n, *scale_range).float().view(n, 1, 1, 1).to(x.device)
+    gray = torch.rand(n, generator=g, device=g.device) < gray_prob
+    noise_gray = _poisson(_gray(x), g) if bool(gray.any()) else torch.zeros_like(x[:, :1])
+    noise = _poisson(x, g)
+    return _per_image_gray(noise, gray, noise_gray) * scale
+
+
+def jpeg(x: torch.Tensor, quality: Sequence[float] | torch.Tensor | float) -> torch.Tensor:
+    """JPEG round trip of each image through Pillow (4:2:0, as DiffJPEG) at its quality (1-100,
+    rounded to an integer). Inputs are clamped to [0, 1] and rounded to 8 bits first."""
+    _check_batch(x, "jpeg input")
+    n, c = x.shape[:2]
+    if c not in (1, 3):
+        raise ValueError(f"jpeg needs 1 or 3 channels, got {c}")
+    q = torch.as_tensor(quality, dtype=torch.float64).flatten()
+    if q.numel() == 1:
+        q = q.expand(n)
+    if q.numel() != n or bool(((q < 1) | (q > 100)).any()):
+        raise ValueError(f"jpeg quality must be one value or one per image, each in 1..100, got {q.tolist()}")
+    arrays = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for arr, qi in zip(arrays, q.tolist()):
+        buf = io.BytesIO()
+        Image.fromarray(arr[..., 0] if c == 1 else arr).save(buf, format="JPEG", quality=int(round(qi)))
+        dec = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L" if c == 1 else "RGB"))
+        out.append(torch.from_numpy(dec.reshape(arr.shape).copy()))
+    return torch.stack(out).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255.0
+
+
+def _random_jpeg(x: torch.Tensor, g: torch.Generator, quality_range: tuple[float, float]) -> torch.Tensor:
+    return jpeg(x.clamp(0, 1), _uniform_n(g, x.shape[0], *quality_range))
+
+
+def _random_resize_factor(g: torch.Generator, probs: Sequence[float], rng: tuple[float, float]) -> float:
+    kind = _choice(g, ("up", "down", "keep"), probs)
+    if kind == "up":
+        return _uniform(g, 1.0, rng[1])
+    if kind == "down":
+        return _uniform(g, rng[0], 1.0)
+    return 1.0
+
+
+# --- the classic bicubic protocol ---------------------------------------------------------------
+
+def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(HR cropped to a multiple of ``scale``, its bicubic LR), the classic SR protocol.
+
+    With ``scenestyle.metrics.resize.imresize`` present, LR is MATLAB ``imresize`` (Keys a=-0.5,
+    antialiased, edge replicate); ``quantize`` runs it on 8-bit values with MATLAB's rounding after
+    each pass, which reproduces the official ``LR_bicubic`` sets. Without that module the fallback
+    is ``F.interpolate(mode="bicubic", antialias=True)`` (PyTorch's a=-0.75 Keys kernel, so it is
+    close to but not bit-identical with MATLAB). ``quantize`` also rounds LR to 1/255 steps.
+    """
+    _check_batch(hr, "hr")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    n, c, h, w = hr.shape
+    h, w = h - h % scale, w - w % scale
+    if h == 0 or w == 0:
+        raise ValueError(f"hr {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
+    hr = hr[:, :, :h, :w]
+    if _imresize is not None:
+        arr = hr.detach().permute(0, 2, 3, 1).cpu().double().numpy()
+        if quantize:
+            arr = np.clip(np.floor(arr * 255 + 0.5), 0, 255).astype(np.uint8)
+        lr = np.stack([_imresize(a, size=(h // scale, w // scale)) for a in arr]).astype(np.float64)
+        lr = torch.from_numpy(lr / 255.0 if quantize else lr).permute(0, 3, 1, 2)
+        lr = lr.to(hr.device, hr.dtype)
+    else:
+        lr = F.interpolate(hr, size=(h // scale, w // scale), mode="bicubic", align_corners=False, antialias=True)
+        if quantize:
+            lr = (lr.clamp(0, 1) * 255).round() / 255
+    return hr, lr.contiguous()
+
+
+# --- Real-ESRGAN second-order degradation ------------------------------------------------------
+
+@dataclass(frozen=True)
+class RealESRGANDegradation:
+    """Settings of the second-order pipeline; defaults are Real-ESRGAN x4plus
+    (``options/train_realesrgan_x4plus.yml``). Noise σ and JPEG quality are in 0-255 / 1-100 units."""
+
+    usm_input: bool = True  # degrade the unsharp-masked HR, as upstream feeds ``gt_usm``
+    kernel_sizes: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19, 21)  # odd blur kernel sizes, drawn uniformly
+    # first stage
+    kernel_list: tuple[str, ...] = KERNEL_KINDS  # blur kernel families
+    kernel_prob: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # their probabilities
+    sinc_prob: float = 0.1  # chance the blur is a sinc (ringing) kernel instead
+    blur_sigma: tuple[float, float] = (0.2, 3.0)  # Gaussian σ range in pixels
+    betag_range: tuple[float, float] = (0.5, 4.0)  # generalized-Gaussian shape β
+    betap_range: tuple[float, float] = (1.0, 2.0)  # plateau shape β
+    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: tuple[float, float] = (0.15, 1.5)  # resize factor range
+    gaussian_noise_prob: float = 0.5  # Gaussian noise, else Poisson
+    noise_range: tuple[float, float] = (1.0, 30.0)  # Gaussian σ
+    poisson_scale_range: tuple[float, float] = (0.05, 3.0)  # Poisson noise scale
+    gray_noise_prob: float = 0.4  # same noise in every channel
+    jpeg_range: tuple[float, float] = (30.0, 95.0)  # JPEG quality
+    # second stage
+    second_blur_prob: float = 0.8  # chance of a second blur at all
+    kernel_list2: tuple[str, ...] = KERNEL_KINDS  # blur kernel families
+    kernel_prob2: tuple[float, ...] = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)  # their probabilities
+    sinc_prob2: float = 0.1  # chance the second blur is a sinc kernel
+    blur_sigma2: tuple[float, float] = (0.2, 1.5)  # Gaussian σ range in pixels
+    betag_range2: tuple[float, float] = (0.5, 4.0)  # generalized-Gaussian shape β
+    betap_range2: tuple[float, float] = (1.0, 2.0)  # plateau shape β
+    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)  # up, down, keep
+    resize_range2: tuple[float, float] = (0.3, 1.2)  # resize factor range (relative to the LR size)
+    gaussian_noise_prob2: float = 0.5  # Gaussian noise, else Poisson
+    noise_range2: tuple[float, float] = (1.0, 25.0)  # Gaussian σ
+    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)  # Poisson noise scale
+    gray_noise_prob2: float = 0.4  # same noise in every channel
+    jpeg_range2: tuple[float, float] = (30.0, 95.0)  # JPEG quality
+    # final step
+    final_sinc_prob: float = 0.8  # chance of the final sinc filter (else identity)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name.endswith("_prob") or f.name.endswith("_prob2"):
+                if isinstance(v, tuple):
+                    if any(p < 0 for p in v) or abs(sum(v) - 1) > 1e-6:
+                        raise ValueError(f"{f.name} must be non-negative and sum to 1, got {v}")
+                elif not 0 <= v <= 1:
+                    raise ValueError(f"{f.name} must be in [0, 1], got {v}")
+            elif f.name.endswith("range") or f.name.endswith("range2") or f.name.startswith("blur_sigma"):
+                if len(v) != 2 or not 0 < v[0] <= v[1]:
+                    raise ValueError(f"{f.name} must be (low, high) with 0 < low <= high, got {v}")
+        for lst, prob in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
+            kinds, probs = getattr(self, lst), getattr(self, prob)
+            bad = [k for k in kinds if k not in KERNEL_KINDS]
+            if bad:
+                raise ValueError(f"{lst} has unknown kernels {bad}; choose from {', '.join(KERNEL_KINDS)}")
+            if len(kinds) != len(probs):
+                raise ValueError(f"{lst} and {prob} must have the same length, got {len(kinds)} and {len(probs)}")
+        if not self.kernel_sizes or any(s < 1 or s % 2 == 0 for s in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes must be positive odd numbers, got {self.kernel_sizes}")
+        for name in ("jpeg_range", "jpeg_range2"):
+            if getattr(self, name)[1] > 100:
+                raise ValueError(f"{name} must lie in 1..100, got {getattr(self, name)}")
+
+
+def _stage_kernels(g: torch.Generator, n: int, cfg: RealESRGANDegradation, second: bool) -> torch.Tensor:
+    sfx = "2" if second else ""
+    return torch.stack([
+        random_kernel(g, getattr(cfg, "kernel_list" + sfx), getattr(cfg, "kernel_prob" + sfx), cfg.kernel_sizes,
+                      getattr(cfg, "blur_sigma" + sfx), getattr(cfg, "betag_range" + sfx),
+                      getattr(cfg, "betap_range" + sfx), getattr(cfg, "sinc_prob" + sfx))
+        for _ in range(n)
+    ])
+
+
+def _final_sinc(g: torch.Generator, n: int, cfg: RealESRGANDegradation) -> torch.Tensor:
+    size = max(cfg.kernel_sizes)
+    out = []
+    for _ in range(n):
+        if _bernoulli(g, cfg.final_sinc_prob):
+            k = _choice(g, cfg.kernel_sizes)
+            out.append(sinc_kernel(_uniform(g, math.pi / 3, math.pi), k, pad_to=size))
+        else:
+            pulse = torch.zeros(size, size)
+            pulse[size // 2, size // 2] = 1  # identity: no final blur
+            out.append(pulse)
+    return torch.stack(out)
+
+
+def _noise(out: torch.Tensor, g: torch.Generator, p_gauss: float, sigma: tuple[float, float],
+           poisson: tuple[float, float], gray_prob: float) -> torch.Tensor:
+    if _bernoulli(g, p_gauss):
+        noise = _random_gaussian_noise(out, g, sigma, gray_prob)
+    else:
+        noise = _random_poisson_noise(out, g, poisson, gray_prob)
+    return (out + noise).clamp(0, 1)
+
+
+@torch.no_grad()
+def degrade(hr: torch.Tensor, scale: int, cfg: RealESRGANDegradation, generator: torch.Generator) -> torch.Tensor:
+    """Real-ESRGAN second-order degradation of an HR batch to an LR batch of size HR/``scale``.
+
+    Kernels, noise levels, gray-noise choices and JPEG qualities are drawn per image (as the
+    upstream dataset + model do); resize factors, modes, the second-blur coin and the order of
+    the final step per batch. The result is clamped and rounded to 1/255 steps, as upstream.
+    """
+    _check_batch(hr, "hr")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    n, _, h, w = hr.shape
+    if h % scale or w % scale:
+        raise ValueError(f"hr size {h}x{w} must be divisible by the scale {scale}; crop it first")
+    g = generator
+    k1, k2, sinc = _stage_kernels(g, n, cfg, False), _stage_kernels(g, n, cfg, True), _final_sinc(g, n, cfg)
+
+    out = usm_sharp(hr) if cfg.usm_input else hr
+    # first stage
+    out = filter2d(out, k1)
+    factor = _random_resize_factor(g, cfg.resize_prob, cfg.resize_range)
+    out = F.interpolate(out, scale_factor=factor, mode=_choice(g, RESIZE_MODES))
+    out = _noise(out, g, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob)
+    out = _random_jpeg(out, g, cfg.jpeg_range)
+    # second stage
+    if _bernoulli(g, cfg.second_blur_prob):
+        out = filter2d(out, k2)
+    factor = _random_resize_factor(g, cfg.resize_prob2, cfg.resize_range2)
+    size = (max(1, int(h / scale * factor)), max(1, int(w / scale * factor)))
+    out = F.interpolate(out, size=size, mode=_choice(g, RESIZE_MODES))
+    out = _noise(out, g, cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2)
+    # final: [resize back + sinc] and JPEG in either order (upstream: other orders twist lines)
+    if _bernoulli(g, 0.5):
+        out = F.interpolate(out, size=(h // scale, w // scale), mode=_choice(g, RESIZE_MODES))
+        out = filter2d(out, sinc)
+        out = _random_jpeg(out, g, cfg.jpeg_range2)
+    else:
+        out = _random_jpeg(out, g, cfg.jpeg_range2)
+        out = F.interpolate(out, size=(h // scale, w // scale), mode=_choice(g, RESIZE_MODES))
+        out = filter2d(out, sinc)
+    return ((out * 255.0).round().clamp(0, 255) / 255.0).contiguous()
+
+
+# --- denoise noise synthesis ------------------------------------------------------------------
+
+_SRGB_THRESHOLD = 0.0031308
+
+
+def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(0, 1)
+    return torch.where(y <= _SRGB_THRESHOLD, 12.92 * y, 1.055 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4) - 0.055)
+
+
+def _linear_to_srgb_slope(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(0, 1)
+    return torch.where(y <= _SRGB_THRESHOLD, torch.full_like(y, 12.92),
+                       1.055 / 2.4 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4 - 1))
+
+
+def _random_cam_to_rgb(g: torch.Generator, n: int, off_range: tuple[float, float]) -> torch.Tensor:
+    """Camera-to-sRGB colour matrices: negative-ish off-diagonals, rows summing to 1 (grey stays grey)."""
+    off = _uniform_n(g, n * 9, *off_range).view(n, 3, 3).float() * (1 - torch.eye(3, device=g.device))
+    return off + torch.diag_embed(1 - off.sum(-1))
+
+
+_NOISE_DEFAULTS: dict[str, dict] = {
+    # per-image σ drawn uniformly, 0-255 units; ``clip`` keeps the KAIR protocol's unclipped noisy input by default
+    "gaussian": dict(sigma_range=(0.0, 50.0), clip=False),
+    # variance a·x + b² (x in [0, 1]): a drawn log-uniformly (shot), b uniformly (read)
+    "poisson_gaussian": dict(shot_range=(1e-4, 1e-2), read_range=(0.0, 0.04)),
+    # JPEG quality per image; the map holds the measured RMS error, JPEG being no additive noise
+    "jpeg": dict(quality_range=(10.0, 95.0)),
+    # shot/read noise in linear camera space, then a random 3×3 colour matrix and the sRGB curve
+    "camera": dict(shot_range=(1e-4, 1e-2), read_range=(1e-3, 2e-2), offdiag_range=(-0.4, 0.05)),
+}
+
+
+def add_noise(clean: torch.Tensor, kind: str, generator: torch.Generator, **params) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noisy version of ``clean`` and its N×1×H×W noise-level map (noise std in [0, 1] units).
+
+    Kinds and their params (defaults in ``_NOISE_DEFAULTS``): ``gaussian`` (``sigma_range`` in 0-255,
+    ``clip``), ``poisson_gaussian`` (``shot_range``, ``read_range``), ``jpeg`` (``quality_range``),
+    ``camera`` (``shot_range``, ``read_range``, ``offdiag_range``). Every parameter is drawn per image;
+    a range with equal ends fixes it. Signal-dependent kinds give a map that varies per pixel (the
+    channel mean of the per-pixel std, propagated through the colour matrix and the sRGB slope for
+    ``camera``). Only ``gaussian`` with ``clip=False`` leaves values outside [0, 1].
+    """
+    _check_batch(clean, "clean")
+    if kind not in _NOISE_DEFAULTS:
+        raise ValueError(f"unknown noise kind {kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
+    unknown = sorted(set(params) - set(_NOISE_DEFAULTS[kind]))
+    if unknown:
+        raise ValueError(f"noise kind {kind!r} takes {', '.join(sorted(_NOISE_DEFAULTS[kind]))}; got unknown {unknown}")
+    p = {**_NOISE_DEFAULTS[kind], **params}
+    for name, v in p.items():
+        if name.endswith("_range") and (len(v) != 2 or v[0] > v[1]):
+            raise ValueError(f"{name} must be (low, high) with low <= high, got {v}")
+    g, x = generator, clean
+    n, c, h, w = x.shape
+
+    def draw(lo_hi: tuple[float, float], log: bool = False) -> torch.Tensor:
+        lo, hi = lo_hi
+        vals = _log_uniform_n(g, n, lo, hi) if log and lo > 0 else _uniform_n(g, n, lo, hi)
+        return vals.float().view(n, 1, 1, 1).to(x.device)
+
+    def randn(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=g, device=g.device).to(x.device)
+
+    if kind == "gaussian":
+        sigma = draw(p["sigma_range"]) / 255.0
+        noisy = x + randn((n, c, h, w)) * sigma
+        if p["clip"]:
+            noisy = noisy.clamp(0, 1)
+        return noisy, sigma.expand(n, 1, h, w).clone()
+    if kind == "poisson_gaussian":
+        a, b = draw(p["shot_range"], log=True), draw(p["read_range"])
+        xc = x.clamp(0, 1)
+        # real Poisson counts at 1/a photons per unit signal, then Gaussian read noise
+        shot = torch.poisson((xc / a).to(g.device), generator=g).to(x.device) * a
+        noisy = (shot + randn((n, c, h, w)) * b).clamp(0, 1)
+        return noisy, torch.sqrt(a * xc + b * b).mean(1, keepdim=True)
+    if kind == "jpeg":
+        q = _uniform_n(g, n, *p["quality_range"])
+        noisy = jpeg(x, q)
+        rms = (noisy - x.clamp(0, 1)).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+        return noisy, rms.expand(n, 1, h, w).clone()
+    # camera
+    if c != 3:
+        raise ValueError(f"noise kind 'camera' needs RGB images, got {c} channels")
+    a, b = draw(p["shot_range"], log=True), draw(p["read_range"], log=True)
+    cam_to_rgb = _random_cam_to_rgb(g, n, p["offdiag_range"]).to(x.device)
+    rgb_to_cam = torch.linalg.inv(cam_to_rgb)
+    lin = _srgb_to_linear(x.clamp(0, 1))
+    raw = torch.einsum("nij,njhw->nihw", rgb_to_cam, lin).clamp_min(0)
+    var = a * raw + b * b  # per raw channel: independent shot + read noise
+    raw_noisy = raw + randn((n, 3, h, w)) * var.sqrt()
+    lin_noisy = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw_noisy)
+    noisy = _linear_to_srgb(lin_noisy)
+    # delta method: std in linear RGB through the colour matrix, then the local slope of the sRGB curve
+    lin_std = torch.einsum("nij,njhw->nihw", cam_to_rgb ** 2, var).sqrt()
+    lin_clean = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw)
+    sigma_map = (lin_std * _linear_to_srgb_slope(lin_clean)).mean(1, keepdim=True).clamp(0, 1)
+    return noisy, sigma_map

@@ -1,0 +1,87 @@
+"""Export a run's generator as a flat ``.safetensors`` that ``scenestyle stylize --weights`` loads,
+and the ``weights.lock`` entry that pins it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from scenestyle.errors import OutputError, UsageError
+from scenestyle.train import checkpoint as ckpt
+from scenestyle.train.config import _toml_scalar
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written and how to pin it."""
+
+    path: Path  # NAME.safetensors
+    name: str  # the model name
+    arch: str  # registered architecture (as the detector sees the file)
+    kwargs: dict  # its constructor kwargs
+    sha256: str  # of the file
+    size: int  # bytes
+    step: int  # training step of the checkpoint
+    ema: bool  # whether the EMA weights were exported
+    lock_entry: str  # TOML to paste into weights.lock
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None, fp16: bool = False,
+                     ema: bool | None = None) -> ExportResult:
+    """Write ``NAME.safetensors`` (G_AB only, flat state dict) from a run folder or checkpoint file."""
+    from safetensors.torch import save_file
+
+    from scenestyle.nn import build, detect_arch
+    from scenestyle.weights import file_sha256
+
+    if not _NAME.match(name):
+        raise UsageError(f"--name {name!r}: use lower-case letters, digits, '.', '_' and '-' (e.g. oil-compact)")
+    run = Path(run)
+    path = run if run.is_file() else ckpt.latest_checkpoint(run)
+    state = ckpt.load(path)
+    if state.get("format") != "scenestyle-cyclegan/1":
+        raise UsageError(f"{path} is not a scenestyle CycleGAN checkpoint")
+    has_ema = state.get("ema") is not None
+    if ema and not has_ema:
+        raise UsageError(f"{path} has no EMA weights (train.ema_decay was 0); export with --no-ema")
+    use_ema = has_ema if ema is None else ema
+    sd = state["ema"]["module"] if use_ema else state["models"]["G_AB"]
+    sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in sd.items()}
+
+    arch, kwargs = state["generator"]["arch"], dict(state["generator"]["kwargs"])
+    try:  # name the canonical architecture, as the loader will detect it from the keys
+        arch, kwargs = detect_arch(sd)
+    except ValueError:
+        pass
+    build(arch, **kwargs).load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
+
+    folder = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent)
+    out = folder / f"{name}.safetensors"
+    tmp = folder / f".{name}.safetensors.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(sd, str(tmp), metadata={"arch": arch, "step": str(state["step"]), "ema": str(use_ema),
+                                          "config_sha256": state["config_sha256"]})
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    sha, size = file_sha256(out), out.stat().st_size
+    entry = "\n".join([
+        f"[models.{name}]", 'task = "style"', f'arch = "{arch}"', f"kwargs = {_toml_scalar(kwargs)}",
+        f'sha256 = "{sha}"', f"size = {size}", 'licence = "FILL IN"', 'format = "safetensors"',
+        f'bundled = "models/{name}.safetensors"',
+    ])
+    return ExportResult(out, name, arch, kwargs, sha, size, int(state["step"]), use_ema, entry)
