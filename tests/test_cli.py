@@ -157,8 +157,12 @@ def test_weights_list_and_verify_json():
 
 
 def test_info_reports_choice_and_reason():
-    r = invoke("info", "--json")
-    assert r.exit_code == 0, r.output
+    import subprocess
+    import sys
+
+    # a fresh interpreter: in-process, other tests' imports could hide a missing one
+    r = subprocess.run([sys.executable, "-m", "scenestyle", "info", "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["device"] == "cpu" and report["precision"] in ("float32", "bfloat16")
     assert report["reason"]

@@ -29,7 +29,8 @@ def _vgg_style_expected(num_in_ch: int, f: int, input_size: int) -> dict[str, tu
         return {f"{name}.weight": (c,), f"{name}.bias": (c,), f"{name}.running_mean": (c,),
                 f"{name}.running_var": (c,), f"{name}.num_batches_tracked": ()}
     exp = {"conv0_0.weight": (f, num_in_ch, 3, 3), "conv0_0.bias": (f,), "conv0_1.weight": (f, f, 4, 4), **bn("bn0_1", f)}
-    stages = [(1, f, 2 * f), (2, 2 * f, 4 * f), (3, 4 * f, 8 * f), (4, 8 * f, 8 * f)] + ([(5, 8 * f, 8 * f)] if input_size == 256 else [])
+    stages = [(1, f, 2 * f), (2, 2 * f, 4 * f), (3, 4 * f, 8 * f), (4, 8 * f, 8 * f)]
+    stages += [(5, 8 * f, 8 * f)] if input_size == 256 else []
     for s, cin, cout in stages:
         exp |= {f"conv{s}_0.weight": (cout, cin, 3, 3), **bn(f"bn{s}_0", cout),
                 f"conv{s}_1.weight": (cout, cout, 4, 4), **bn(f"bn{s}_1", cout)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from typing import Annotated
 
@@ -21,10 +22,11 @@ def info(
     """Show versions, the device and precision auto picks (and why), the weights cache and models."""
     import huggingface_hub
     import PIL
+    from huggingface_hub import constants as hf_constants
     import torch
 
     import scenestyle
-    from scenestyle.engine.device import choose_placement, cpu_flags
+    from scenestyle.engine.device import choose_placement, cpu_flags, cpu_model_name
     from scenestyle.weights import cache_path, load_lock
 
     placement = choose_placement(device, precision)
@@ -37,14 +39,14 @@ def info(
         "huggingface_hub": huggingface_hub.__version__,
         "cuda": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": f"{cpu_model_name()} ({platform.machine()}, {os.cpu_count()} logical cores)",
         "cpu_flags": flags,
         "threads": torch.get_num_threads(),
         "device": str(placement.device),
         "precision": str(placement.dtype).removeprefix("torch."),
         "channels_last": placement.channels_last,
         "reason": placement.reason,
-        "hf_cache": huggingface_hub.constants.HF_HUB_CACHE,
+        "hf_cache": hf_constants.HF_HUB_CACHE,
         "models": {name: bool(cache_path(name)) for name in sorted(load_lock())},
     }
     if json_out:

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on the checkout
     _imresize = None
 
 __all__ = [
-    "KERNEL_KINDS", "NOISE_KINDS", "RealESRGANDegradation", "add_noise", "bicubic_pair", "degrade",
+    "KERNEL_KINDS", "NOISE_DEFAULTS", "NOISE_KINDS", "RealESRGANDegradation", "add_noise", "bicubic_pair", "degrade",
     "filter2d", "gaussian_kernel", "generalized_gaussian_kernel", "jpeg", "plateau_kernel", "random_kernel",
     "sinc_kernel", "usm_sharp",
 ]
@@ -488,7 +488,7 @@ def _random_cam_to_rgb(g: torch.Generator, n: int, off_range: tuple[float, float
     return off + torch.diag_embed(1 - off.sum(-1))
 
 
-_NOISE_DEFAULTS: dict[str, dict] = {
+NOISE_DEFAULTS: dict[str, dict] = {
     # per-image σ drawn uniformly, 0-255 units; ``clip`` keeps the KAIR protocol's unclipped noisy input by default
     "gaussian": dict(sigma_range=(0.0, 50.0), clip=False),
     # variance a·x + b² (x in [0, 1]): a drawn log-uniformly (shot), b uniformly (read)
@@ -503,7 +503,7 @@ _NOISE_DEFAULTS: dict[str, dict] = {
 def add_noise(clean: torch.Tensor, kind: str, generator: torch.Generator, **params) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy version of ``clean`` and its N×1×H×W noise-level map (noise std in [0, 1] units).
 
-    Kinds and their params (defaults in ``_NOISE_DEFAULTS``): ``gaussian`` (``sigma_range`` in 0-255,
+    Kinds and their params (defaults in ``NOISE_DEFAULTS``): ``gaussian`` (``sigma_range`` in 0-255,
     ``clip``), ``poisson_gaussian`` (``shot_range``, ``read_range``), ``jpeg`` (``quality_range``),
     ``camera`` (``shot_range``, ``read_range``, ``offdiag_range``). Every parameter is drawn per image;
     a range with equal ends fixes it. Signal-dependent kinds give a map that varies per pixel (the
@@ -511,12 +511,12 @@ def add_noise(clean: torch.Tensor, kind: str, generator: torch.Generator, **para
     ``camera``). Only ``gaussian`` with ``clip=False`` leaves values outside [0, 1].
     """
     _check_batch(clean, "clean")
-    if kind not in _NOISE_DEFAULTS:
+    if kind not in NOISE_DEFAULTS:
         raise ValueError(f"unknown noise kind {kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
-    unknown = sorted(set(params) - set(_NOISE_DEFAULTS[kind]))
+    unknown = sorted(set(params) - set(NOISE_DEFAULTS[kind]))
     if unknown:
-        raise ValueError(f"noise kind {kind!r} takes {', '.join(sorted(_NOISE_DEFAULTS[kind]))}; got unknown {unknown}")
-    p = {**_NOISE_DEFAULTS[kind], **params}
+        raise ValueError(f"noise kind {kind!r} takes {', '.join(sorted(NOISE_DEFAULTS[kind]))}; got unknown {unknown}")
+    p = {**NOISE_DEFAULTS[kind], **params}
     for name, v in p.items():
         if name.endswith("_range") and (len(v) != 2 or v[0] > v[1]):
             raise ValueError(f"{name} must be (low, high) with low <= high, got {v}")
