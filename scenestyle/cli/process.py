@@ -54,9 +54,15 @@ def _format(value: str | None) -> str | None:
     return v
 
 
-def _run(task: str, json_out: bool, **kw) -> None:
+def _run(task: str, params: dict) -> None:
+    """Map a command's parameters (its ``locals()``) onto RunOptions, run, print, exit."""
     from scenestyle.engine.run import RunOptions, process  # heavy imports only when running
 
+    kw = dict(params)
+    json_out = kw.pop("json_out")
+    kw["out"] = kw.pop("output")
+    if "style" in kw:
+        kw["model"] = kw.pop("style")
     opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")), **kw)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -127,9 +133,7 @@ def stylize(
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
 ) -> None:
     """Turn photos into paintings in a style."""
-    _run("style", json_out, inputs=inputs, out=output, model=style, strength=strength, weights=weights, arch=arch,
-         device=device, precision=precision, tile=tile, batch_size=batch_size, recursive=recursive,
-         overwrite=overwrite, offline=offline, fmt=fmt, quality=quality, max_pixels=max_pixels, manifest=manifest)
+    _run("style", locals())
 
 
 @handle_errors
@@ -148,10 +152,7 @@ def upscale(
     """Upscale photos x2 or x4."""
     if scale is not None and scale not in (2, 4):
         raise UsageError(f"--scale must be 2 or 4, not {scale}")
-    _run("upscale", json_out, inputs=inputs, out=output, model=model, scale=scale, outscale=outscale, denoise=denoise,
-         weights=weights, arch=arch, device=device, precision=precision, tile=tile, batch_size=batch_size,
-         recursive=recursive, overwrite=overwrite, offline=offline, fmt=fmt, quality=quality,
-         max_pixels=max_pixels, manifest=manifest)
+    _run("upscale", locals())
 
 
 @handle_errors
@@ -166,6 +167,4 @@ def denoise(
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
 ) -> None:
     """Remove noise from photos."""
-    _run("denoise", json_out, inputs=inputs, out=output, model=model, strength=strength, weights=weights, arch=arch,
-         device=device, precision=precision, tile=tile, batch_size=batch_size, recursive=recursive,
-         overwrite=overwrite, offline=offline, fmt=fmt, quality=quality, max_pixels=max_pixels, manifest=manifest)
+    _run("denoise", locals())

@@ -50,16 +50,19 @@ def _top_level(sd: Mapping[str, torch.Tensor]) -> set[str]:
     return {k.split(".", 1)[0] for k in sd}
 
 
+def _norm_kind(sd: Mapping[str, torch.Tensor], norm_weight: str, conv_bias: str) -> str:
+    """CycleGAN convention: BatchNorm has affine weights; InstanceNorm has none but makes the
+    convs keep their bias (legacy InstanceNorm running stats carry no weight either)."""
+    if norm_weight in sd:
+        return "batch"
+    return "instance" if conv_bias in sd else "none"
+
+
 def _resnet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     if _top_level(sd) != {"model"} or "model.1.weight" not in sd or _shape(sd, "model.1.weight")[2:] != (7, 7):
         return None
     ngf, input_nc = _shape(sd, "model.1.weight")[:2]
-    if "model.2.weight" in sd:  # affine BatchNorm (legacy InstanceNorm stats have no weight)
-        norm = "batch"
-    elif "model.1.bias" in sd:
-        norm = "instance"
-    else:
-        norm = "none"
+    norm = _norm_kind(sd, "model.2.weight", "model.1.bias")
     blocks = [i for i in _indices(sd, "model.") if any(k.startswith(f"model.{i}.conv_block.") for k in sd)]
     padding_type, use_dropout = "reflect", False
     if blocks:
@@ -82,12 +85,7 @@ def _unet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     while any(k.startswith(prefix) for k in sd):
         num_downs += 1
         prefix += "3.model."
-    if "model.model.1.model.2.weight" in sd:  # affine BatchNorm (legacy InstanceNorm stats have no weight)
-        norm = "batch"
-    elif "model.model.0.bias" in sd:
-        norm = "instance"
-    else:
-        norm = "none"
+    norm = _norm_kind(sd, "model.model.1.model.2.weight", "model.model.0.bias")
     return "UnetGenerator", dict(input_nc=input_nc, output_nc=output_nc, num_downs=num_downs, ngf=ngf,
                                  norm=norm, use_dropout=False)
 
