@@ -23,6 +23,8 @@ from scenestyle.weights import load_lock
 # Default lock entry per task when neither --model nor --weights is given.
 DEFAULT_UPSCALER = {4: "realesr-general-x4v3", 2: "realesrgan-x2plus"}
 DEFAULT_DENOISER = "dncnn-25"
+# Command names per task, for reports and manifest file names.
+COMMANDS = {"style": "stylize", "upscale": "upscale", "denoise": "denoise"}
 # The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
 WDN_PAIR = {"realesr-general-x4v3": "realesr-general-wdn-x4v3"}
 
@@ -140,7 +142,7 @@ def process(
     manifest = opts.manifest
     if manifest is None:
         root = opts.out if opts.out is not None and opts.out.suffix == "" else jobs[0].output.parent
-        manifest = root / f"scenestyle-{task}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+        manifest = root / f"scenestyle-{COMMANDS[task]}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=opts.batch_size,
                      strength=opts.strength if task != "upscale" else 1.0,
                      outscale=opts.outscale, progress=on_tiles)
@@ -158,9 +160,9 @@ def process(
         save=lambda pic, path: write_picture(path, pic, format=opts.fmt, quality=opts.quality),
         overwrite=opts.overwrite,
         manifest=manifest,
-        context={"command": task, "model": model_info, "parameters": parameters},
+        context={"command": COMMANDS[task], "model": model_info, "parameters": parameters},
         on_start=(lambda job, i: on_start(job, i, len(jobs))) if on_start else None,
         on_done=on_done,
     )
-    return BatchReport(command=task, model=model_info, parameters=parameters, results=results,
+    return BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters, results=results,
                        manifest=str(manifest))
