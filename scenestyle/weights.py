@@ -33,7 +33,6 @@ from .errors import UsageError, WeightsError
 TASKS = ("upscale", "denoise", "style", "eval")
 FORMATS = ("pth", "safetensors")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
-NON_NN_ARCHS = frozenset({"InceptionV3FID"})
 HF_PREFIX = "hf://"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

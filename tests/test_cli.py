@@ -179,3 +179,10 @@ def test_python_api_matches_cli(tmp_path, weights):
     a = np.asarray(Image.open(tmp_path / "api" / "p_x2.png"))
     b = np.asarray(Image.open(tmp_path / "cli" / "p_x2.png"))
     assert a.shape == (80, 96, 3) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("args", [[], ["weights"], ["eval"]])
+def test_no_arguments_print_help_once(args):
+    r = invoke(*args)
+    assert r.exit_code == 2
+    assert r.output.count("Usage") == 1

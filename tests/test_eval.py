@@ -123,3 +123,18 @@ def test_dncnn25_set12_sigma25_reference(shared_dir):
                         "--sigma", "25", "--seed", "0", "--json", "--device", "cpu"))
     assert out["model"]["name"] == "dncnn-25" and out["means"]["sigma=25"]["images"] == 12
     assert out["means"]["sigma=25"]["psnr"] == pytest.approx(30.44, abs=0.05)
+
+
+def test_denoise_contact_sheet(tmp_path, tiny_weights):
+    d = tmp_path / "clean"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    sheet = tmp_path / "out" / "sheet"
+    r = _invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--device", "cpu", "--sheet", str(sheet))
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "out" / "sheet.html").read_text()
+    assert "worst" in page and "best" in page and "sheet.png" in page
+    png = Image.open(tmp_path / "out" / "sheet.png")
+    assert png.width == 3 * (36 * 2 + 4)  # noisy | output | reference, 36 px crops zoomed x2 (image narrower than 96)

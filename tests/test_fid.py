@@ -125,6 +125,7 @@ def _folder(path, seed, n=4):
     return path
 
 
+@pytest.mark.slow  # two 2048x2048 matrix square roots per run, run twice
 def test_eval_fid_cli_kid_is_and_cache(tmp_path, inception_file, monkeypatch):
     monkeypatch.setenv("SCENESTYLE_CACHE", str(tmp_path / "cache"))
     a, b = _folder(tmp_path / "a", 0), _folder(tmp_path / "b", 1)

@@ -29,9 +29,7 @@ class _OneLineErrors(TyperGroup):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except Exception as e:  # click's classes differ across Typer versions (vendored or not): match by shape
             kind = type(e).__name__
-            if kind == "NoArgsIsHelpError":
-                ctx = getattr(e, "ctx", None)
-                _console.out.print(ctx.get_help() if ctx else "", markup=False)
+            if kind == "NoArgsIsHelpError":  # Typer has already printed the help
                 rv = 2
             elif kind == "Abort":
                 _console.error("aborted")

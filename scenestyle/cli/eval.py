@@ -23,6 +23,28 @@ Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:
 Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
 Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
+Sheet = Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet (PATH.png + PATH.html): best and worst cases, crops where the error is largest.")]
+
+
+def _collector(sheet: Path | None):
+    if sheet is None:
+        return None, {}
+    panels: dict = {}
+    return (lambda name, group, p: panels.__setitem__((name, group), p)), panels
+
+
+def _write_sheet(sheet: Path | None, report, panels: dict, json_out: bool) -> None:
+    if sheet is None:
+        return
+    from scenestyle.errors import OutputError
+    from scenestyle.evaluate.report import write_sheet
+
+    try:
+        page = write_sheet(sheet, report, panels)
+    except OSError as exc:
+        raise OutputError(f"cannot write the contact sheet {sheet}: {exc.strerror or exc}") from None
+    if not json_out:
+        _console.out.print(f"contact sheet: {page} and {page.with_suffix('.png')}")
 
 
 def _spec(model: str | None, weights: str | None, default: str | None) -> str:
@@ -87,13 +109,17 @@ def sr(
     crop_border: Annotated[Optional[int], typer.Option("--crop-border", help="Pixels ignored at each border (default: the scale).")] = None,
     y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel (default) or RGB.")] = True,
     device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    sheet: Sheet = None,
 ) -> None:
     """PSNR/SSIM of a super-resolution model on an HR dataset (bicubic-degraded LR)."""
     from scenestyle.evaluate.sr import evaluate_sr
 
+    keep, panels = _collector(sheet)
     report = evaluate_sr(dataset, scale=scale, model=_spec(model, weights, None), arch=arch, lr_dir=lr_dir,
-                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=_tile(tile), offline=offline)
+                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=_tile(tile),
+                         offline=offline, on_output=keep)
     _emit(report, json_out, f"eval sr x{scale}: {dataset}")
+    _write_sheet(sheet, report, panels, json_out)
 
 
 def _sigmas(text: str) -> tuple[float, ...]:
@@ -116,13 +142,16 @@ def denoise(
     seed: Annotated[int, typer.Option("--seed", help="np.random.seed before the first image of each sigma.")] = 0,
     gray: Annotated[bool, typer.Option("--gray", help="Convert images to grayscale first.")] = False,
     device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    sheet: Sheet = None,
 ) -> None:
     """PSNR/SSIM of a denoiser on synthetic Gaussian noise (KAIR protocol)."""
     from scenestyle.evaluate.denoise import evaluate_denoise
 
+    keep, panels = _collector(sheet)
     report = evaluate_denoise(dataset, model=_spec(model, weights, "dncnn-25"), arch=arch, sigmas=_sigmas(sigma), seed=seed,
-                              gray=gray, device=device, precision=precision, tile=_tile(tile), offline=offline)
+                              gray=gray, device=device, precision=precision, tile=_tile(tile), offline=offline, on_output=keep)
     _emit(report, json_out, f"eval denoise: {dataset}")
+    _write_sheet(sheet, report, panels, json_out)
 
 
 @eval_app.command("pair")

@@ -27,12 +27,14 @@ def evaluate_denoise(
     tile: int | None = 0,
     offline: bool = False,
     on_image=None,
+    on_output=None,
 ) -> EvalReport:
     """Add Gaussian noise of each σ (0-255 scale) to clean images and score the model's output.
 
     Per σ: ``np.random.seed(seed)`` once, images in sorted name order, float64 noise added to
     [0, 1] images without clipping; output clipped and rounded to uint8; PSNR/SSIM on uint8,
     no border crop. ``gray`` converts every image to grayscale first (Set12-style evaluation).
+    ``on_output(name, group, panels)`` gets the noisy input (clipped for display), the output and the clean image.
     """
     if not sigmas or any(not (0 < s <= 255) for s in sigmas):
         raise UsageError(f"--sigma values must be in (0, 255], got {', '.join(map(str, sigmas)) or 'none'}")
@@ -58,6 +60,8 @@ def evaluate_denoise(
             out = to_u8(run_float(net, placement, noisy.astype(np.float32), tile))
             seconds = time.perf_counter() - t0
             scores.append(ImageScore(path.name, psnr(out, clean_u8), ssim(out, clean_u8), seconds, group=f"sigma={sigma:g}"))
+            if on_output:
+                on_output(path.name, f"sigma={sigma:g}", {"noisy": to_u8(noisy), "output": out, "reference": clean_u8})
 
     protocol = {
         "task": "synthetic Gaussian denoising (KAIR protocol)",

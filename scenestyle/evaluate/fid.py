@@ -95,7 +95,9 @@ def evaluate_fid(
     """FID between the images of two folders (each needs >= 2 images); ``model_and_sha`` injects a loaded extractor."""
     if mode not in F.MODES:
         raise UsageError(f"--mode must be one of {', '.join(F.MODES)}, not {mode!r}")
-    list_images(dir_a, "DIR_A"), list_images(dir_b, "DIR_B")  # fail on bad folders before loading weights
+    # fail on bad folders before loading weights
+    list_images(dir_a, "DIR_A")
+    list_images(dir_b, "DIR_B")
     model, sha = model_and_sha or F.load_fid_inception(weights, offline=offline)
     fa, la, ca = folder_features(Path(dir_a), model, sha, mode, use_cache=use_cache, device=device)
     fb, lb, cb = folder_features(Path(dir_b), model, sha, mode, use_cache=use_cache, device=device)

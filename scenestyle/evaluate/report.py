@@ -98,3 +98,76 @@ def versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "pillow": PIL.__version__,
     }
+
+
+# ------------------------------------------------------------------------- contact sheet
+
+Panels = Mapping[str, Any]  # panel label → uint8 H×W×C array (input, output, reference), same size
+
+
+def _worst_window(out: Any, ref: Any, size: int) -> tuple[int, int]:
+    import numpy as np
+
+    err = np.abs(out.astype(np.float64) - ref.astype(np.float64)).mean(axis=2)
+    h, w = err.shape
+    size = min(size, h, w)
+    # summed-area table: the window with the largest error shows where the method fails
+    sat = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = sat[size:, size:] - sat[:-size, size:] - sat[size:, :-size] + sat[:-size, :-size]
+    y, x = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(y), int(x)
+
+
+def write_sheet(path: "Path", report: EvalReport, panels: Mapping[tuple[str, str], Panels], crop: int = 96, zoom: int = 2) -> "Path":
+    """PNG of the best and worst image of each group (crops where the error is largest) plus an HTML page beside it.
+
+    ``panels[(name, group)]`` holds same-sized uint8 images, e.g. ``{"input": ..., "output": ..., "reference": ...}``.
+    Returns the HTML path.
+    """
+    import html
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    path = Path(path)
+    rows, lines = [], []
+    for g in report.groups():
+        ranked = sorted((s for s in report.scores if s.group == g), key=lambda s: s.psnr)
+        picks = [("worst", ranked[0])] + ([("best", ranked[-1])] if len(ranked) > 1 else [])
+        for label, s in picks:
+            p = panels.get((s.name, g))
+            if not p:
+                continue
+            y, x = _worst_window(p["output"], p["reference"], crop)
+            tiles = []
+            for img in p.values():
+                c = img[y : y + crop, x : x + crop]
+                c = np.repeat(c, 3, axis=2) if c.shape[2] == 1 else c
+                tiles.append(np.kron(c, np.ones((zoom, zoom, 1), dtype=np.uint8)))
+            row = np.concatenate([np.pad(t, ((0, 4), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
+            rows.append((f"{label} {g} {s.name}: {s.psnr:.2f} dB  [{' | '.join(p.keys())}]", row))
+            lines.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(g)}</td><td>{html.escape(s.name)}</td>"
+                         f"<td>{s.psnr:.2f}</td><td>{'' if s.ssim is None else f'{s.ssim:.4f}'}</td><td>({x}, {y})</td></tr>")
+    if not rows:
+        raise ValueError("no images to put on the contact sheet")
+    width = max(r.shape[1] for _, r in rows)
+    canvas = Image.new("RGB", (width, sum(r.shape[0] + 16 for _, r in rows)), "white")
+    draw, top = ImageDraw.Draw(canvas), 0
+    for caption, r in rows:
+        draw.text((2, top + 2), caption, fill="black")
+        canvas.paste(Image.fromarray(r), (0, top + 16))
+        top += r.shape[0] + 16
+    png = path.with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(png)
+    means = "; ".join(f"{g or 'all'}: {m['psnr']:.2f} dB" for g, m in report.means().items())
+    page = (f"<!doctype html><meta charset='utf-8'><title>scenestyle eval {html.escape(report.kind)}</title>"
+            f"<h1>{html.escape(report.kind)} — {html.escape(report.dataset)}</h1><p>model {html.escape(str(report.model.get('name')))} "
+            f"sha256 {html.escape(str(report.model.get('sha256')))}; mean {html.escape(means)}</p>"
+            f"<p>{crop}×{crop} crops where the output's error is largest, zoomed ×{zoom}.</p>"
+            "<table border=1><tr><th>case</th><th>setting</th><th>image</th><th>PSNR</th><th>SSIM</th><th>crop at</th></tr>"
+            + "".join(lines) + f"</table><img src='{html.escape(png.name)}'>")
+    out = path.with_suffix(".html")
+    out.write_text(page, encoding="utf-8")
+    return out

@@ -64,11 +64,13 @@ def evaluate_sr(
     tile: int | None = 0,
     offline: bool = False,
     on_image=None,
+    on_output=None,
 ) -> EvalReport:
     """Score ``model`` (a weights.lock name, a weights path/URI, or ``"bicubic"``) on an HR folder.
 
     HR is cropped to a multiple of ``scale``; ``crop_border`` defaults to ``scale``; scores are
-    on BT.601 Y unless ``test_y`` is False. ``on_image(i, n, name)`` is called before each image.
+    on BT.601 Y unless ``test_y`` is False. ``on_image(i, n, name)`` is called before each image;
+    ``on_output(name, group, panels)`` gets the bicubic-upsampled LR, the output and the HR (uint8).
     """
     if scale not in (2, 3, 4, 8):
         raise UsageError(f"--scale must be 2, 3, 4 or 8, not {scale}")
@@ -109,6 +111,8 @@ def evaluate_sr(
             sr = to_u8(run_float(net, placement, lr.astype(np.float32) / 255.0, tile))
         seconds = time.perf_counter() - t0
         scores.append(ImageScore(hr_path.name, psnr(sr, hr, crop, test_y), ssim(sr, hr, crop, test_y), seconds))
+        if on_output:
+            on_output(hr_path.name, "", {"input (bicubic)": sr if net is None else imresize(lr, float(scale)), "output": sr, "reference": hr})
 
     protocol = {
         "task": f"x{scale} super-resolution",
