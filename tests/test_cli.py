@@ -122,6 +122,7 @@ def test_bad_file_in_batch_gives_exit_1_and_others_succeed(tmp_path, weights):
     [
         (("upscale", "{missing}"), 2, "input not found"),
         (("upscale", "{src}", "--tile", "7"), 2, "--tile"),
+        (("upscale", "{src}", "--batch-size", "0"), 2, "--batch-size"),
         (("upscale", "{src}", "--format", "bmp"), 2, "--format"),
         (("upscale", "{src}", "--precision", "fp16", "--device", "cpu", "--weights", "{sr}"), 2, "fp16"),
         (("upscale", "{src}", "--device", "tpu", "--weights", "{sr}"), 2, "device"),

@@ -21,7 +21,7 @@ Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (fp16 is refused on CPU).")]
 Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
-Batch = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per forward pass.")]
+Batch = Annotated[str, typer.Option("--batch-size", help="Tiles per forward pass: auto (4 on CUDA, 1 on CPU) or N.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist (default: skip them, so a run resumes).")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
@@ -45,6 +45,14 @@ def _tile(value: str) -> int | None:
     raise UsageError(f"--tile must be auto, 0 or a size >= 32, not {value!r}")
 
 
+def _batch(value: str) -> int | None:
+    if value == "auto":
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise UsageError(f"--batch-size must be auto or a whole number >= 1, not {value!r}")
+
+
 def _format(value: str | None) -> str | None:
     if value is None:
         return None
@@ -63,7 +71,8 @@ def _run(task: str, params: dict) -> None:
     kw["out"] = kw.pop("output")
     if "style" in kw:
         kw["model"] = kw.pop("style")
-    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")), **kw)
+    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")),
+                      batch_size=_batch(kw.pop("batch_size")), **kw)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -128,7 +137,7 @@ def stylize(
     style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = "oil",
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
 ) -> None:
@@ -145,7 +154,7 @@ def upscale(
     outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final size factor (default: the model's scale).")] = None,
     denoise: Annotated[Optional[float], typer.Option("--denoise", min=0.0, max=1.0, help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it.")] = None,
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
 ) -> None:
@@ -162,7 +171,7 @@ def denoise(
     model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the denoised result over the photo.")] = 1.0,
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = 1, recursive: Recursive = False, overwrite: Overwrite = False,
+    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
 ) -> None:

@@ -23,6 +23,8 @@ from scenestyle.weights import load_lock
 # Default lock entry per task when neither --model nor --weights is given.
 DEFAULT_UPSCALER = {4: "realesr-general-x4v3", 2: "realesrgan-x2plus"}
 DEFAULT_DENOISER = "dncnn-25"
+# Tiles per forward pass under --batch-size auto on CUDA (on CPU batching buys no speed, only memory).
+CUDA_TILE_BATCH = 4
 # Command names per task, for reports and manifest file names.
 COMMANDS = {"style": "stylize", "upscale": "upscale", "denoise": "denoise"}
 # The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
@@ -41,7 +43,7 @@ class RunOptions:
     device: str = "auto"  # auto | cpu | cuda[:N]
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     tile: int | None = None  # None = auto, 0 = whole image, N = tile size in input pixels
-    batch_size: int = 1  # tiles per forward pass
+    batch_size: int | None = None  # tiles per forward pass; None = auto (CUDA 4, CPU 1)
     recursive: bool = False  # descend into subfolders of folder inputs
     overwrite: bool = False  # redo outputs that already exist
     offline: bool = False  # never download weights
@@ -143,12 +145,13 @@ def process(
     if manifest is None:
         root = opts.out if opts.out is not None and opts.out.suffix == "" else jobs[0].output.parent
         manifest = root / f"scenestyle-{COMMANDS[task]}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-    proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=opts.batch_size,
+    batch_size = opts.batch_size or (CUDA_TILE_BATCH if placement.device.type == "cuda" else 1)
+    proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
                      strength=opts.strength if task != "upscale" else 1.0,
                      outscale=opts.outscale, progress=on_tiles)
     parameters = {
         "device": str(placement.device), "precision": str(placement.dtype).removeprefix("torch."),
-        "tile": opts.tile, "batch_size": opts.batch_size, "strength": opts.strength,
+        "tile": opts.tile, "batch_size": batch_size, "strength": opts.strength,
         "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
         "format": opts.fmt, "quality": opts.quality,
     }
