@@ -12,17 +12,13 @@ from rich.table import Table
 
 from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors
+from scenestyle.cli._options import Arch, Device, Json, Offline, Weights
 from scenestyle.errors import UsageError
 
 eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs) and FID/KID/IS.", no_args_is_help=True)
 
-Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
-Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model.")]
-Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
 Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
-Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
 Sheet = Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet (PATH.png + PATH.html): best and worst cases, crops where the error is largest.")]
 
 

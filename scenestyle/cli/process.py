@@ -12,20 +12,16 @@ from rich.table import Table
 
 from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors
+from scenestyle.cli._options import Arch, Device, Json, Offline, Weights
 from scenestyle.errors import UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input.")]
-Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model/--style.")]
-Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (fp16 is refused on CPU).")]
 Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
 Batch = Annotated[str, typer.Option("--batch-size", help="Tiles per forward pass: auto (4 on CUDA, 1 on CPU) or N.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist (default: skip them, so a run resumes).")]
-Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
-Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
 Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | webp | tiff (default: the input's).")]
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]

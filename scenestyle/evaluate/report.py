@@ -6,6 +6,7 @@ import math
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -118,7 +119,7 @@ def _worst_window(out: Any, ref: Any, size: int) -> tuple[int, int]:
     return int(y), int(x)
 
 
-def write_sheet(path: "Path", report: EvalReport, panels: Mapping[tuple[str, str], Panels], crop: int = 96, zoom: int = 2) -> "Path":
+def write_sheet(path: Path, report: EvalReport, panels: Mapping[tuple[str, str], Panels], crop: int = 96, zoom: int = 2) -> Path:
     """PNG of the best and worst image of each group (crops where the error is largest) plus an HTML page beside it.
 
     ``panels[(name, group)]`` holds same-sized uint8 images, e.g. ``{"input": ..., "output": ..., "reference": ...}``.

@@ -170,7 +170,7 @@ def train_cyclegan(cfg: CycleGANConfig | None = None, *, run: Path | None = None
 def _train(cfg, run, resume, max_steps, time_limit, device, console, show_progress, info: ddp.DistInfo, t_start: float) -> TrainResult:
     cfg, run, cfg_text = prepare_run(cfg, run, resume)
     cfg_hash = config_sha256(cfg_text)
-    d, m, g, o, t = cfg.data, cfg.model, cfg.gan, cfg.optim, cfg.train
+    d, g, o, t = cfg.data, cfg.gan, cfg.optim, cfg.train
     dev = resolve_device(device, info)
     amp = resolve_amp(t.amp, dev)
     if t.deterministic:

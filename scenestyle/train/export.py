@@ -9,7 +9,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from scenestyle.errors import OutputError, UsageError
 from scenestyle.train import checkpoint as ckpt
