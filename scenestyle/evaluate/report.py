@@ -83,10 +83,9 @@ def _json_num(v: float | int | None) -> float | int | str | None:
 
 
 def versions() -> dict[str, str]:
-    """Versions that can move a figure: Python, scenestyle, torch, numpy, scipy, Pillow."""
+    """Versions that can move a figure: Python, scenestyle, torch, numpy, Pillow."""
     import numpy
     import PIL
-    import scipy
     import torch
 
     from scenestyle import __version__
@@ -96,7 +95,6 @@ def versions() -> dict[str, str]:
         "scenestyle": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
         "pillow": PIL.__version__,
     }
 
