@@ -6,8 +6,21 @@ from typing import Annotated, Optional
 
 import typer
 
+from scenestyle.errors import UsageError
+
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
 Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model/--style.")]
 Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
+
+
+def parse_tile(value: str) -> int | None:
+    """``--tile``: auto → None, 0 → whole image, N ≥ 32 → tile size in input pixels."""
+    if value == "auto":
+        return None
+    if value.isdigit():
+        n = int(value)
+        if n == 0 or n >= 32:
+            return n
+    raise UsageError(f"--tile must be auto, 0 or a size >= 32, not {value!r}")

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors
-from scenestyle.cli._options import Arch, Device, Json, Offline, Weights
+from scenestyle.cli._options import Arch, Device, Json, Offline, Weights, parse_tile
 from scenestyle.errors import UsageError
 
 eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs) and FID/KID/IS.", no_args_is_help=True)
@@ -88,12 +88,6 @@ def _emit(report, json_out: bool, title: str) -> None:
         _print_report(report, title)
 
 
-def _tile(value: str) -> int | None:
-    from scenestyle.cli.process import _tile as parse
-
-    return parse(value)
-
-
 @eval_app.command("sr")
 @handle_errors
 def sr(
@@ -112,7 +106,7 @@ def sr(
 
     keep, panels = _collector(sheet)
     report = evaluate_sr(dataset, scale=scale, model=_spec(model, weights, None), arch=arch, lr_dir=lr_dir,
-                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=_tile(tile),
+                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=parse_tile(tile),
                          offline=offline, on_output=keep)
     _emit(report, json_out, f"eval sr x{scale}: {dataset}")
     _write_sheet(sheet, report, panels, json_out)
@@ -145,7 +139,7 @@ def denoise(
 
     keep, panels = _collector(sheet)
     report = evaluate_denoise(dataset, model=_spec(model, weights, "dncnn-25"), arch=arch, sigmas=_sigmas(sigma), seed=seed,
-                              gray=gray, device=device, precision=precision, tile=_tile(tile), offline=offline, on_output=keep)
+                              gray=gray, device=device, precision=precision, tile=parse_tile(tile), offline=offline, on_output=keep)
     _emit(report, json_out, f"eval denoise: {dataset}")
     _write_sheet(sheet, report, panels, json_out)
 

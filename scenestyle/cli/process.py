@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors
-from scenestyle.cli._options import Arch, Device, Json, Offline, Weights
+from scenestyle.cli._options import Arch, Device, Json, Offline, Weights, parse_tile
 from scenestyle.errors import UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
@@ -29,16 +29,6 @@ Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="JSONL mani
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
 DEVICES_HELP = "auto, cpu, cuda, cuda:N"
-
-
-def _tile(value: str) -> int | None:
-    if value == "auto":
-        return None
-    if value.isdigit():
-        n = int(value)
-        if n == 0 or n >= 32:
-            return n
-    raise UsageError(f"--tile must be auto, 0 or a size >= 32, not {value!r}")
 
 
 def _batch(value: str) -> int | None:
@@ -67,7 +57,7 @@ def _run(task: str, params: dict) -> None:
     kw["out"] = kw.pop("output")
     if "style" in kw:
         kw["model"] = kw.pop("style")
-    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")),
+    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=parse_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")),
                       batch_size=_batch(kw.pop("batch_size")), **kw)
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
