@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -173,11 +174,18 @@ def run_jobs(
     context: dict | None = None,
     on_start: Callable[[Job, int], None] | None = None,
     on_done: Callable[[JobResult], None] | None = None,
+    compute_many: Callable[[list], list] | None = None,
+    group: int = 1,
+    group_key: Callable[[object], object] | None = None,
 ) -> list[JobResult]:
     """Run load → compute → save for each job; one bad file never stops the batch.
 
-    The next input is decoded and the previous output encoded on worker threads while the
-    current one computes. Existing outputs are skipped unless ``overwrite``.
+    The next inputs are decoded and the previous outputs encoded on worker threads while the
+    current ones compute. With ``compute_many`` and ``group`` > 1, up to ``group`` consecutive
+    inputs with equal ``group_key`` (e.g. pixel shape; None = never grouped, and then only one
+    input is decoded ahead) are computed in one call; if that call
+    fails, each input is retried alone so the error lands on the right file. Existing outputs
+    are skipped unless ``overwrite``.
     """
     results: list[JobResult] = []
     manifest_f = open(manifest, "a", encoding="utf-8") if manifest else None
@@ -189,43 +197,99 @@ def run_jobs(
             _log(manifest_f, r, context)
             if on_done:
                 on_done(r)
+    group = max(1, group) if compute_many is not None else 1
+    key = group_key or (lambda pic: 0)
 
     def read(job: Job):
         t = time.perf_counter()
         return load(job.input), file_sha256(job.input), time.perf_counter() - t
 
+    def report(r: JobResult) -> None:
+        results.append(r)
+        _log(manifest_f, r, context)
+        if on_done:
+            on_done(r)
+
+    def run_group(members: list[tuple[Job, JobResult, object]]) -> list:
+        if len(members) == 1:
+            return [_attempt(compute, members[0][2])]
+        try:
+            return list(compute_many([pic for _, _, pic in members]))
+        except ScenestyleError:
+            return [_attempt(compute, pic) for _, _, pic in members]
+
     with ThreadPoolExecutor(max_workers=1) as reader, ThreadPoolExecutor(max_workers=1) as writer:
-        pending_write: tuple[Future, JobResult] | None = None
-        nxt: Future | None = reader.submit(read, todo[0]) if todo else None
-        for i, job in enumerate(todo):
-            if on_start:
-                on_start(job, i)
-            cur, nxt = nxt, (reader.submit(read, todo[i + 1]) if i + 1 < len(todo) else None)
-            r = JobResult(str(job.input), str(job.output), "failed")
+        ahead: deque[tuple[Job, Future]] = deque()
+        upcoming = iter(todo)
+        pending: list[tuple[Future, JobResult]] = []
+        started, grouping = 0, False  # decode one ahead until the first photo shows it is groupable
+
+        def refill() -> None:
+            while len(ahead) < (group + 1 if grouping else 2) and (nxt := next(upcoming, None)) is not None:
+                ahead.append((nxt, reader.submit(read, nxt)))
+
+        while True:
+            refill()
+            if not ahead:
+                break
+            # a group: the first readable input plus following ones of the same key
+            members: list[tuple[Job, JobResult, object]] = []
             t0 = time.perf_counter()
-            try:
-                pic, r.input_sha256, t_read = cur.result()
-                r.notes = list(getattr(pic, "notes", ()))
-                out = compute(pic)
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                fut = writer.submit(save, out, job.output)
-            except ScenestyleError as e:
-                r.error = str(e)
-                r.seconds = round(time.perf_counter() - t0, 3)
-                fut = None
-            if pending_write is not None:
-                _finish(pending_write, results, manifest_f, on_done, context)
-            if fut is None:
-                results.append(r)
-                _log(manifest_f, r, context)
-                if on_done:
-                    on_done(r)
-                pending_write = None
-            else:
-                r.seconds = round(time.perf_counter() - t0 + t_read, 3)
-                pending_write = (fut, r)
-        if pending_write is not None:
-            _finish(pending_write, results, manifest_f, on_done, context)
+            while ahead and len(members) < group:
+                job, fut = ahead[0]
+                r = JobResult(str(job.input), str(job.output), "failed")
+                try:
+                    pic, r.input_sha256, t_read = fut.result()
+                except ScenestyleError as e:
+                    if members:
+                        break  # reported on its own turn
+                    ahead.popleft()
+                    if on_start:
+                        on_start(job, started)
+                    started += 1
+                    r.error, r.seconds = str(e), round(time.perf_counter() - t0, 3)
+                    report(r)
+                    t0 = time.perf_counter()
+                    continue
+                if members and (key(pic) is None or key(pic) != key(members[0][2])):
+                    break
+                ahead.popleft()
+                if on_start:
+                    on_start(job, started)
+                started += 1
+                r.notes, r.seconds = list(getattr(pic, "notes", ())), t_read
+                members.append((job, r, pic))
+                grouping = key(pic) is not None
+                if not grouping:
+                    break
+                refill()
+            if not members:
+                continue
+            outs = run_group(members)
+            share = (time.perf_counter() - t0) / len(members)
+            writes: list[tuple[Future, JobResult]] = []
+            for (job, r, _), out in zip(members, outs):
+                r.seconds = round(r.seconds + share, 3)
+                if isinstance(out, ScenestyleError):
+                    r.error = str(out)
+                    writes.append((None, r))
+                    continue
+                try:
+                    job.output.parent.mkdir(parents=True, exist_ok=True)
+                    writes.append((writer.submit(save, out, job.output), r))
+                except OSError as e:
+                    r.error = f"cannot create {job.output.parent}: {e.strerror or e}"
+                    writes.append((None, r))
+            for item in pending:
+                _finish(item, report)
+            pending = []
+            for fut, r in writes:
+                if fut is None:
+                    report(r)
+                else:
+                    pending.append((fut, r))
+        for item in pending:
+            _finish(item, report)
     if manifest_f:
         manifest_f.close()
     order = {str(j.input): k for k, j in enumerate(jobs)}
@@ -233,7 +297,15 @@ def run_jobs(
     return results
 
 
-def _finish(pending: tuple[Future, JobResult], results, manifest_f, on_done, context) -> None:
+def _attempt(compute: Callable[[object], object], pic: object) -> object:
+    """``compute(pic)``, or the ScenestyleError it raised (so one file's failure is data)."""
+    try:
+        return compute(pic)
+    except ScenestyleError as e:
+        return e
+
+
+def _finish(pending: tuple[Future, JobResult], report: Callable[[JobResult], None]) -> None:
     fut, r = pending
     t = time.perf_counter()
     try:
@@ -242,10 +314,7 @@ def _finish(pending: tuple[Future, JobResult], results, manifest_f, on_done, con
     except ScenestyleError as e:
         r.error = str(e)
     r.seconds = round(r.seconds + time.perf_counter() - t, 3)
-    results.append(r)
-    _log(manifest_f, r, context)
-    if on_done:
-        on_done(r)
+    report(r)
 
 
 def _log(manifest_f, r: JobResult, context: dict | None) -> None:

@@ -27,6 +27,8 @@ DEFAULT_DENOISER = "dncnn-25"
 CUDA_TILE_BATCH = 4
 # Command names per task, for reports and manifest file names.
 COMMANDS = {"style": "stylize", "upscale": "upscale", "denoise": "denoise"}
+# Largest photo (pixels) batched with others of its size; bigger ones go alone, one decoded ahead.
+GROUP_MAX_PIXELS = 4_000_000
 # The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
 WDN_PAIR = {"realesr-general-x4v3": "realesr-general-wdn-x4v3"}
 
@@ -78,6 +80,12 @@ def _model_spec(task: str, opts: RunOptions) -> str:
             raise UsageError(f"--scale must be 2 or 4, not {scale}")
         return DEFAULT_UPSCALER[scale]
     return opts.model or DEFAULT_DENOISER
+
+
+def _group_key(pic) -> tuple | None:
+    """Same-size photos share forward passes; big ones are not held back for company."""
+    h, w, c = pic.pixels.shape
+    return (h, w, c) if h * w <= GROUP_MAX_PIXELS else None
 
 
 def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
@@ -160,6 +168,9 @@ def process(
         jobs,
         load=lambda p: read_picture(p, max_pixels=opts.max_pixels),
         compute=proc,
+        compute_many=proc.many,
+        group=batch_size,
+        group_key=_group_key,
         save=lambda pic, path: write_picture(path, pic, format=opts.fmt, quality=opts.quality),
         overwrite=opts.overwrite,
         manifest=manifest,

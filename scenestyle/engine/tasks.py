@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, to_pixels, to_tensor
 from scenestyle.engine.device import Placement
-from scenestyle.engine.tiles import run_model
+from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.imaging import Picture
 
 TileProgress = Callable[[int, int], None]
@@ -47,7 +48,21 @@ class Processor:
         return to_pixels(y, channels=pixels.shape[2])
 
     def __call__(self, pic: Picture) -> Picture:
-        out = self._run(pic.pixels)
+        return self._finish(pic, self._run(pic.pixels))
+
+    def many(self, pics: list[Picture]) -> list[Picture]:
+        """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""
+        m = self.model
+        per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
+                     or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
+                     or getattr(m.model, "noise_level_input", False))  # a per-image noise level
+        if per_image:
+            return [self(p) for p in pics]
+        x = torch.cat([to_tensor(p.pixels, m) for p in pics])
+        y = run_model_many(m, x, self.placement, tile=self.tile, batch_size=self.batch_size, progress=self.progress)
+        return [self._finish(p, to_pixels(y[i : i + 1], channels=p.pixels.shape[2])) for i, p in enumerate(pics)]
+
+    def _finish(self, pic: Picture, out: np.ndarray) -> Picture:
         alpha = pic.alpha
         if self.task == "upscale":
             factor = self.outscale if self.outscale is not None else float(self.model.scale)

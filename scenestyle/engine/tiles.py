@@ -344,17 +344,8 @@ def run_model(
     if out is not None and (tuple(out.shape) != out_shape or out.dtype != np.float32):
         raise ValueError(f"out must be a float32 array of shape {out_shape}; got {out.dtype} {tuple(out.shape)}")
 
-    if tile is None:
-        if _instance_norms(model) and hp * wp <= stats_max_pixels:
-            # the exact statistics pass is a whole-image forward already: tiling after it would
-            # only add a second pass (out-of-memory still halves from here)
-            tile = 0
-        else:
-            tile = _auto_tile(model, placement, hp, wp, halo, multiple, batch_size, 0 if out is not None else 4 * math.prod(out_shape))
-    elif tile < 0 or tile % multiple:
-        hint = f"; try {max(multiple, tile // multiple * multiple)}" if tile > 0 else ""
-        raise UsageError(f"tile must be 0 (whole image) or a positive multiple of {multiple} for this model (got {tile}){hint}")
-
+    tile = _resolve_tile(model, placement, tile, hp, wp, halo, multiple, batch_size,
+                         0 if out is not None else 4 * math.prod(out_shape), stats_max_pixels)
     acc = torch.from_numpy(out) if out is not None else torch.empty(out_shape, dtype=torch.float32)
     stats: dict[nn.Module, tuple[Tensor, Tensor]] | None = None
     while True:
@@ -376,6 +367,80 @@ def run_model(
                     "use --device cpu, a smaller --batch-size, or a smaller image"
                 ) from err
             tile = smaller
+
+
+def _resolve_tile(model: nn.Module, placement: Placement, tile: int | None, hp: int, wp: int, halo: int,
+                  multiple: int, batch_size: int, out_bytes: int, stats_max_pixels: int) -> int:
+    """The core tile size to run with: ``tile`` checked, or chosen from free memory when None."""
+    if tile is None:
+        if _instance_norms(model) and hp * wp <= stats_max_pixels:
+            # the exact statistics pass is a whole-image forward already: tiling after it would
+            # only add a second pass (out-of-memory still halves from here)
+            return 0
+        return _auto_tile(model, placement, hp, wp, halo, multiple, batch_size, out_bytes)
+    if tile < 0 or tile % multiple:
+        hint = f"; try {max(multiple, tile // multiple * multiple)}" if tile > 0 else ""
+        raise UsageError(f"tile must be 0 (whole image) or a positive multiple of {multiple} for this model (got {tile}){hint}")
+    return tile
+
+
+def run_model_many(
+    model: nn.Module,
+    x: Tensor,
+    placement: Placement,
+    *,
+    tile: int | None = None,
+    batch_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Tensor:
+    """``run_model`` over ``N×C×H×W`` same-size images: up to ``batch_size`` whole images per forward pass.
+
+    Images that need tiles, and a stacked batch that runs out of memory, go one at a time
+    through ``run_model`` (tiles are then what gets batched).
+    """
+    n = x.shape[0]
+    if x.dim() != 4 or n == 0:
+        raise ValueError(f"run_model_many needs an NxCxHxW tensor; got {tuple(x.shape)}")
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    scale = int(getattr(model, "scale", 1) or 1)
+    halo = _round_up(int(getattr(model, "halo", 0) or 0), multiple)
+    out_ch = int(getattr(model, "out_channels", x.shape[1]))
+    _, c, h, w = x.shape
+    hp, wp = _round_up(h, multiple), _round_up(w, multiple)
+    one_by_one = lambda: torch.cat([run_model(model, x[i : i + 1], placement, tile=tile, batch_size=batch_size,
+                                              progress=progress) for i in range(n)])
+    if n == 1 or batch_size == 1:
+        return one_by_one()
+    in_ch = getattr(model, "in_channels", None)
+    if in_ch is not None and c != in_ch:
+        raise UsageError(f"the model takes {in_ch}-channel images but the input has {c} channels")
+    k = min(n, batch_size)
+    out_bytes = 4 * n * out_ch * h * scale * w * scale
+    # auto: a stacked batch of k images must fit whole, judged as one k-times-taller image
+    chosen = _resolve_tile(model, placement, tile, hp * k if tile is None else hp, wp, halo, multiple, 1,
+                           out_bytes, STATS_MAX_PIXELS * k)
+    if _needs_tiles(chosen, hp, wp, halo) or (tile is None and chosen != 0):
+        return one_by_one()
+    out = torch.empty((n, out_ch, h * scale, w * scale), dtype=torch.float32)
+    try:
+        with torch.inference_mode():
+            if progress:
+                progress(0, n)
+            for b0 in range(0, n, batch_size):
+                y = model(_to_placement(_pad_to(x[b0 : b0 + batch_size], hp, wp), placement))
+                if tuple(y.shape[1:]) != (out_ch, hp * scale, wp * scale):
+                    raise ValueError(f"model output {tuple(y.shape[1:])} for a {hp}x{wp} input does not match its "
+                                     f"declared out_channels={out_ch}, scale={scale}")
+                out[b0 : b0 + batch_size] = y[:, :, : h * scale, : w * scale].float().cpu()
+                if progress:
+                    progress(min(n, b0 + batch_size), n)
+        return out
+    except Exception as err:  # noqa: BLE001 - only OOM falls back, the rest re-raised
+        if not _is_oom(err):
+            raise
+        if placement.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return one_by_one()
 
 
 def _needs_tiles(tile: int, hp: int, wp: int, halo: int) -> bool:
