@@ -10,7 +10,6 @@ becomes one ``OutputError`` line, and no partial file is left behind.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import struct
 import tempfile
@@ -18,6 +17,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -327,8 +327,6 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
     pixels, alpha = pic.pixels, pic.alpha
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"Picture.pixels must be H×W×1 or H×W×3, got shape {pixels.shape}")
-    if not np.isfinite(pixels).all() or (alpha is not None and not np.isfinite(alpha).all()):
-        raise OutputError(f"cannot write {path}: the image contains NaN or infinite values")
     if fmt == "JPEG" and alpha is not None:
         if (alpha < 1).any():
             raise OutputError(
@@ -336,8 +334,12 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
                 "use --format png (or webp, tiff) to keep it"
             )
         alpha = None
-    data = _encode(pixels, alpha, pic, fmt, quality)
-    _atomic_write(path, data)
+    bits = 16 if pic.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+    try:
+        samples = _quantise(pixels, alpha, bits)
+    except ValueError:
+        raise OutputError(f"cannot write {path}: the image contains NaN or infinite values") from None
+    _atomic_write(path, lambda f: _encode(samples, pic, fmt, quality, f))
 
 
 def _unit_float(arr: np.ndarray, top: int) -> np.ndarray:
@@ -347,32 +349,39 @@ def _unit_float(arr: np.ndarray, top: int) -> np.ndarray:
     return out
 
 
-def _quantise(x: np.ndarray, bits: int, rows: int = 256) -> np.ndarray:
-    """Float [0, 1] → uint8/uint16, a band of rows at a time: a ×4 upscale of a 20 MP photo is
-    3.8 GB per float copy, so no full-size float temporary is made."""
+def _quantise(pixels: np.ndarray, alpha: np.ndarray | None, bits: int, rows: int = 256) -> np.ndarray:
+    """Float [0, 1] colour (+ alpha) → one uint8/uint16 H×W×(C+1) array, a band of rows at a time:
+    a ×4 upscale of a 20 MP photo is 3.8 GB per float copy, so no full-size float temporary is
+    made. Raises ValueError on NaN or infinity."""
     top = 65535 if bits == 16 else 255
-    out = np.empty(x.shape, dtype=np.uint16 if bits == 16 else np.uint8)
-    for r in range(0, x.shape[0], rows):
-        y = np.clip(x[r : r + rows], 0, 1)
-        y *= top
-        np.round(y, out=y)
-        out[r : r + rows] = y
+    h, w, c = pixels.shape
+    out = np.empty((h, w, c + (alpha is not None)), dtype=np.uint16 if bits == 16 else np.uint8)
+    planes = [(pixels, slice(0, c))] + ([(alpha[..., None], slice(c, c + 1))] if alpha is not None else [])
+    for r in range(0, h, rows):
+        for src, chans in planes:
+            y = np.array(src[r : r + rows], dtype=np.float32)
+            if not np.isfinite(y).all():
+                raise ValueError("non-finite values")
+            np.clip(y, 0, 1, out=y)
+            y *= top
+            np.round(y, out=y)
+            out[r : r + rows, :, chans] = y
     return out
 
 
-def _encode(pixels: np.ndarray, alpha: np.ndarray | None, pic: Picture, fmt: str, quality: int) -> bytes:
-    planes = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
-    if pic.bit_depth == 16 and fmt in ("PNG", "TIFF"):
-        samples = _quantise(planes, 16)
+def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: BinaryIO) -> None:
+    """Write quantised samples (H×W×1..4) to the open file ``f`` in ``fmt``."""
+    if samples.dtype == np.uint16:
         if fmt == "PNG":
-            return _png16.encode_png16(samples, pic.icc_profile, pic.exif)
+            f.write(_png16.encode_png16(samples, pic.icc_profile, pic.exif))
+            return
         if samples.shape[2] == 2:
             samples = samples[..., [0, 0, 0, 1]]
-        return _png16.encode_tiff(samples, pic.icc_profile, pic.exif)
-
-    samples = _quantise(planes, 8)
+        f.write(_png16.encode_tiff(samples, pic.icc_profile, pic.exif))
+        return
     if fmt == "TIFF":
-        return _png16.encode_tiff(samples, pic.icc_profile, pic.exif)
+        f.write(_png16.encode_tiff(samples, pic.icc_profile, pic.exif))
+        return
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[samples.shape[2]]
     im = Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
     options: dict[str, object] = {}
@@ -386,18 +395,17 @@ def _encode(pixels: np.ndarray, alpha: np.ndarray | None, pic: Picture, fmt: str
         options.update(quality=quality)
         if mode in ("L", "LA"):
             im = im.convert("RGBA" if mode == "LA" else "RGB")
-    buffer = io.BytesIO()
-    im.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
+    im.save(f, format=fmt, **options)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write(f)`` into a temp file beside ``path``, fsync, rename; no partial file on any failure."""
     folder = path.parent
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _new_file_mode(path))

@@ -159,3 +159,4 @@ def test_cli_batch_with_a_corrupt_file_still_writes_the_rest(tmp_path, tiny_weig
                                    str(tiny_weights["SRVGGNetCompact"]), "--device", "cpu", "--batch-size", "4"])
     assert res.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == [f"p{i}_x2.png" for i in range(4)]
+
