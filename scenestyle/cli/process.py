@@ -155,7 +155,12 @@ def denoise(
     inputs: Inputs,
     output: Out = None,
     model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
-    strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the denoised result over the photo.")] = 1.0,
+    strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help=(
+        "Models with a noise-level input (FFDNet): share of the noise estimated in each photo to remove "
+        "(1 removes it, lower keeps more grain). Other models: blend of the denoised result over the photo."))] = 1.0,
+    noise_level: Annotated[Optional[float], typer.Option("--noise-level", min=0.0, max=75.0, help=(
+        "FFDNet only: remove noise of this standard deviation in 8-bit units (0-75, e.g. 15) from every "
+        "photo instead of estimating it."))] = None,
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
     tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,

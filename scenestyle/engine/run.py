@@ -29,6 +29,8 @@ CUDA_TILE_BATCH = 4
 COMMANDS = {"style": "stylize", "upscale": "upscale", "denoise": "denoise"}
 # Largest photo (pixels) batched with others of its size; bigger ones go alone, one decoded ahead.
 GROUP_MAX_PIXELS = 4_000_000
+# --noise-level range (8-bit units): FFDNet's training range.
+MAX_NOISE_LEVEL = 75.0
 # The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
 WDN_PAIR = {"realesr-general-x4v3": "realesr-general-wdn-x4v3"}
 
@@ -53,7 +55,8 @@ class RunOptions:
     quality: int = 95  # JPEG/WebP quality
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb limit per input
     manifest: Path | None = None  # JSONL manifest path; None = in the output folder
-    strength: float = 1.0  # stylize/denoise blend of result over input
+    strength: float = 1.0  # stylize/denoise blend of result over input; noise-level denoisers: σ = strength × estimate
+    noise_level: float | None = None  # denoise with a noise-level model: σ in 8-bit units (0-75); None = estimate
     scale: int | None = None  # upscale: required model scale (2 or 4)
     outscale: float | None = None  # upscale: final size factor
     denoise: float | None = None  # upscale with general-x4v3: Real-ESRGAN denoise strength
@@ -86,6 +89,20 @@ def _group_key(pic) -> tuple | None:
     """Same-size photos share forward passes; big ones are not held back for company."""
     h, w, c = pic.pixels.shape
     return (h, w, c) if h * w <= GROUP_MAX_PIXELS else None
+
+
+def _noise_level_models() -> str:
+    """The lock entries and architectures whose models take a noise level, for error messages."""
+    from scenestyle.nn import ARCHS, build
+
+    archs = sorted(n for n, b in ARCHS.items() if getattr(b, "noise_level_input", False))
+    names = []
+    for name, entry in load_lock().items():
+        if entry.task == "denoise":
+            with torch.device("meta"):  # no memory, no compute: only the flag is read
+                if getattr(build(entry.arch, **entry.kwargs), "noise_level_input", False):
+                    names.append(name)
+    return ", ".join(names + [f"--weights of an {a}" for a in archs])
 
 
 def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
@@ -125,6 +142,13 @@ def process(
         raise UsageError(f"--denoise must be between 0 and 1, not {opts.denoise}")
     if opts.outscale is not None and not 0 < opts.outscale <= 16:
         raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
+    if opts.noise_level is not None:
+        if task != "denoise":
+            raise UsageError(f"--noise-level is a denoise option, not a {COMMANDS[task]} one")
+        if not 0.0 <= opts.noise_level <= MAX_NOISE_LEVEL:
+            raise UsageError(f"--noise-level must be between 0 and {MAX_NOISE_LEVEL:g} (8-bit units), not {opts.noise_level:g}")
+        if opts.strength != 1.0:
+            raise UsageError("--strength scales the estimated noise level; give --noise-level or --strength, not both")
 
     # Plan and check outputs before the (possibly slow) model load.
     probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive)
@@ -141,6 +165,9 @@ def process(
             if twin is None:
                 raise UsageError(f"--denoise works with {', '.join(WDN_PAIR)} only, not {loaded.name or spec}")
             _interpolate(loaded, load_model(twin, task=task, offline=opts.offline, progress=on_download), opts.denoise)
+    if opts.noise_level is not None and not getattr(loaded.module, "noise_level_input", False):
+        raise UsageError(f"--noise-level needs a model that takes a noise level ({_noise_level_models()}); "
+                         f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result")
     placement = choose_placement(opts.device, opts.precision, model=loaded.module)
     model = prepare(loaded.module, placement)
     if on_model:
@@ -156,17 +183,18 @@ def process(
     batch_size = opts.batch_size or (CUDA_TILE_BATCH if placement.device.type == "cuda" else 1)
     proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
                      strength=opts.strength if task != "upscale" else 1.0,
+                     noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
                      outscale=opts.outscale, progress=on_tiles)
     parameters = {
         "device": str(placement.device), "precision": str(placement.dtype).removeprefix("torch."),
         "tile": opts.tile, "batch_size": batch_size, "strength": opts.strength,
         "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
-        "format": opts.fmt, "quality": opts.quality,
+        "noise_level": opts.noise_level, "format": opts.fmt, "quality": opts.quality,
     }
     model_info = {"name": loaded.name if loaded.name in load_lock() else None, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
     results = run_jobs(
         jobs,
-        load=lambda p: read_picture(p, max_pixels=opts.max_pixels),
+        load=lambda p: proc.annotate(read_picture(p, max_pixels=opts.max_pixels)),  # + its noise level, if any
         compute=proc,
         compute_many=proc.many,
         group=batch_size,

@@ -2,6 +2,11 @@
 
 Each processor holds a loaded model and its placement and is called once per photo; the
 batch runner does the rest. Alpha, ICC, EXIF and bit depth ride along on the Picture.
+
+Denoisers with a noise-level input (FFDNet) get one σ per photo: the given ``noise_level``, or
+``strength`` × the blind estimate of :func:`scenestyle.engine.noise.estimate_noise`. One σ for
+the whole photo keeps the tiles seam-free; ``annotate`` decides it on the reader thread and
+records it as a note, so it lands in the manifest and the summary.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, to_pixels, to_tensor
 from scenestyle.engine.device import Placement
+from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.imaging import Picture
 
@@ -31,12 +37,41 @@ class Processor:
     task: str  # "style" | "upscale" | "denoise"
     tile: int | None = None  # None = auto, 0 = whole image, N = N×N tiles
     batch_size: int = 1
-    strength: float = 1.0  # stylize/denoise: share of the result blended over the input
+    strength: float = 1.0  # stylize/denoise: blend of the result over the input; noise-level denoisers: σ = strength × estimate
+    noise_level: float | None = None  # noise-level denoisers: σ in [0, 1] units for every photo; None = estimate
     outscale: float | None = None  # upscale: final size factor (default: the model's scale)
     progress: TileProgress | None = None
 
     def __post_init__(self) -> None:
+        self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
         self.model = UnitRange(self.model)
+        self._levels: dict[int, tuple[np.ndarray, float]] = {}  # id(pixels) -> (pixels, σ) from annotate
+
+    @property
+    def takes_noise_level(self) -> bool:
+        """True for a denoiser whose forward is conditioned on σ (``noise_level_input``)."""
+        return self.task == "denoise" and bool(getattr(self.net, "noise_level_input", False))
+
+    def sigma(self, pixels: np.ndarray) -> tuple[float, str]:
+        """The σ (in [0, 1] units) to denoise ``pixels`` with, and a note saying where it came from."""
+        if self.noise_level is not None:
+            return self.noise_level, f"noise level {self.noise_level * 255:.3g}/255 from --noise-level"
+        estimate = estimate_noise(pixels)
+        level = self.strength * estimate
+        note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {self.strength:g}"
+        cap = getattr(self.net, "sigma_max", None)
+        if cap is not None and level > cap:  # beyond the trained range the model's output is undefined
+            level = float(cap)
+            note += f", capped at the model's maximum {cap * 255:.3g}"
+        return level, note
+
+    def annotate(self, pic: Picture) -> Picture:
+        """Decide a noise-level denoiser's σ for ``pic`` ahead of ``__call__`` and add it to its notes."""
+        if not self.takes_noise_level:
+            return pic
+        level, note = self.sigma(pic.pixels)
+        self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
+        return dataclasses.replace(pic, notes=(*pic.notes, note))
 
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
@@ -48,6 +83,9 @@ class Processor:
         return to_pixels(y, channels=pixels.shape[2])
 
     def __call__(self, pic: Picture) -> Picture:
+        if self.takes_noise_level:
+            seen = self._levels.pop(id(pic.pixels), None)
+            self.net.noise_level = seen[1] if seen and seen[0] is pic.pixels else self.sigma(pic.pixels)[0]
         return self._finish(pic, self._run(pic.pixels))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
@@ -55,7 +93,7 @@ class Processor:
         m = self.model
         per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
                      or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
-                     or getattr(m.model, "noise_level_input", False))  # a per-image noise level
+                     or self.takes_noise_level)  # one noise level per image
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, m) for p in pics])
@@ -72,6 +110,6 @@ class Processor:
                 out = resize(out, th, tw)
             if alpha is not None:
                 alpha = resize(alpha, th, tw)
-        else:
+        elif not self.takes_noise_level:  # a noise-level denoiser took strength into σ instead
             out = blend(pic.pixels, out, self.strength)
         return dataclasses.replace(pic, pixels=out, alpha=alpha)

@@ -6,19 +6,20 @@ Importing this package imports every architecture module, so each ``@register`` 
 ``scale``, ``value_range``, ``size_multiple``, ``halo`` and ``task`` for the tiling engine.
 """
 
-from . import cyclegan, compact, dncnn, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
+from . import cyclegan, compact, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
 from ._registry import ARCHS, build, list_archs, register
 from .compact import CompactGenerator
 from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
 from .discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator  # noqa: F401  (registers them)
 from .detect import detect_arch
 from .dncnn import DnCNN
+from .ffdnet import FFDNet
 from .macs import count_macs
 from .rrdbnet import RRDBNet
 from .srvgg import SRVGGNetCompact
 
 __all__ = [
     "ARCHS", "build", "list_archs", "register", "detect_arch", "count_macs",
-    "CompactGenerator", "DnCNN", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
+    "CompactGenerator", "DnCNN", "FFDNet", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
     "ResnetGenerator", "SRVGGNetCompact", "UnetGenerator",
 ]

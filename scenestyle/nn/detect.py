@@ -13,7 +13,7 @@ What cannot be read from weights gets the upstream default: ``use_dropout=False`
 ``UnetGenerator``, ``padding_type="reflect"`` (reflect and replicate look the same),
 ``act_type="relu"`` for a PReLU-free ``SRVGGNetCompact``, ``act_mode="R"``/``"BR"`` for DnCNN
 (ReLU and LeakyReLU look the same); output channels equal to input channels where only their
-product with the scale is stored.
+product with the scale is stored. FFDNet has DnCNN's keys and is told apart by channel counts.
 """
 
 from __future__ import annotations
@@ -140,6 +140,22 @@ def _dncnn(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     return "DnCNN", dict(in_nc=in_nc, out_nc=out_nc, nc=nc, nb=len(convs), act_mode=act_mode)
 
 
+def _ffdnet(sd: Mapping[str, torch.Tensor]) -> Detected | None:
+    # Same flat ``model.N`` layout as DnCNN, told apart by the channel counts: FFDNet's first
+    # conv takes in_nc*4 unshuffled channels + 1 noise-level map (4k+1), its last conv gives
+    # out_nc*4 (4m); DnCNN's first-conv inputs equal its last-conv outputs, and 4k+1 != 4m.
+    if "model.0.weight" not in sd or not all(_DNCNN_KEY.match(k) for k in sd) or any(k.endswith("running_mean") for k in sd):
+        return None
+    convs = _conv_indices(sd, "model.")
+    if len(convs) < 2 or any(_shape(sd, f"model.{i}.weight")[2:] != (3, 3) for i in convs):
+        return None
+    nc, first_in = _shape(sd, "model.0.weight")[:2]
+    last_out = _shape(sd, f"model.{convs[-1]}.weight")[0]
+    if first_in % 4 != 1 or first_in < 5 or last_out % 4:
+        return None
+    return "FFDNet", dict(in_nc=first_in // 4, out_nc=last_out // 4, nc=nc, nb=len(convs))
+
+
 def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     if not {"stem.1.weight", "head.1.weight"} <= sd.keys() or not _top_level(sd) <= {"stem", "down", "blocks", "up", "head"}:
         return None
@@ -155,7 +171,7 @@ def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
 
 
 _DETECTORS: tuple[Callable[[Mapping[str, torch.Tensor]], Detected | None], ...] = (
-    _resnet_generator, _unet_generator, _rrdbnet, _srvgg, _dncnn, _compact_generator)
+    _resnet_generator, _unet_generator, _rrdbnet, _srvgg, _ffdnet, _dncnn, _compact_generator)
 
 
 def _check(sd: Mapping[str, torch.Tensor], name: str, kwargs: dict) -> None:

@@ -1,0 +1,94 @@
+"""Blind noise-level estimation: the std of the noise a photo carries, in [0, 1] units.
+
+Method: Chen, Zhu and Heng, "An Efficient Statistical Method for Image Noise Level
+Estimation", ICCV 2015, run on the photo averaged over 2×2 blocks. Every r×r×C patch of a
+clean natural image lies close to a low-dimensional subspace, while white noise of std σ
+adds σ² to *every* eigenvalue of the patch covariance. Sorting the eigenvalues in decreasing
+order and dropping the largest ones (image structure) until the mean of the rest no longer
+exceeds their median leaves the eigenvalues that are noise alone; their mean is σ².
+
+Why half resolution: camera noise is spatially correlated (demosaicing, JPEG) and has little
+energy in the finest directions, which are exactly the ones the method reads. On RNI15's
+visibly noisy ``Dog.png`` the full-resolution estimate was 1.1 (8-bit units), the 2×2-averaged
+one 11.3. Averaging 2×2 blocks halves white noise exactly, so twice the half-resolution
+estimate is still σ for white noise; the price is a little more texture read as noise.
+
+Measured on all 68 CBSD68 photos, 8-bit units, white Gaussian noise added in float
+(clean photos read | error at σ = 5 | worst error at σ = 15, 25, 50):
+
+- this estimator (half resolution): median 1.0, max 4.7 | median +4 %, max +35 % | 7 %, 2 %, 2 %
+- Chen et al. at full resolution:    median 0.5, max 1.2 | median +1 %, max +3 %  | under 1.5 %
+- Haar wavelet MAD (Donoho and Johnstone 1994, median |HH| / 0.6745 of the finest diagonal
+  band): median 2.2, max 13.3 | median +33 %, max +193 % | 42 %, 21 %, 7 %
+
+The wavelet MAD, like Immerkær's 1996 Laplacian-difference filter, reads texture as noise, and
+an overestimate makes the denoiser smooth away the texture of clean photos.
+
+Patches are a fixed-seed random sample, so the estimate is deterministic and takes about the
+same time (0.1 to 0.3 s measured) for a 0.1 MP and a 25 MP photo.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PATCH = 8  # patch side r (the paper's choice)
+SAMPLES = 20_000  # patches drawn; 20k and 60k agreed within 1 % on CBSD68
+_SEED = 0
+
+
+def _tail_variance(eigenvalues: np.ndarray) -> float:
+    """Chen et al.'s rule on eigenvalues sorted in decreasing order: the mean of the longest
+    tail whose mean does not exceed its median."""
+    for i in range(len(eigenvalues)):
+        tail = eigenvalues[i:]
+        tau = tail.mean()
+        if np.count_nonzero(tail > tau) >= np.count_nonzero(tail < tau):
+            return float(tau)
+    return 0.0
+
+
+def patch_noise_std(arr: np.ndarray, *, patch: int = PATCH, samples: int = SAMPLES) -> float:
+    """Chen et al.'s white-noise std of an H×W×C float image, from r×r×C patches (all of them,
+    or ``samples`` drawn with a fixed seed when there are more). Images under 2 px on a side read 0."""
+    h, w, c = arr.shape
+    r = min(patch, h, w)
+    # Fewer patches than ~40x their dimension skews the noise eigenvalues (their spread grows with
+    # sqrt(d/N)) and the rule then cuts into them: small images use smaller patches, down to 3x3.
+    while r > 3 and (h - r + 1) * (w - r + 1) < 40 * r * r * c:
+        r -= 1
+    if r < 2:  # a single pixel or line: no patch structure to tell noise from content
+        return 0.0
+    windows = np.lib.stride_tricks.sliding_window_view(arr, (r, r), axis=(0, 1))  # H'×W'×C×r×r view
+    ny, nx = windows.shape[:2]
+    if ny * nx <= samples:
+        x = windows.reshape(ny * nx, -1)
+    else:
+        rng = np.random.default_rng(_SEED)
+        x = windows[rng.integers(0, ny, samples), rng.integers(0, nx, samples)].reshape(samples, -1)
+    x = x.astype(np.float32)  # a copy (never the caller's array); float32 products measured equal to float64
+    x -= x.mean(axis=0)
+    cov = (x.T @ x).astype(np.float64) / len(x)
+    eigenvalues = np.linalg.eigvalsh(cov)[::-1]
+    return float(np.sqrt(max(_tail_variance(eigenvalues), 0.0)))
+
+
+def estimate_noise(pixels: np.ndarray) -> float:
+    """Estimated noise std of ``pixels`` (H×W or H×W×C floats in [0, 1]) in the same units:
+    25/255 ≈ 0.098 is "σ = 25" in 8-bit terms. Twice the white-noise std of the image averaged
+    over 2×2 blocks (see the module docstring). Below about 32×32 px there are too few patches
+    for a reliable answer; under 4 px on a side it is 0."""
+    arr = np.asarray(pixels)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.size == 0:
+        raise ValueError(f"estimate_noise needs an H×W or H×W×C image; got shape {np.shape(pixels)}")
+    h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
+    if h == 0 or w == 0:
+        return 0.0
+    half = arr[0:h:2, 0:w:2].astype(np.float32)  # quarter-size buffers only: a 25 MP photo is 300 MB per float copy
+    half += arr[0:h:2, 1:w:2]
+    half += arr[1:h:2, 0:w:2]
+    half += arr[1:h:2, 1:w:2]
+    half *= 0.25
+    return 2.0 * patch_noise_std(half)
