@@ -1,4 +1,4 @@
-"""`scenestyle eval sr | denoise | pair | fid`: parse flags, call scenestyle.evaluate, print tables or JSON."""
+"""`scenestyle eval sr | denoise | pair | fid | style`: parse flags, call scenestyle.evaluate, print tables or JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from scenestyle.cli._console import handle_errors
 from scenestyle.cli._options import Arch, Device, Json, Offline, Weights, parse_tile
 from scenestyle.errors import UsageError
 
-eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs) and FID/KID/IS.", no_args_is_help=True)
+eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs), FID/KID/IS and style measures (SWD, critic, structure).", no_args_is_help=True)
 
 Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
 Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
@@ -62,15 +62,16 @@ def _print_report(report, title: str) -> None:
     table.add_column("image", overflow="fold")
     if len(groups) > 1 or groups[0]:
         table.add_column("setting")
-    for col in ("PSNR dB", "SSIM", "seconds"):
+    grouped = len(table.columns) == 2
+    lp = any(s.lpips is not None for s in report.scores)
+    for col in ("PSNR dB", "SSIM") + (("LPIPS",) if lp else ()) + ("seconds",):
         table.add_column(col, justify="right")
-    grouped = len(table.columns) == 5
     for s in report.scores:
-        row = [s.name] + ([s.group] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4), f"{s.seconds:.2f}"]
-        table.add_row(*row)
+        row = [s.name] + ([s.group] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4)] + ([_fmt(s.lpips, 4)] if lp else [])
+        table.add_row(*row, f"{s.seconds:.2f}")
     for g, m in report.means().items():
-        row = [f"[bold]mean ({m['images']})[/]"] + ([g] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4), ""]
-        table.add_row(*row, end_section=True)
+        row = [f"[bold]mean ({m['images']})[/]"] + ([g] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4)]
+        table.add_row(*row, *([_fmt(m.get("lpips"), 4)] if lp else []), "", end_section=True)
     _console.out.print(table)
     if report.model:
         sha = report.model.get("sha256")
@@ -151,12 +152,14 @@ def pair(
     dir_b: Annotated[Path, typer.Argument(help="Folder of references (same file names).")],
     y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel, or RGB (default).")] = False,
     crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels ignored at each border.")] = 0,
+    lpips_weights: Annotated[Optional[Path], typer.Option("--lpips-weights", help="Full state dict of lpips.LPIPS (alex or vgg) to add LPIPS; never downloaded.")] = None,
     json_out: Json = False,
 ) -> None:
-    """PSNR/SSIM between files of the same name in two folders."""
+    """PSNR/SSIM (and LPIPS with --lpips-weights) between files of the same name in two folders."""
     from scenestyle.evaluate.pair import evaluate_pair
 
-    _emit(evaluate_pair(dir_a, dir_b, test_y=y, crop_border=crop_border), json_out, f"eval pair: {dir_a} vs {dir_b}")
+    report = evaluate_pair(dir_a, dir_b, test_y=y, crop_border=crop_border, lpips_weights=lpips_weights)
+    _emit(report, json_out, f"eval pair: {dir_a} vs {dir_b}")
 
 
 @eval_app.command("fid")
@@ -187,3 +190,97 @@ def fid(
         for k, (m, s) in r.inception_score.items():
             _console.out.print(f"IS {'A' if k == 'a' else 'B'} {m:.3f} ± {s:.3f}")
     _console.out.print(f"Inception sha256 {r.model_sha256}")
+
+
+def _style_progress(json_out: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=_console.err, transient=True, disable=json_out or not _console.err.is_terminal)
+    tasks: dict[str, int] = {}
+
+    def step(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return progress, step
+
+
+def _print_style(report) -> None:
+    from rich import box
+
+    table = Table(title=f"eval style: {report.photos} vs {report.paintings}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    legend = ("SWD x1e3 against the paintings per pyramid level (1/1 fine texture ... last: colour) and avg; "
+              "critic: share of crops called painting (rgb, colour-blind gray); struct: SSIM of blurred luma vs photo")
+    table.add_column("set", no_wrap=True)
+    for col in list(report.levels) + ["avg", "rgb", "gray", "struct"]:
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in report.rows:
+        table.add_row(r.name, *[f"{v:.0f}" for v in r.swd], f"[bold]{r.swd_mean:.1f}[/]", f"{r.critic_rgb:.3f}",
+                      f"{r.critic_gray:.3f}", f"{r.structure_ssim:.3f}")
+    _console.out.print(table)
+    _console.out.print(legend, soft_wrap=True)
+    for v, a in report.critic_accuracy.items():
+        _console.out.print(f"critic {v}: held-out accuracy {a['balanced']:.3f} (paintings called painting {a['paintings']:.3f}, "
+                           f"photos called photo {a['photos']:.3f})")
+    m = report.model
+    if m.get("sha256"):
+        _console.out.print(f"model {m.get('name')} ({m.get('arch')}), sha256 {m['sha256']}", soft_wrap=True)
+    elif m.get("outputs"):
+        _console.out.print(f"stylized outputs from {m['outputs']}", soft_wrap=True)
+    _console.out.print(f"seed {report.seed}; protocol: " + "; ".join(f"{k}={v}" for k, v in report.protocol.items()), soft_wrap=True)
+    for note in report.notes:
+        _console.out.print(f"note: {note}", soft_wrap=True)
+
+
+@eval_app.command("style")
+@handle_errors
+def style(
+    photos: Annotated[Path, typer.Option("--photos", help="Folder of photos to stylize (never trained on).")],
+    paintings: Annotated[Path, typer.Option("--paintings", help="Folder of target paintings.")],
+    style_name: Annotated[Optional[str], typer.Option("--style", help="Style model to run (as in `scenestyle stylize --style`).")] = None,
+    weights: Weights = None, arch: Arch = None,
+    outputs: Annotated[Optional[Path], typer.Option("--outputs", help="Folder of already stylized photos, matched to photos by stem ({stem}*).")] = None,
+    baselines_only: Annotated[bool, typer.Option("--baselines-only", help="Score only the untouched photos and the colour-transfer baseline.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds crops, descriptors, projections and the critics.")] = 0,
+    max_side: Annotated[int, typer.Option("--max-side", help="Downscale every image so its long side is at most this (0: keep).")] = 512,
+    critic_steps: Annotated[int, typer.Option("--critic-steps", help="Training steps per critic (4 critics: 2 variants x 2 folds).")] = 400,
+    crop: Annotated[int, typer.Option("--crop", help="Critic crop size in pixels (after --max-side).")] = 64,
+    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    sheet: Sheet = None,
+) -> None:
+    """Style measures (SWD per pyramid level, critic shares, structure SSIM) beside two baselines."""
+    from dataclasses import replace
+
+    from scenestyle.evaluate.critic import CriticConfig
+    from scenestyle.evaluate.style import evaluate_style, style_spec
+
+    spec = style_spec(style_name, weights)
+    given = [n for n, v in (("--style/--weights", spec), ("--outputs", outputs), ("--baselines-only", baselines_only or None)) if v is not None]
+    if len(given) != 1:
+        raise UsageError("name what to score: --style NAME, --weights FILE, --outputs DIR or --baselines-only"
+                         + (f" (one of them, not {' and '.join(given)})" if given else ""))
+    if critic_steps < 1 or crop < 8:
+        raise UsageError(f"--critic-steps must be >= 1 and --crop >= 8 (got {critic_steps} and {crop})")
+    panels: dict = {}
+    progress, step = _style_progress(json_out)
+    with progress:
+        report = evaluate_style(photos, paintings, outputs_dir=outputs, model_spec=spec, arch=arch, seed=seed, max_side=max_side,
+                                device=device, precision=precision, tile=parse_tile(tile), offline=offline,
+                                critic=replace(CriticConfig(), steps=critic_steps, crop=crop), on_progress=step,
+                                on_panels=panels.__setitem__ if sheet else None)
+    if json_out:
+        _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _print_style(report)
+    if sheet is not None:
+        from scenestyle.errors import OutputError
+        from scenestyle.evaluate.style_sheet import write_style_sheet
+
+        try:
+            page = write_style_sheet(sheet, report, panels)
+        except OSError as exc:
+            raise OutputError(f"cannot write the contact sheet {sheet}: {exc.strerror or exc}") from None
+        if not json_out:
+            _console.out.print(f"contact sheet: {page} and {page.with_suffix('.png')}")

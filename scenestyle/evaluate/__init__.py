@@ -6,5 +6,6 @@ Nothing here prints or exits; the CLI (``scenestyle.cli.eval``) renders the repo
 from .report import EvalReport, ImageScore
 from .sr import evaluate_sr
 from .denoise import evaluate_denoise
+from .style import StyleReport, evaluate_style
 
-__all__ = ["EvalReport", "ImageScore", "evaluate_sr", "evaluate_denoise"]
+__all__ = ["EvalReport", "ImageScore", "evaluate_sr", "evaluate_denoise", "StyleReport", "evaluate_style"]

@@ -20,6 +20,7 @@ class ImageScore:
     ssim: float | None = None
     seconds: float = 0.0
     group: str = ""
+    lpips: float | None = None  # only when LPIPS weights were given
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,19 @@ class EvalReport:
         return list(dict.fromkeys(s.group for s in self.scores))
 
     def means(self) -> dict[str, dict[str, float | None]]:
-        """Per group: mean PSNR and SSIM (None when SSIM was not computed), and the image count."""
+        """Per group: mean PSNR, SSIM and LPIPS (None where not computed), and the image count."""
         out: dict[str, dict[str, float | None]] = {}
         for g in self.groups():
             rows = [s for s in self.scores if s.group == g]
             ssims = [s.ssim for s in rows if s.ssim is not None]
+            lp = [s.lpips for s in rows if s.lpips is not None]
             out[g] = {
                 "psnr": _mean([s.psnr for s in rows]),
                 "ssim": _mean(ssims) if len(ssims) == len(rows) else None,
                 "images": len(rows),
             }
+            if lp:
+                out[g]["lpips"] = _mean(lp) if len(lp) == len(rows) else None
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,7 +70,8 @@ class EvalReport:
             "versions": dict(self.versions),
             "means": {g: {k: _json_num(v) for k, v in m.items()} for g, m in self.means().items()},
             "images": [
-                {"name": s.name, "group": s.group, "psnr": _json_num(s.psnr), "ssim": _json_num(s.ssim), "seconds": round(s.seconds, 4)}
+                {"name": s.name, "group": s.group, "psnr": _json_num(s.psnr), "ssim": _json_num(s.ssim), "seconds": round(s.seconds, 4),
+                 **({"lpips": s.lpips} if s.lpips is not None else {})}
                 for s in self.scores
             ],
         }
