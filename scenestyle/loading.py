@@ -57,6 +57,24 @@ def _detect(sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, dict[str, 
     return str(name), dict(kwargs)
 
 
+def _exported_arch(path: Path) -> tuple[str, dict[str, Any]] | None:
+    """``(arch, kwargs)`` from the metadata ``scenestyle train export`` writes into a .safetensors
+    (keys alone cannot tell some layouts apart); None for other files. Strict loading checks it."""
+    if not path.name.lower().endswith(".safetensors"):
+        return None
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        arch, kwargs = meta.get("arch"), json.loads(meta.get("kwargs", "null"))
+    except Exception:  # unreadable metadata: fall back to detection from the keys
+        return None
+    return (str(arch), dict(kwargs)) if arch and isinstance(kwargs, dict) else None
+
+
 def _accepted(builder: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     # With --arch forcing another architecture, detected kwargs of the real one (num_conv, ...)
     # would only raise TypeError; keep the ones the forced builder takes, so the mismatch is
@@ -128,7 +146,7 @@ def load_model(
     if entry is not None and (arch is None or arch == entry.arch):
         arch_name, kwargs = entry.arch, dict(entry.kwargs)
     elif arch is None:
-        arch_name, kwargs = _detect(sd, rw.path)
+        arch_name, kwargs = _exported_arch(rw.path) or _detect(sd, rw.path)
     else:
         arch_name = arch
         try:

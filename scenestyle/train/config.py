@@ -1,11 +1,15 @@
 """Training configuration: typed frozen dataclasses, loaded from TOML and ``--set key=value``.
 
-A config file has one table per section (``[data]``, ``[model]``, ``[gan]``, ``[optim]``,
-``[train]``); every key is optional and defaults to the field's default. ``--set gan.loss=lsgan``
+The machinery here works for any *root* config (a frozen dataclass whose fields are sections)
+registered with ``register_root``: ``CycleGANConfig`` below, ``SRGANConfig`` / ``DenoiseConfig``
+in ``restore_config.py``. A config file has one table per section (``[data]``, ``[model]``,
+``[gan]``, ``[optim]``, ``[train]`` for CycleGAN); every key is optional and defaults to the
+root's default for that section. ``--set gan.loss=lsgan``
 overrides one field (``--set model.generator_kwargs.ngf=32`` one entry of a dict field); the value
 is parsed by the field's type. An unknown key or a bad value is a ``UsageError`` that lists the
-valid keys or choices. The resolved config is written as TOML into the run folder and its sha256
-goes into every checkpoint.
+valid keys or choices. The resolved config is written as TOML into the run folder and its hash
+(``config_hash``: everything but the ``train.*`` cadence keys a resumed run may change) goes
+into every checkpoint.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,7 +185,13 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         raise bad()
     if origin is tuple:
         items = _toml_value(value if value.startswith("[") else f"[{value}]") if from_cli else value
+        if isinstance(items, str):  # bare words, e.g. [gaussian, jpeg]: split them as strings
+            items = [w.strip() for w in items.strip().removeprefix("[").removesuffix("]").split(",") if w.strip()]
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any number of X
+            if not isinstance(items, (list, tuple)) or not items:
+                raise bad(" (give one or more values, e.g. [a, b])")
+            args = (args[0],) * len(items)
         if not isinstance(items, (list, tuple)) or len(items) != len(args):
             raise bad(f" (give {len(args)} values, e.g. [1.0, 1.5])")
         return tuple(_coerce(f"{key}[{i}]", t, v) for i, (t, v) in enumerate(zip(args, items)))
@@ -197,35 +207,57 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _section(cls: type, name: str, raw: Mapping[str, Any]) -> Any:
+# root config class -> (trainer name, validator); see register_root
+_ROOTS: dict[type, tuple[str, Callable[[Any], None]]] = {}
+
+# train.* keys a resumed run may change (``--resume RUN --set train.steps=N``); not in config_hash
+CADENCE_KEYS = ("steps", "log_every", "sample_every", "checkpoint_every", "keep_checkpoints")
+
+
+def register_root(cls: type, kind: str, validator: Callable[[Any], None]) -> None:
+    """Make ``cls`` (a frozen dataclass of sections) loadable as the config of ``scenestyle train KIND``."""
+    _ROOTS[cls] = (kind, validator)
+
+
+def kind_of(cfg_or_cls: Any) -> str:
+    """The trainer name of a root config (``cyclegan``, ``srgan``, ``denoise``)."""
+    cls = cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)
+    return _ROOTS[cls][0]
+
+
+def _section(default: Any, name: str, raw: Mapping[str, Any]) -> Any:
+    cls = type(default)
     if not isinstance(raw, Mapping):
         raise UsageError(f"[{name}] must be a table of keys; valid keys: {', '.join(_keys(cls))}")
     hints = _hints(cls)
     unknown = [k for k in raw if k not in hints]
     if unknown:
         raise UsageError(f"unknown key {name}.{unknown[0]}; valid keys of [{name}]: {', '.join(_keys(cls))}")
-    return cls(**{k: _coerce(f"{name}.{k}", hints[k], v) for k, v in raw.items()})
+    # start from the root's default section: roots may give a shared section class other defaults
+    return dataclasses.replace(default, **{k: _coerce(f"{name}.{k}", hints[k], v) for k, v in raw.items()})
 
 
-def from_dict(raw: Mapping[str, Any]) -> CycleGANConfig:
-    """Build and validate a config from nested dicts (a parsed TOML file)."""
-    hints = _hints(CycleGANConfig)
+def from_dict(raw: Mapping[str, Any], root: type | None = None) -> Any:
+    """Build and validate a ``root`` config (default ``CycleGANConfig``) from nested dicts (parsed TOML)."""
+    root = root or CycleGANConfig
+    hints = _hints(root)
     unknown = [k for k in raw if k not in hints]
     if unknown:
-        raise UsageError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(_keys(CycleGANConfig))}")
-    cfg = CycleGANConfig(**{k: _section(hints[k], k, v) for k, v in raw.items()})
+        raise UsageError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(_keys(root))}")
+    default = root()
+    cfg = dataclasses.replace(default, **{k: _section(getattr(default, k), k, v) for k, v in raw.items()})
     validate(cfg)
     return cfg
 
 
-def apply_overrides(cfg: CycleGANConfig, overrides: list[str] | tuple[str, ...]) -> CycleGANConfig:
+def apply_overrides(cfg: Any, overrides: list[str] | tuple[str, ...]) -> Any:
     """Apply ``section.key=value`` strings, each parsed by the field's type."""
-    sections = _hints(CycleGANConfig)
+    sections = _hints(type(cfg))
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UsageError(f"--set expects key=value (e.g. gan.loss=lsgan), not {item!r}")
+            raise UsageError(f"--set expects key=value (e.g. train.steps=1000), not {item!r}")
         parts = key.split(".")
         if parts[0] not in sections:
             raise UsageError(f"unknown --set key {key!r}; it starts with a section: {', '.join(sections)}")
@@ -247,9 +279,47 @@ def apply_overrides(cfg: CycleGANConfig, overrides: list[str] | tuple[str, ...])
     return cfg
 
 
-def validate(cfg: CycleGANConfig) -> None:
-    """Checks that span fields (choices of registered archs, ranges)."""
-    d, m, g, o, t = cfg.data, cfg.model, cfg.gan, cfg.optim, cfg.train
+def apply_resume_overrides(cfg: Any, overrides: list[str] | tuple[str, ...]) -> Any:
+    """``apply_overrides`` limited to the cadence keys a resumed run may change (e.g. extend train.steps)."""
+    allowed = [f"train.{k}" for k in CADENCE_KEYS]
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if key not in allowed:
+            raise UsageError(f"--resume keeps the run's config; --set may only change {', '.join(allowed)}, not {key!r}")
+    return apply_overrides(cfg, overrides)
+
+
+def validate(cfg: Any) -> None:
+    """Run the checks registered for ``cfg``'s root class (choices of registered archs, ranges)."""
+    _ROOTS[type(cfg)][1](cfg)
+
+
+def validate_loop(t: LoopConfig) -> None:
+    """Range checks of a ``[train]`` section (shared by every trainer)."""
+    checks = [("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1), ("train.log_every", t.log_every, 1),
+              ("train.checkpoint_every", t.checkpoint_every, 1), ("train.keep_checkpoints", t.keep_checkpoints, 1),
+              ("train.sample_every", t.sample_every, 0)]
+    for key, value, least in checks:
+        if value < least:
+            raise UsageError(f"{key} must be >= {least}, not {value}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UsageError(f"train.ema_decay must be in [0, 1), not {t.ema_decay}")
+
+
+def validate_optim(o: OptimConfig) -> None:
+    """Range checks of an ``[optim]`` section (shared by every trainer)."""
+    for key, value, least in (("optim.step_size", o.step_size, 1), ("optim.plateau_patience", o.plateau_patience, 0)):
+        if value < least:
+            raise UsageError(f"{key} must be >= {least}, not {value}")
+    if not 0.0 <= o.decay_start <= 1.0:
+        raise UsageError(f"optim.decay_start must be in [0, 1], not {o.decay_start}")
+    if o.lr <= 0:
+        raise UsageError(f"optim.lr must be > 0, not {o.lr}")
+
+
+def validate_cyclegan(cfg: CycleGANConfig) -> None:
+    """Checks that span fields of a CycleGAN config."""
+    d, m, g = cfg.data, cfg.model, cfg.gan
     if m.generator not in STYLE_GENERATORS:
         raise UsageError(f"model.generator must be one of {', '.join(STYLE_GENERATORS)}, not {m.generator!r}")
     if m.discriminator not in DISCRIMINATORS:
@@ -264,38 +334,35 @@ def validate(cfg: CycleGANConfig) -> None:
         raise UsageError(f"data.scale_jitter must be [lo, hi] with 1.0 <= lo <= hi, not {list(d.scale_jitter)}")
     if d.workers < 0:
         raise UsageError(f"data.workers must be >= 0, not {d.workers}")
-    checks = [("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1), ("train.log_every", t.log_every, 1),
-              ("train.checkpoint_every", t.checkpoint_every, 1), ("train.keep_checkpoints", t.keep_checkpoints, 1),
-              ("train.sample_every", t.sample_every, 0), ("gan.pool_size", g.pool_size, 0),
-              ("optim.step_size", o.step_size, 1), ("optim.plateau_patience", o.plateau_patience, 0)]
-    for key, value, least in checks:
-        if value < least:
-            raise UsageError(f"{key} must be >= {least}, not {value}")
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise UsageError(f"train.ema_decay must be in [0, 1), not {t.ema_decay}")
-    if not 0.0 <= o.decay_start <= 1.0:
-        raise UsageError(f"optim.decay_start must be in [0, 1], not {o.decay_start}")
-    if o.lr <= 0:
-        raise UsageError(f"optim.lr must be > 0, not {o.lr}")
+    if g.pool_size < 0:
+        raise UsageError(f"gan.pool_size must be >= 0, not {g.pool_size}")
+    validate_loop(cfg.train)
+    validate_optim(cfg.optim)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> CycleGANConfig:
-    """Defaults, then the TOML file at ``path`` (if any), then ``overrides``."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"--config {path}: no such file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--config {path}: cannot read it ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
-    return apply_overrides(from_dict(raw), list(overrides))
+register_root(CycleGANConfig, "cyclegan", validate_cyclegan)
 
 
-def to_dict(cfg: CycleGANConfig) -> dict[str, dict[str, Any]]:
+def read_toml(path: str | Path, what: str = "--config") -> dict[str, Any]:
+    """A TOML file as nested dicts; UsageError naming ``what`` when missing or malformed."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{what} {path}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), root: type | None = None) -> Any:
+    """Defaults of ``root`` (default ``CycleGANConfig``), then the TOML file at ``path`` (if any), then ``overrides``."""
+    raw = read_toml(path) if path is not None else {}
+    return apply_overrides(from_dict(raw, root), list(overrides))
+
+
+def to_dict(cfg: Any) -> dict[str, dict[str, Any]]:
     """Nested plain dicts (tuples as lists), as in the TOML file."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
@@ -314,9 +381,10 @@ def _toml_scalar(v: Any) -> str:
     return json.dumps(v)  # a basic TOML string has JSON's escapes
 
 
-def to_toml(cfg: CycleGANConfig) -> str:
+def to_toml(cfg: Any) -> str:
     """The resolved config as TOML text that ``load_config`` reads back to an equal config."""
-    lines = ["# resolved scenestyle CycleGAN config (written by `scenestyle train cyclegan`)"]
+    kind = kind_of(cfg)
+    lines = [f"# resolved scenestyle {kind} config (written by `scenestyle train {kind}`)"]
     for section, values in to_dict(cfg).items():
         lines.append(f"\n[{section}]")
         lines += [f"{k} = {_toml_scalar(v)}" for k, v in values.items()]
@@ -326,3 +394,11 @@ def to_toml(cfg: CycleGANConfig) -> str:
 def config_sha256(text: str) -> str:
     """sha256 of the resolved config's TOML text (the bytes saved in the run folder)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_hash(cfg: Any) -> str:
+    """sha256 of what a checkpoint's weights depend on: the trainer name and every key but the
+    ``train.*`` cadence keys (``CADENCE_KEYS``), so a run extended on resume keeps its checkpoints."""
+    d = to_dict(cfg)
+    d["train"] = {k: v for k, v in d["train"].items() if k not in CADENCE_KEYS}
+    return hashlib.sha256(json.dumps({"trainer": kind_of(cfg), **d}, sort_keys=True).encode("utf-8")).hexdigest()

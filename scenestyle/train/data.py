@@ -65,11 +65,11 @@ def _mix(*xs: int) -> int:
 
 
 class DataStream:
-    """Per-step crop recipes for both domains, sharded across ranks."""
+    """Per-step crop recipes for both domains (only domain A when ``n_b`` is 0), sharded across ranks."""
 
     def __init__(self, n_a: int, n_b: int, *, batch_size: int, crop: int, scale_jitter: tuple[float, float],
                  hflip: bool, vflip: bool, seed: int, rank: int = 0, world: int = 1):
-        self.sizes = (n_a, n_b)
+        self.sizes = (n_a, n_b) if n_b else (n_a,)
         self.batch_size, self.crop, self.scale_jitter = batch_size, crop, scale_jitter
         self.hflip, self.vflip, self.seed, self.rank, self.world = hflip, vflip, seed, rank, world
         self._perms: dict[tuple[int, int], list[int]] = {}
@@ -96,11 +96,11 @@ class DataStream:
                 "generator": self.generator(step).get_state()}
 
     def recipes(self, step: int) -> list[CropRecipe]:
-        """``batch_size`` A recipes then ``batch_size`` B recipes for ``step``."""
+        """``batch_size`` A recipes then (with two domains) ``batch_size`` B recipes for ``step``."""
         g = self.generator(step)
         lo, hi = self.scale_jitter
         out = []
-        for domain in (0, 1):
+        for domain in range(len(self.sizes)):
             for j in range(self.batch_size):
                 u = torch.rand(5, generator=g, dtype=torch.float64).tolist()
                 out.append(CropRecipe(domain, self._index(domain, step * self.batch_size + j), lo + (hi - lo) * u[0],
@@ -108,8 +108,22 @@ class DataStream:
         return out
 
 
+def cut(im: Image.Image, r: CropRecipe, crop: int) -> Image.Image:
+    """The ``crop``×``crop`` window at the recipe's position (fractions of the free space), flipped as it says."""
+    w, h = im.size
+    x, y = round((w - crop) * r.fx), round((h - crop) * r.fy)
+    im = im.crop((x, y, x + crop, y + crop))
+    if r.hflip:
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if r.vflip:
+        im = im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    return im
+
+
 class UnpairedCrops(Dataset):
     """Map-style dataset whose "indices" are lists of ``CropRecipe``: one item is one step's batch."""
+
+    draft = True  # JPEGs may be decoded at a reduced size (subclasses that need native pixels turn it off)
 
     def __init__(self, files_a: list[Path], files_b: list[Path], crop: int):
         self.files = (files_a, files_b)
@@ -124,7 +138,8 @@ class UnpairedCrops(Dataset):
             path = files[(index + k) % len(files)]
             try:
                 with Image.open(path) as im:
-                    im.draft("RGB", (self.crop * 2, self.crop * 2))  # JPEG: decode at a reduced size when it can
+                    if self.draft:
+                        im.draft("RGB", (self.crop * 2, self.crop * 2))  # JPEG: decode at a reduced size when it can
                     return ImageOps.exif_transpose(im).convert("RGB")
             except Exception as exc:  # corrupt, truncated, not an image: skip it, keep training
                 warnings.warn(f"skipping unreadable training image {path}: {exc}", RuntimeWarning, stacklevel=2)
@@ -137,13 +152,7 @@ class UnpairedCrops(Dataset):
         short = max(self.crop, round(self.crop * r.scale))
         nw, nh = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
         im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-        x, y = round((nw - self.crop) * r.fx), round((nh - self.crop) * r.fy)
-        im = im.crop((x, y, x + self.crop, y + self.crop))
-        if r.hflip:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        if r.vflip:
-            im = im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-        arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+        arr = np.asarray(cut(im, r, self.crop), dtype=np.float32) / 127.5 - 1.0
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
     def __getitem__(self, recipes: list[CropRecipe]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,9 +1,14 @@
-"""Export a run's generator as a flat ``.safetensors`` that ``scenestyle stylize --weights`` loads,
-and the ``weights.lock`` entry that pins it."""
+"""Export a run's generator as a flat ``.safetensors`` that ``scenestyle stylize | upscale | denoise
+--weights`` loads, and the ``weights.lock`` entry that pins it.
+
+The file's metadata names the architecture and its kwargs (``arch``, ``kwargs`` as JSON) and the
+task, so the loader builds the right network even where the keys alone are ambiguous.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from scenestyle.train import checkpoint as ckpt
 from scenestyle.train.config import _toml_scalar
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+FORMATS = ("scenestyle-cyclegan/1", "scenestyle-srgan/1", "scenestyle-denoise/1")
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,8 @@ class ExportResult:
 
 def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None, fp16: bool = False,
                      ema: bool | None = None) -> ExportResult:
-    """Write ``NAME.safetensors`` (G_AB only, flat state dict) from a run folder or checkpoint file."""
+    """Write ``NAME.safetensors`` (the generator only: G_AB of a CycleGAN run, G of an SR/denoise
+    run; flat state dict) from a run folder or checkpoint file."""
     from safetensors.torch import save_file
 
     from scenestyle.nn import build, detect_arch
@@ -50,28 +57,34 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     run = Path(run)
     path = run if run.is_file() else ckpt.latest_checkpoint(run)
     state = ckpt.load(path)
-    if state.get("format") != "scenestyle-cyclegan/1":
-        raise UsageError(f"{path} is not a scenestyle CycleGAN checkpoint")
+    if state.get("format") not in FORMATS:
+        raise UsageError(f"{path} is not a scenestyle training checkpoint ({', '.join(FORMATS)})")
     has_ema = state.get("ema") is not None
     if ema and not has_ema:
         raise UsageError(f"{path} has no EMA weights (train.ema_decay was 0); export with --no-ema")
     use_ema = has_ema if ema is None else ema
-    sd = state["ema"]["module"] if use_ema else state["models"]["G_AB"]
+    spec = state["generator"]
+    sd = state["ema"]["module"] if use_ema else state["models"][spec.get("model", "G_AB")]
     sd = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in sd.items()}
 
-    arch, kwargs = state["generator"]["arch"], dict(state["generator"]["kwargs"])
-    try:  # name the canonical architecture, as the loader will detect it from the keys
-        arch, kwargs = detect_arch(sd)
+    arch, kwargs = spec["arch"], dict(spec["kwargs"])
+    model = build(arch, **kwargs)
+    try:  # name the canonical architecture (as the loader detects it), if it builds the same network
+        found, found_kw = detect_arch(sd)
+        if type(build(found, **found_kw)) is type(model):
+            arch, kwargs = found, found_kw
     except ValueError:
         pass
-    build(arch, **kwargs).load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
+    task = getattr(model, "task", "style")
 
     folder = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent)
     out = folder / f"{name}.safetensors"
     tmp = folder / f".{name}.safetensors.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(sd, str(tmp), metadata={"arch": arch, "step": str(state["step"]), "ema": str(use_ema),
+        save_file(sd, str(tmp), metadata={"arch": arch, "kwargs": json.dumps(kwargs), "task": task,
+                                          "step": str(state["step"]), "ema": str(use_ema),
                                           "config_sha256": state["config_sha256"]})
         os.replace(tmp, out)
     except OSError as exc:
@@ -79,7 +92,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     sha, size = file_sha256(out), out.stat().st_size
     entry = "\n".join([
-        f"[models.{name}]", 'task = "style"', f'arch = "{arch}"', f"kwargs = {_toml_scalar(kwargs)}",
+        f"[models.{name}]", f'task = "{task}"', f'arch = "{arch}"', f"kwargs = {_toml_scalar(kwargs)}",
         f'sha256 = "{sha}"', f"size = {size}", 'licence = "FILL IN"', 'format = "safetensors"',
         f'bundled = "models/{name}.safetensors"',
     ])

@@ -29,14 +29,16 @@ class _Cosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
 
+def _lambda(cfg: OptimConfig, steps: int) -> _LinearDecay | _Cosine:
+    return _LinearDecay(steps, cfg.decay_start) if cfg.policy == "linear" else _Cosine(steps, cfg.min_lr_ratio)
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps: int) -> LRScheduler | ReduceLROnPlateau:
     """The scheduler for ``cfg.policy``; call ``step()`` once per training step (plateau: ``step(loss)``)."""
-    if cfg.policy == "linear":
-        return LambdaLR(optimizer, _LinearDecay(steps, cfg.decay_start))
+    if cfg.policy in ("linear", "cosine"):
+        return LambdaLR(optimizer, _lambda(cfg, steps))
     if cfg.policy == "step":
         return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    if cfg.policy == "cosine":
-        return LambdaLR(optimizer, _Cosine(steps, cfg.min_lr_ratio))
     if cfg.policy == "plateau":
         return ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
     raise ValueError(f"optim.policy must be linear, step, cosine or plateau, not {cfg.policy!r}")
@@ -48,3 +50,17 @@ def step_scheduler(scheduler: LRScheduler | ReduceLROnPlateau, metric: float) ->
         scheduler.step(metric)
     else:
         scheduler.step()
+
+
+def retarget(scheduler: LRScheduler | ReduceLROnPlateau, optimizer: torch.optim.Optimizer, cfg: OptimConfig,
+             steps: int) -> None:
+    """Stretch a resumed linear/cosine schedule to a new total of ``steps`` (a run extended with
+    ``--resume --set train.steps=N``): the lr of the current step follows the new curve. A no-op
+    when the total is unchanged (so an ordinary resume stays bitwise exact) and for step/plateau."""
+    if not isinstance(scheduler, LambdaLR) or all(getattr(f, "steps", steps) == steps for f in scheduler.lr_lambdas):
+        return
+    scheduler.lr_lambdas = [_lambda(cfg, steps) for _ in optimizer.param_groups]
+    lrs = [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs

@@ -1,0 +1,193 @@
+"""Configs of the paired restoration trainers, ``scenestyle train srgan`` and ``train denoise``.
+
+Both learn a generator from clean photos whose degraded inputs are made on the fly. Sections:
+``[data]`` (the photo folder, crops), ``[degradation]`` (srgan: bicubic or Real-ESRGAN) or
+``[noise]`` (denoise: the synthetic noise kinds and their ranges), ``[model]``, ``[loss]``,
+``[optim]`` and ``[train]`` (the shared loop settings). Loaded and overridden with the machinery
+of ``config.py`` (``load_config(path, overrides, root=SRGANConfig)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from scenestyle.errors import UsageError
+from scenestyle.train.config import LoopConfig, OptimConfig, register_root, validate_loop, validate_optim
+
+SR_GENERATORS = ("SRVGGNetCompact", "RRDBNet")
+DENOISE_GENERATORS = ("ffdnet_color", "ffdnet_gray", "FFDNet", "DnCNN", "SRVGGNetCompact", "RRDBNet")
+SR_DISCRIMINATORS = ("UNetDiscriminatorSN", "VGGStyleDiscriminator")
+
+SRDegradationKind = Literal["bicubic", "realesrgan"]
+NoiseKind = Literal["gaussian", "poisson_gaussian", "jpeg", "camera"]
+PixelKind = Literal["l1", "charbonnier"]
+SRGanLoss = Literal["vanilla", "lsgan", "hinge"]
+
+
+@dataclass(frozen=True)
+class HRDataConfig:
+    """Where the clean photos are and how training crops are cut from them."""
+
+    hr: str = ""  # folder of clean photos (the targets), searched recursively; --hr / --clean set it
+    crop: int = 128  # square target crop in pixels (srgan: the HR crop; the input is crop / scale)
+    scale_range: tuple[float, float] = (1.0, 1.0)  # photo scaled by U(lo, hi) <= 1 before cropping (1 = native pixels)
+    hflip: bool = True  # random horizontal flips
+    vflip: bool = True  # random vertical flips (BasicSR flips and rotates SR crops too)
+    workers: int = 2  # DataLoader worker processes (they also run the degradations); 0 = in the training process
+    seed: int = 0  # seeds model init, the crop stream, the degradations and every RNG of the run
+
+
+@dataclass(frozen=True)
+class SRDegradationConfig:
+    """How low-resolution inputs are made from HR crops (the scale comes from the generator)."""
+
+    kind: SRDegradationKind = "bicubic"  # bicubic: MATLAB-bicubic LR (benchmark protocol); realesrgan: second-order pipeline
+    realesrgan: dict = field(default_factory=dict)  # overrides of RealESRGANDegradation fields, e.g. {noise_range = [1.0, 20.0]}
+    usm_target: bool = True  # realesrgan only: pixel/perceptual losses against the unsharp-masked HR, as Real-ESRGAN
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Synthetic noise for blind denoising; one kind drawn per image, its strength drawn per image."""
+
+    kinds: tuple[NoiseKind, ...] = ("gaussian", "poisson_gaussian", "jpeg", "camera")  # noise kinds to mix
+    probs: tuple[float, ...] = (0.4, 0.2, 0.2, 0.2)  # probability of each kind (same order, sums to 1)
+    sigma_range: tuple[float, float] = (0.0, 50.0)  # gaussian: σ in 0-255 units
+    clip: bool = False  # gaussian: clip the noisy input to [0, 1] (the KAIR evaluation protocol does not)
+    shot_range: tuple[float, float] = (1e-4, 1e-2)  # poisson_gaussian: shot-noise gain a (variance a·x), log-uniform
+    read_range: tuple[float, float] = (0.0, 0.04)  # poisson_gaussian: read-noise std b in [0, 1] units
+    jpeg_quality: tuple[float, float] = (10.0, 95.0)  # jpeg: quality range (1-100)
+    camera_shot_range: tuple[float, float] = (1e-4, 1e-2)  # camera: shot gain in linear raw space
+    camera_read_range: tuple[float, float] = (1e-3, 2e-2)  # camera: read-noise std in linear raw space
+    camera_offdiag_range: tuple[float, float] = (-0.4, 0.05)  # camera: off-diagonals of the random colour matrix
+
+
+@dataclass(frozen=True)
+class RestoreModelConfig:
+    """Which registered networks to train (``scenestyle.nn.list_archs()``)."""
+
+    generator: str = "SRVGGNetCompact"  # srgan: one of SR_GENERATORS; denoise: one of DENOISE_GENERATORS
+    generator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of G, e.g. {upscale = 4, num_conv = 16}
+    discriminator: str = "UNetDiscriminatorSN"  # one of SR_DISCRIMINATORS
+    discriminator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of D, e.g. {num_feat = 64}
+    spectral_norm: bool = False  # spectral norm on every conv/linear of VGGStyleDiscriminator (UNetDiscriminatorSN has it built in)
+
+
+@dataclass(frozen=True)
+class RestoreLossConfig:
+    """Loss terms of the generator; the discriminator always gets the plain GAN loss."""
+
+    pixel: PixelKind = "l1"  # pixel loss against the target
+    pixel_weight: float = 1.0  # its weight
+    gan: SRGanLoss = "vanilla"  # adversarial loss (BasicSR GANLoss)
+    gan_weight: float = 0.1  # weight of the generator's adversarial term (Real-ESRGAN: 0.1)
+    feature_matching_weight: float = 1.0  # L1 between D's features of output and target (needs no pretrained weights)
+    perceptual_weight: float = 0.0  # VGG19 perceptual loss; > 0 only when weights.lock pins vgg_weights
+    vgg_weights: str = "vgg19"  # weights.lock name of torchvision VGG19 weights for the perceptual loss
+    pretrain_steps: int = 1000  # first steps: pixel (+ perceptual) loss only, D not trained
+
+
+@dataclass(frozen=True)
+class SRGANConfig:
+    """Everything an SR-GAN run depends on."""
+
+    data: HRDataConfig = field(default_factory=HRDataConfig)
+    degradation: SRDegradationConfig = field(default_factory=SRDegradationConfig)
+    model: RestoreModelConfig = field(default_factory=RestoreModelConfig)
+    loss: RestoreLossConfig = field(default_factory=RestoreLossConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine",
+                                                                   min_lr_ratio=0.1))
+    train: LoopConfig = field(default_factory=lambda: LoopConfig(batch_size=4))
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    """Everything a denoise run depends on."""
+
+    data: HRDataConfig = field(default_factory=HRDataConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    model: RestoreModelConfig = field(default_factory=lambda: RestoreModelConfig(generator="ffdnet_color"))
+    loss: RestoreLossConfig = field(default_factory=lambda: RestoreLossConfig(feature_matching_weight=0.0))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine",
+                                                                   min_lr_ratio=0.1))
+    train: LoopConfig = field(default_factory=lambda: LoopConfig(batch_size=4))
+
+
+def _range(key: str, value: tuple[float, float], lo: float, hi: float | None = None) -> None:
+    a, b = value
+    if not (lo <= a <= b and (hi is None or b <= hi)):
+        bound = f"{lo} <= low <= high" + (f" <= {hi}" if hi is not None else "")
+        raise UsageError(f"{key} must be [low, high] with {bound}, not {list(value)}")
+
+
+def _validate_common(cfg: SRGANConfig | DenoiseConfig, generators: tuple[str, ...]) -> None:
+    d, m, ls = cfg.data, cfg.model, cfg.loss
+    if m.generator not in generators:
+        raise UsageError(f"model.generator must be one of {', '.join(generators)}, not {m.generator!r}")
+    if m.discriminator not in SR_DISCRIMINATORS:
+        raise UsageError(f"model.discriminator must be one of {', '.join(SR_DISCRIMINATORS)}, not {m.discriminator!r}")
+    if m.spectral_norm and m.discriminator == "UNetDiscriminatorSN":
+        raise UsageError("UNetDiscriminatorSN has spectral norm built in; model.spectral_norm is for VGGStyleDiscriminator")
+    if d.crop < 16 or d.crop % 8:
+        raise UsageError(f"data.crop must be a multiple of 8 and >= 16, not {d.crop}")
+    if not 0.0 < d.scale_range[0] <= d.scale_range[1] <= 1.0:
+        raise UsageError(f"data.scale_range must be [lo, hi] with 0 < lo <= hi <= 1, not {list(d.scale_range)}")
+    if d.workers < 0:
+        raise UsageError(f"data.workers must be >= 0, not {d.workers}")
+    for key in ("pixel_weight", "gan_weight", "feature_matching_weight", "perceptual_weight", "pretrain_steps"):
+        if getattr(ls, key) < 0:
+            raise UsageError(f"loss.{key} must be >= 0, not {getattr(ls, key)}")
+    validate_loop(cfg.train)
+    validate_optim(cfg.optim)
+
+
+def realesrgan_settings(cfg: SRDegradationConfig):
+    """``RealESRGANDegradation`` with the config's overrides (lists become tuples); UsageError if invalid."""
+    from scenestyle.train.degradations import RealESRGANDegradation
+
+    names = [f.name for f in dataclasses.fields(RealESRGANDegradation)]
+    unknown = [k for k in cfg.realesrgan if k not in names]
+    if unknown:
+        raise UsageError(f"unknown key degradation.realesrgan.{unknown[0]}; valid keys: {', '.join(names)}")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.realesrgan.items()}
+    try:
+        return RealESRGANDegradation(**kw)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"degradation.realesrgan: {exc}") from None
+
+
+def validate_srgan(cfg: SRGANConfig) -> None:
+    """Checks that span fields of an SR-GAN config."""
+    _validate_common(cfg, SR_GENERATORS)
+    realesrgan_settings(cfg.degradation)
+
+
+def validate_denoise(cfg: DenoiseConfig) -> None:
+    """Checks that span fields of a denoise config."""
+    _validate_common(cfg, DENOISE_GENERATORS)
+    n = cfg.noise
+    if len(set(n.kinds)) != len(n.kinds):
+        raise UsageError(f"noise.kinds lists a kind twice: {list(n.kinds)}")
+    if len(n.probs) != len(n.kinds) or any(p < 0 for p in n.probs) or abs(sum(n.probs) - 1.0) > 1e-6:
+        raise UsageError(f"noise.probs must give one non-negative probability per noise.kinds entry "
+                         f"({len(n.kinds)}), summing to 1; got {list(n.probs)}")
+    _range("noise.sigma_range", n.sigma_range, 0.0, 255.0)
+    _range("noise.jpeg_quality", n.jpeg_quality, 1.0, 100.0)
+    for key in ("shot_range", "read_range", "camera_shot_range", "camera_read_range"):
+        _range(f"noise.{key}", getattr(n, key), 0.0, 1.0)
+    _range("noise.camera_offdiag_range", n.camera_offdiag_range, -1.0, 1.0)
+
+
+def noise_params(n: NoiseConfig) -> dict[str, dict]:
+    """``add_noise`` keyword arguments of each kind."""
+    return {"gaussian": dict(sigma_range=n.sigma_range, clip=n.clip),
+            "poisson_gaussian": dict(shot_range=n.shot_range, read_range=n.read_range),
+            "jpeg": dict(quality_range=n.jpeg_quality),
+            "camera": dict(shot_range=n.camera_shot_range, read_range=n.camera_read_range,
+                           offdiag_range=n.camera_offdiag_range)}
+
+
+register_root(SRGANConfig, "srgan", validate_srgan)
+register_root(DenoiseConfig, "denoise", validate_denoise)
