@@ -29,14 +29,15 @@ def _collector(sheet: Path | None):
     return (lambda name, group, p: panels.__setitem__((name, group), p)), panels
 
 
-def _write_sheet(sheet: Path | None, report, panels: dict, json_out: bool) -> None:
+def _write_sheet(sheet: Path | None, report, panels: dict, json_out: bool, writer=None) -> None:
+    """Write a contact sheet with ``writer`` (default: the PSNR/SSIM sheet); an OSError is exit 4."""
     if sheet is None:
         return
     from scenestyle.errors import OutputError
     from scenestyle.evaluate.report import write_sheet
 
     try:
-        page = write_sheet(sheet, report, panels)
+        page = (writer or write_sheet)(sheet, report, panels)
     except OSError as exc:
         raise OutputError(f"cannot write the contact sheet {sheet}: {exc.strerror or exc}") from None
     if not json_out:
@@ -275,12 +276,6 @@ def style(
     else:
         _print_style(report)
     if sheet is not None:
-        from scenestyle.errors import OutputError
         from scenestyle.evaluate.style_sheet import write_style_sheet
 
-        try:
-            page = write_style_sheet(sheet, report, panels)
-        except OSError as exc:
-            raise OutputError(f"cannot write the contact sheet {sheet}: {exc.strerror or exc}") from None
-        if not json_out:
-            _console.out.print(f"contact sheet: {page} and {page.with_suffix('.png')}")
+        _write_sheet(sheet, report, panels, json_out, writer=write_style_sheet)
