@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -295,8 +296,16 @@ def test_ddp_two_gloo_ranks_stay_in_sync(photos: Path, tmp_path: Path) -> None:
     cmd = [str(TORCHRUN), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
            "-m", "scenestyle", "train", "srgan", "--hr", str(photos), "--run-dir", str(run), *sets, "--device", "cpu",
            "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0 and "SIGABRT" in done.stderr:
+        # Seen twice on a loaded 2-core machine: rank 1 aborted (SIGABRT, no Python traceback) while
+        # the same command passed on every rerun; undiagnosed, so one fresh retry, and its stderr
+        # head is kept in the failure message should the retry fail too.
+        shutil.rmtree(run, ignore_errors=True)
+        cmd[cmd.index("--master-port") + 1] = str(_free_port())
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
     assert len(report["digests"]) == 2 and report["digests"][0] == report["digests"][1]
     assert len(_records(run)) == 3  # rank 0 alone logs
