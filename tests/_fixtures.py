@@ -33,3 +33,22 @@ def tiny_weights(tmp_path_factory) -> dict[str, Path]:
         torch.manual_seed(0)
         out[arch] = save_weights(build(arch, **kwargs), d / f"{arch}.safetensors")
     return out
+
+
+def kill_after_first_checkpoint(cmd: list[str], run: Path, timeout: float = 120.0) -> None:
+    """Start a training command and SIGKILL it as soon as ``run`` has a checkpoint (it must not finish first)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from scenestyle.train import checkpoint as ckpt
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not ckpt.list_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    alive = proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert alive, "the run finished before it could be killed; make it longer"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures import kill_after_first_checkpoint
 from PIL import Image
 
 from scenestyle.train import checkpoint as ckpt
@@ -81,15 +82,7 @@ def test_sigkill_then_resume_is_bitwise_identical(domains, tmp_path: Path) -> No
     assert ref.step == 12 and ref.stopped == "done"
     # the same run in a subprocess, killed with SIGKILL once a checkpoint is on disk
     run = tmp_path / "killed"
-    proc = subprocess.Popen([PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *steps), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ckpt.list_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    alive = proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert alive, "the run finished before it could be killed; make it longer"
+    kill_after_first_checkpoint([PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *steps), "--device", "cpu"], run)
     killed_at = ckpt.list_checkpoints(run)[-1][0]
     assert 0 < killed_at < 12
     done = subprocess.run([PY, "-m", "scenestyle", "train", "cyclegan", "--resume", str(run), "--device", "cpu", "--json"],

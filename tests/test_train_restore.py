@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _fixtures import kill_after_first_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -178,15 +177,8 @@ def test_sigkill_then_resume_is_bitwise_identical(photos: Path, tmp_path: Path) 
     assert ref.step == 10
     run = tmp_path / "killed"
     sets = [x for s in DN + steps for x in ("--set", s)]
-    proc = subprocess.Popen([PY, "-m", "scenestyle", "train", "denoise", "--clean", str(photos), "--run", str(run), *sets,
-                             "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not ckpt.list_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    alive = proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert alive, "the run finished before it could be killed; make it longer"
+    kill_after_first_checkpoint([PY, "-m", "scenestyle", "train", "denoise", "--clean", str(photos), "--run", str(run), *sets,
+                                 "--device", "cpu"], run)
     assert 0 < ckpt.list_checkpoints(run)[-1][0] < 10
     done = subprocess.run([PY, "-m", "scenestyle", "train", "denoise", "--resume", str(run), "--device", "cpu", "--json"],
                           capture_output=True, text=True, timeout=300)
