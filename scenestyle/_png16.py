@@ -12,6 +12,7 @@ import struct
 import sys
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, TiffImagePlugin, TiffTags
@@ -111,51 +112,62 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def encode_png16(
-    samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
-) -> bytes:
-    """Encode uint16 H×W×C (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) as a 16-bit PNG."""
+def _row_blocks(samples: np.ndarray, dtype: str, block_bytes: int):
+    """(start row, contiguous h×(w·c) rows in ``dtype``) blocks of about ``block_bytes``: the
+    source may be a strided view (e.g. RGB of an RGBX buffer) and is never copied whole."""
     h, w, c = samples.shape
-    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = np.ascontiguousarray(samples, dtype=">u2").view(np.uint8).reshape(h, w * c * 2)
-    compressor = zlib.compressobj(6)
-    idat = []
-    block = max(1, FILTER_BLOCK_BYTES // max(1, rows.shape[1]))
+    row_bytes = max(1, w * c * np.dtype(dtype).itemsize)
+    block = max(1, block_bytes // row_bytes)
     for start in range(0, h, block):
-        # The Up/Paeth filters of a block's first row need the previous block's last row.
-        lo = max(0, start - 1)
-        filtered = _filter_rows(rows[lo : start + block], 2 * c)
-        if start > 0:
-            filtered = filtered[1:]
-        idat.append(compressor.compress(filtered.tobytes()))
-    idat.append(compressor.flush())
-    data = b"".join(idat)
+        rows = np.ascontiguousarray(samples[start : start + block], dtype=dtype)
+        yield start, rows.view(np.uint8).reshape(rows.shape[0], row_bytes)
 
-    out = [b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))]
+
+def write_png(
+    f: BinaryIO, samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+) -> None:
+    """Write uint8 or uint16 H×W×C (C = 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) to ``f`` as a PNG,
+    a block of rows at a time (each compressed piece is its own IDAT chunk)."""
+    h, w, c = samples.shape
+    bits = 16 if samples.dtype == np.uint16 else 8
+    if samples.dtype not in (np.uint8, np.uint16) or c not in (1, 2, 3, 4):
+        raise ValueError(f"write_png cannot write {c} channels of {samples.dtype}")
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    f.write(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, color_type, 0, 0, 0)))
     if icc_profile:
-        out.append(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+        f.write(_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:
-        out.append(_chunk(b"eXIf", _strip_exif_header(exif)))
-    for i in range(0, len(data), 1 << 24):
-        out.append(_chunk(b"IDAT", data[i : i + (1 << 24)]))
-    if not data:
-        out.append(_chunk(b"IDAT", b""))
-    out.append(_chunk(b"IEND", b""))
-    return b"".join(out)
+        f.write(_chunk(b"eXIf", _strip_exif_header(exif)))
+    compressor = zlib.compressobj(6)
+    previous = None  # the Up/Paeth filters of a block's first row need the previous block's last row
+    for _, rows in _row_blocks(samples, ">u2" if bits == 16 else "u1", FILTER_BLOCK_BYTES):
+        if previous is None:
+            filtered = _filter_rows(rows, c * bits // 8)
+        else:
+            filtered = _filter_rows(np.concatenate([previous, rows]), c * bits // 8)[1:]
+        previous = rows[-1:]
+        data = compressor.compress(filtered.tobytes())
+        if data:
+            f.write(_chunk(b"IDAT", data))
+    f.write(_chunk(b"IDAT", compressor.flush()) + _chunk(b"IEND", b""))
 
 
-def encode_tiff(
-    samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
-) -> bytes:
-    """Encode uint8 or uint16 H×W×C (C = 1 grey, 3 RGB, 4 RGBA; 2 grey+alpha at 8 bits
-    only, which is all Pillow reads back) as a deflate-compressed little-endian TIFF
-    with unassociated alpha. EXIF tags go into IFD0 and its Exif/GPS sub-IFDs, which
-    Pillow's libtiff-backed writer cannot do."""
+TIFF_STRIP_BYTES = 1 << 20  # uncompressed bytes per strip
+
+
+def write_tiff(
+    f: BinaryIO, samples: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+) -> None:
+    """Write uint8 or uint16 H×W×C (C = 1 grey, 3 RGB, 4 RGBA; 2 grey+alpha at 8 bits only,
+    which is all Pillow reads back) to the seekable ``f`` as a deflate-compressed
+    little-endian TIFF with unassociated alpha: strips first, then the IFD. EXIF tags go into
+    IFD0 and its Exif/GPS sub-IFDs, which Pillow's libtiff-backed writer cannot do."""
     h, w, c = samples.shape
     bits = 16 if samples.dtype == np.uint16 else 8
     if samples.dtype not in (np.uint8, np.uint16) or c not in (1, 2, 3, 4) or (c == 2 and bits == 16):
-        raise ValueError(f"encode_tiff cannot write {c} channels of {samples.dtype}")
-    strip = zlib.compress(np.ascontiguousarray(samples, dtype="<u2" if bits == 16 else np.uint8).tobytes(), 6)
+        raise ValueError(f"write_tiff cannot write {c} channels of {samples.dtype}")
+    rows_per_strip = max(1, TIFF_STRIP_BYTES // max(1, w * c * bits // 8))
+    n_strips = -(-h // rows_per_strip)
 
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
     if exif:
@@ -177,7 +189,7 @@ def encode_tiff(
     ifd[259] = 8  # Adobe deflate
     ifd[262] = 1 if c <= 2 else 2  # BlackIsZero / RGB
     ifd[277] = c
-    ifd[278] = h
+    ifd[278] = rows_per_strip
     ifd[284] = 1
     ifd[339] = (1,) * c
     if c in (2, 4):
@@ -185,11 +197,31 @@ def encode_tiff(
     if icc_profile:
         ifd[34675] = icc_profile
         ifd.tagtype[34675] = TiffTags.UNDEFINED
-    ifd.tagtype[273] = ifd.tagtype[279] = TiffTags.LONG
-    ifd[279] = (len(strip),)
-    ifd[273] = (0,)  # tobytes() moves it past the IFD and its out-of-line values
-    header = b"II*\x00" + struct.pack("<L", 8)
-    return header + ifd.tobytes(8) + strip
+
+    def directory(offsets: tuple[int, ...], counts: tuple[int, ...]) -> bytes:
+        # tobytes() adds the end of the IFD and its out-of-line values to every strip offset
+        ifd[273], ifd[279] = offsets, counts
+        ifd.tagtype[273] = ifd.tagtype[279] = TiffTags.LONG
+        return ifd.tobytes(8)
+
+    # The IFD's size does not depend on the offset values: write a placeholder, the strips
+    # (compressed one at a time), then the real IFD over the placeholder.
+    base = f.tell()
+    placeholder = directory((0,) * n_strips, (0,) * n_strips)
+    f.write(b"II*\x00" + struct.pack("<L", 8) + placeholder)
+    offsets, counts, at = [], [], 0
+    for _, rows in _row_blocks(samples, "<u2" if bits == 16 else "u1", rows_per_strip * w * c * bits // 8):
+        strip = zlib.compress(rows.tobytes(), 6)
+        offsets.append(at)
+        counts.append(len(strip))
+        at += len(strip)
+        f.write(strip)
+    end = f.tell()
+    final = directory(tuple(offsets), tuple(counts))
+    assert len(final) == len(placeholder)
+    f.seek(base + 8)
+    f.write(final)
+    f.seek(end)
 
 
-__all__ = ["deep_rawmode", "read_deep", "encode_png16", "encode_tiff"]
+__all__ = ["deep_rawmode", "read_deep", "write_png", "write_tiff"]

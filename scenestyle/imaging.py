@@ -46,8 +46,8 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 class Picture:
     """A decoded still image plus what is needed to write it back faithfully."""
 
-    pixels: np.ndarray  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright
-    alpha: np.ndarray | None  # float32 H×W in [0, 1], or None
+    pixels: np.ndarray  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer)
+    alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim
     exif: bytes | None  # b"Exif\0\0" + TIFF data, Orientation reset to 1
@@ -328,7 +328,7 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"Picture.pixels must be H×W×1 or H×W×3, got shape {pixels.shape}")
     if fmt == "JPEG" and alpha is not None:
-        if (alpha < 1).any():
+        if alpha.min() < (1 if alpha.dtype.kind == "f" else np.iinfo(alpha.dtype).max):
             raise OutputError(
                 f"cannot write {path}: JPEG has no transparency and this image has some; "
                 "use --format png (or webp, tiff) to keep it"
@@ -336,10 +336,36 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
         alpha = None
     bits = 16 if pic.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
     try:
-        samples = _quantise(pixels, alpha, bits)
+        samples = _samples(pixels, alpha, bits)
     except ValueError:
         raise OutputError(f"cannot write {path}: the image contains NaN or infinite values") from None
     _atomic_write(path, lambda f: _encode(samples, pic, fmt, quality, f))
+
+
+def sample_buffer(height: int, width: int, channels: int, alpha: bool, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Zeroed uint8/uint16 ``(pixels, alpha)`` views for a Picture filled with quantised samples
+    (``quantise_into``), which ``write_picture`` encodes without any full-size copy.
+
+    Both are views of one H×W×K buffer: colour then alpha. 8-bit RGB without alpha gets a
+    fourth, unused channel (RGBX), the layout Pillow's JPEG encoder reads in place.
+    """
+    k = channels + alpha + (bits == 8 and channels == 3 and not alpha)
+    buf = np.zeros((height, width, k), dtype=np.uint16 if bits == 16 else np.uint8)
+    return buf[..., :channels], (buf[..., channels] if alpha else None)
+
+
+def quantise_into(dst: np.ndarray, src: np.ndarray, rows: int = 256) -> None:
+    """Float [0, 1] ``src`` → the integer array ``dst`` (same shape; 0..255 or 0..65535), a band
+    of rows at a time. Raises ValueError on NaN or infinity."""
+    top = np.iinfo(dst.dtype).max
+    for r in range(0, src.shape[0], rows):
+        y = np.array(src[r : r + rows], dtype=np.float32)
+        if not np.isfinite(y).all():
+            raise ValueError("non-finite values")
+        np.clip(y, 0, 1, out=y)
+        y *= top
+        np.round(y, out=y)
+        dst[r : r + rows] = y
 
 
 def _unit_float(arr: np.ndarray, top: int) -> np.ndarray:
@@ -349,41 +375,61 @@ def _unit_float(arr: np.ndarray, top: int) -> np.ndarray:
     return out
 
 
-def _quantise(pixels: np.ndarray, alpha: np.ndarray | None, bits: int, rows: int = 256) -> np.ndarray:
-    """Float [0, 1] colour (+ alpha) → one uint8/uint16 H×W×(C+1) array, a band of rows at a time:
-    a ×4 upscale of a 20 MP photo is 3.8 GB per float copy, so no full-size float temporary is
-    made. Raises ValueError on NaN or infinity."""
-    top = 65535 if bits == 16 else 255
+def _samples(pixels: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
+    """Colour (+ alpha) as one uint8/uint16 H×W×(C+1) array to encode: float pixels are
+    quantised a band at a time (a ×4 upscale of a 20 MP photo is 3.8 GB per float copy);
+    a ``sample_buffer`` of the right depth is used as it is. Raises ValueError on NaN."""
     h, w, c = pixels.shape
-    out = np.empty((h, w, c + (alpha is not None)), dtype=np.uint16 if bits == 16 else np.uint8)
+    dtype = np.uint16 if bits == 16 else np.uint8
+    if pixels.dtype == dtype:
+        buf = pixels.base if isinstance(pixels.base, np.ndarray) and pixels.base.ndim == 3 else None
+        if alpha is None:
+            return pixels
+        if buf is not None and buf.shape[2] == c + 1 and _same_memory(pixels, buf[..., :c]) and _same_memory(alpha, buf[..., c]):
+            return buf
+    out = np.empty((h, w, c + (alpha is not None)), dtype=dtype)
     planes = [(pixels, slice(0, c))] + ([(alpha[..., None], slice(c, c + 1))] if alpha is not None else [])
-    for r in range(0, h, rows):
-        for src, chans in planes:
-            y = np.array(src[r : r + rows], dtype=np.float32)
-            if not np.isfinite(y).all():
-                raise ValueError("non-finite values")
-            np.clip(y, 0, 1, out=y)
-            y *= top
-            np.round(y, out=y)
-            out[r : r + rows, :, chans] = y
+    for src, chans in planes:
+        if src.dtype.kind == "f":
+            quantise_into(out[..., chans], src)
+        elif src.dtype == dtype:
+            out[..., chans] = src
+        else:  # 16-bit samples into an 8-bit format: rescale with rounding, a band at a time
+            for r in range(0, h, 256):
+                out[r : r + 256, :, chans] = (src[r : r + 256].astype(np.uint32) * 255 + 32767) // 65535
     return out
 
 
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.strides == b.strides and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def _pillow_image(samples: np.ndarray) -> Image.Image:
+    """A Pillow image of uint8 H×W×C samples, wrapping them in place where Pillow allows it
+    (grey, RGBA, and RGB that is the first three channels of an RGBX buffer)."""
+    h, w, c = samples.shape
+    base = samples.base if isinstance(samples.base, np.ndarray) else None
+    if c == 3 and base is not None and base.shape == (h, w, 4) and base.flags.c_contiguous and _same_memory(samples, base[..., :3]):
+        return Image.frombuffer("RGBX", (w, h), base, "raw", "RGBX", 0, 1)
+    if c in (1, 4) and samples.flags.c_contiguous:
+        mode = "L" if c == 1 else "RGBA"
+        return Image.frombuffer(mode, (w, h), samples, "raw", mode, 0, 1)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
+    return Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
+
+
 def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: BinaryIO) -> None:
-    """Write quantised samples (H×W×1..4) to the open file ``f`` in ``fmt``."""
-    if samples.dtype == np.uint16:
-        if fmt == "PNG":
-            f.write(_png16.encode_png16(samples, pic.icc_profile, pic.exif))
-            return
-        if samples.shape[2] == 2:
-            samples = samples[..., [0, 0, 0, 1]]
-        f.write(_png16.encode_tiff(samples, pic.icc_profile, pic.exif))
-        return
+    """Write quantised samples (H×W×1..4, possibly a strided view) to the open file ``f`` in ``fmt``."""
     if fmt == "TIFF":
-        f.write(_png16.encode_tiff(samples, pic.icc_profile, pic.exif))
+        if samples.dtype == np.uint16 and samples.shape[2] == 2:
+            samples = samples[..., [0, 0, 0, 1]]  # Pillow cannot read 16-bit grey+alpha TIFF back
+        _png16.write_tiff(f, samples, pic.icc_profile, pic.exif)
         return
-    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[samples.shape[2]]
-    im = Image.fromarray(samples[..., 0] if mode == "L" else samples, mode=mode)
+    if fmt == "PNG" and (samples.dtype == np.uint16 or not samples.flags.c_contiguous):
+        _png16.write_png(f, samples, pic.icc_profile, pic.exif)  # Pillow: no 16-bit RGB, copies views
+        return
+    im = _pillow_image(samples)
+    mode = im.mode
     options: dict[str, object] = {}
     if pic.icc_profile:
         options["icc_profile"] = pic.icc_profile
@@ -393,7 +439,7 @@ def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: Binary
         options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
     elif fmt == "WEBP":
         options.update(quality=quality)
-        if mode in ("L", "LA"):
+        if mode in ("L", "LA", "RGBX"):
             im = im.convert("RGBA" if mode == "LA" else "RGB")
     im.save(f, format=fmt, **options)
 

@@ -184,15 +184,56 @@ def test_bf16_placement_returns_float32_close_to_fp32():
     assert 25 < psnr(out, ref) < float("inf")
 
 
-def test_out_array_is_filled_and_shared(tmp_path):
-    model = seeded(TinySRVGG(scale=2))
-    x = image(24, 36)
-    mm = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=(3, 48, 72))
-    got = run_model(model, x, FP32, tile=8, out=mm)
-    assert np.shares_memory(got.numpy(), mm)
-    assert psnr(torch.from_numpy(np.asarray(mm)).unsqueeze(0), run_model(model, x, FP32, tile=0)) >= 40
-    with pytest.raises(ValueError, match="shape"):
-        run_model(model, x, FP32, tile=8, out=np.zeros((3, 24, 36), np.float32))
+@pytest.mark.parametrize("length,core,multiple,halo", [(4096, 670, 2, 6), (1000, 512, 4, 20), (37, 8, 1, 3), (300, 300, 4, 8)])
+def test_even_cores_keep_neighbouring_windows_overlapping_by_a_few_halos(length, core, multiple, halo):
+    even = tiles.even_core(length, core, multiple)
+    assert even <= core and even % multiple == 0 and -(-length // even) == -(-length // core)
+    window = min(even + 2 * halo, length)
+    starts = window_starts(length, window, even, halo)
+    overlaps = [a + window - b for a, b in zip(starts, starts[1:])]
+    assert all(o <= 4 * halo + len(starts) * multiple for o in overlaps), overlaps
+    # the plain clamp this replaces: the last window overlaps its neighbour by most of a tile
+    if length == 4096:
+        plain = window_starts(length, core + 2 * halo, core, halo)
+        assert plain[-2] + core + 2 * halo - plain[-1] > 100 * halo
+
+
+def _reference_blend(model, x, tile, halo, scale):
+    """The blend written the plain way: every window's weighted output and weight added into full-size maps."""
+    _, c, h, w = x.shape
+    core_h, core_w = tiles.even_core(h, tile), tiles.even_core(w, tile)
+    win_h, win_w = min(core_h + 2 * halo, h), min(core_w + 2 * halo, w)
+    acc = torch.zeros(c, h * scale, w * scale)
+    wsum = torch.zeros(h * scale, w * scale)
+    for ys in window_starts(h, win_h, core_h, halo):
+        for xs in window_starts(w, win_w, core_w, halo):
+            with torch.no_grad():
+                y = model(x[:, :, ys : ys + win_h, xs : xs + win_w])[0]
+            wt = tiles._axis_weights(ys, win_h, h, scale, halo)[:, None] * tiles._axis_weights(xs, win_w, w, scale, halo)[None]
+            acc[:, ys * scale : (ys + win_h) * scale, xs * scale : (xs + win_w) * scale] += y * wt
+            wsum[ys * scale : (ys + win_h) * scale, xs * scale : (xs + win_w) * scale] += wt
+    return (acc / wsum)[None]
+
+
+# (h, w, tile, halo, batch): cores narrower than 2 halos (a window overlaps non-neighbours), clamped
+# last windows, batches that span window rows, one window row, one window column
+@pytest.mark.parametrize("h,w,tile,halo,batch", [(40, 52, 16, 4, 1), (37, 29, 8, 6, 3), (24, 70, 12, 8, 5),
+                                                  (70, 20, 20, 2, 2), (33, 33, 4, 9, 7)])
+def test_sink_blocks_tile_the_output_once_and_match_the_plain_blend(h, w, tile, halo, batch):
+    model = seeded(TinySRVGG(scale=2, halo=halo))
+    x = image(h, w)
+    ref = _reference_blend(model, x, tile, halo, 2)
+    got = torch.full_like(ref[0], float("nan"))
+    seen = torch.zeros(ref.shape[2:], dtype=torch.int32)
+
+    def sink(r, c, block):
+        got[:, r : r + block.shape[1], c : c + block.shape[2]] = block
+        seen[r : r + block.shape[1], c : c + block.shape[2]] += 1
+
+    assert run_model(model, x, FP32, tile=tile, batch_size=batch, sink=sink) is None
+    assert bool((seen == 1).all()), "every output pixel is handed over exactly once"
+    torch.testing.assert_close(got[None], ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run_model(model, x, FP32, tile=tile, batch_size=batch), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("tile,pattern", [(-1, "positive multiple of 4"), (30, "try 28")])
@@ -253,8 +294,8 @@ def test_oom_halves_tile_and_retries():
     model = OOMAbove(inner, limit=40)
     x = image(100, 100)
     out = run_model(model, x, FP32, tile=64)
-    # 64+8 fails, 32+8 fits
-    assert model.sides[0] == 72 and max(model.sides[1:]) == 40
+    # 64 spreads to 50-px cores over 100 px: 50+8 fails; 32 spreads to 25: 25+8 fits
+    assert model.sides[0] == 58 and max(model.sides[1:]) == 33
     assert psnr(out, run_model(inner, x, FP32, tile=0)) >= 40
 
 

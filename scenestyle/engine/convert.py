@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scenestyle.imaging import quantise_into
+
 # ITU-R BT.601 luma weights: grayscale in -> grayscale out after a colour model.
 LUMA = (0.299, 0.587, 0.114)
 # Attributes the tiling engine reads from a generator.
@@ -60,6 +62,19 @@ def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     out = y[0].clamp_(0, 1).permute(1, 2, 0).contiguous().numpy()
     return out[..., 0] if squeeze else out
+
+
+def resize_into(dst: np.ndarray, src: np.ndarray, factor: int, rows: int = 256) -> None:
+    """``resize`` of an H×W float array by the integer ``factor``, quantised into the integer
+    ``dst`` (H·factor × W·factor) a band of input rows at a time. With an integer factor every
+    output row maps back into its own band, so with a few rows of context per side the bands
+    give exactly the whole-image result."""
+    h = src.shape[0]
+    ctx = 4  # the bicubic kernel reaches 2 input pixels out; 4 keeps the edge clamping away
+    for r in range(0, h, rows):
+        lo, hi = max(0, r - ctx), min(h, r + rows + ctx)
+        band = resize(src[lo:hi], (hi - lo) * factor, src.shape[1] * factor)
+        quantise_into(dst[r * factor : min(h, r + rows) * factor], band[(r - lo) * factor : (min(h, r + rows) - lo) * factor])
 
 
 def blend(original: np.ndarray, processed: np.ndarray, strength: float) -> np.ndarray:

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from scenestyle.engine.convert import UnitRange, blend, resize, to_pixels, to_tensor
+from scenestyle.engine.convert import UnitRange, blend, resize, resize_into, to_pixels, to_tensor
 from scenestyle.engine.device import Placement
 from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tiles import run_model, run_model_many
-from scenestyle.imaging import Picture
+from scenestyle.errors import ScenestyleError
+from scenestyle.imaging import Picture, quantise_into, sample_buffer
 
 TileProgress = Callable[[int, int], None]
 
@@ -73,6 +74,28 @@ class Processor:
         self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
         return dataclasses.replace(pic, notes=(*pic.notes, note))
 
+    def _upscale_to_samples(self, pic: Picture) -> Picture | None:
+        """An upscale at the model's own factor, quantised block by block into the integer
+        buffer the writer encodes (a ×4 of a 20 MP photo is 3.8 GB as float); None when the
+        float path is needed (``--outscale``, or a one-channel model on a colour photo)."""
+        m, s = self.model, int(self.model.scale)
+        h, w, c = pic.pixels.shape
+        if self.task != "upscale" or (self.outscale is not None and self.outscale != s) or (m.in_channels == 1 and c == 3):
+            return None
+        pixels, alpha = sample_buffer(h * s, w * s, c, pic.alpha is not None, 16 if pic.bit_depth == 16 else 8)
+
+        def sink(row: int, col: int, block: torch.Tensor) -> None:
+            try:
+                quantise_into(pixels[row : row + block.shape[1], col : col + block.shape[2]], to_pixels(block[None], channels=c))
+            except ValueError:
+                raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
+
+        run_model(m, to_tensor(pic.pixels, m), self.placement, tile=self.tile, batch_size=self.batch_size,
+                  progress=self.progress, sink=sink)
+        if alpha is not None:
+            resize_into(alpha, pic.alpha, s)
+        return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
+
     def _run(self, pixels: np.ndarray) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
         m = self.model
@@ -86,7 +109,8 @@ class Processor:
         if self.takes_noise_level:
             seen = self._levels.pop(id(pic.pixels), None)
             self.net.noise_level = seen[1] if seen and seen[0] is pic.pixels else self.sigma(pic.pixels)[0]
-        return self._finish(pic, self._run(pic.pixels))
+        quantised = self._upscale_to_samples(pic)
+        return quantised if quantised is not None else self._finish(pic, self._run(pic.pixels))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""

@@ -18,9 +18,12 @@ has slightly less high-frequency energy, so variances are a little lower), recor
 ``nn.InstanceNorm2d`` input's per-channel mean and variance, and run the tiles with those
 statistics frozen (see :func:`frozen_instance_norm`).
 
-Memory. The output accumulator is float32 on the CPU, ``C' x H*s x W*s``; pass ``out=``
-(for example an ``np.memmap``) to accumulate into a file-backed array instead. A 20 MP
-photo through a 4x upscaler is 320 MP x 3 x 4 B = 3.8 GB of output, which wants ``out=``.
+Memory. Only partial sums are float32: one window of output (the strip) and the rows
+the next window row overlaps (the carry, full width, ~``2*halo*scale`` rows). Finished
+blocks go to a ``sink`` as soon as no later window touches them; without one they are
+copied into a float32 output. A 20 MP photo through a 4x upscaler is 320 MP x 3 x 4 B =
+3.8 GB of float output, so the upscale task passes a sink that quantises straight into
+the 8/16-bit buffer the writer encodes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -41,6 +43,8 @@ from scenestyle.errors import ScenestyleError, UsageError
 
 __all__ = [
     "run_model",
+    "even_core",
+    "BlockSink",
     "instance_norm_stats",
     "frozen_instance_norm",
     "window_starts",
@@ -57,6 +61,8 @@ CPU_WORK_BUDGET = (256 << 20, 1 << 30)  # (floor, ceiling)
 _CPU_WORK_TOTAL = 5 << 28  # 1.25 GiB shared by the tiles and four photo-sized float buffers
 _CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
 _CUDA_SAFETY = 1.5
+# Receives finished output blocks: (first row, first column, float32 C×N×M view valid during the call).
+BlockSink = Callable[[int, Tensor], None]
 
 
 # ---------------------------------------------------------------- geometry
@@ -76,6 +82,16 @@ def window_starts(length: int, window: int, core: int, halo: int) -> list[int]:
         if not starts or starts[-1] != s:
             starts.append(s)
     return starts
+
+
+def even_core(length: int, core: int, multiple: int = 1) -> int:
+    """The core size (at most ``core``, a multiple of ``multiple``) that covers ``length`` with as
+    many windows as ``core`` needs, spread evenly: a last window clamped inside the image would
+    otherwise overlap its neighbour by up to a whole tile (wasted compute, a tall carry band)."""
+    if core >= length:
+        return core
+    n = -(-length // core)
+    return min(core, _round_up(-(-length // n), multiple))
 
 
 def _axis_weights(start: int, size: int, length: int, scale: int, halo: int) -> Tensor:
@@ -276,7 +292,9 @@ def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: i
     if placement.device.type == "cpu":
         floor, ceiling = CPU_WORK_BUDGET
         budget = min(budget, max(floor, min(ceiling, _CPU_WORK_TOTAL - 4 * out_bytes)))
-    bpp = bytes_per_input_pixel(model, placement)
+    scale = int(getattr(model, "scale", 1) or 1)
+    # plus the float32 partial sums of one window of output (the blending strip)
+    bpp = bytes_per_input_pixel(model, placement) + 4 * int(getattr(model, "out_channels", 3)) * scale * scale
     if hp * wp * bpp <= budget:
         return 0
     side = int(math.sqrt(budget / (bpp * batch_size)))
@@ -316,15 +334,18 @@ def run_model(
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
     stats_max_pixels: int = STATS_MAX_PIXELS,
-    out: np.ndarray | None = None,
-) -> Tensor:
+    sink: BlockSink | None = None,
+) -> Tensor | None:
     """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image, tile by tile; float32 ``1xC'x(H*s)x(W*s)`` CPU result.
 
     ``tile``: None picks from free memory (whole image when it fits), 0 runs the whole image,
     N runs N x N input cores (a multiple of the model's ``size_multiple``), each seen with
     ``model.halo`` pixels of context per side. On out-of-memory the tile is halved and the
-    run restarts. ``out``: optional float32 array ``C' x H*s x W*s`` (e.g. ``np.memmap``) to
-    accumulate into; the returned tensor then shares its memory.
+    run restarts. ``sink``: instead of returning the result, hand each finished output block
+    over as ``sink(first_row, first_col, block)`` (float32 ``C'xNxM``, a view valid only during
+    the call; blocks come window row by window row, left to right), so no full-size float
+    output is ever allocated; returns None. After an out-of-memory restart the blocks start
+    again from the top.
     """
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
         got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
@@ -341,20 +362,23 @@ def run_model(
     _, _, h, w = x.shape
     hp, wp = _round_up(h, multiple), _round_up(w, multiple)
     out_shape = (out_ch, h * scale, w * scale)
-    if out is not None and (tuple(out.shape) != out_shape or out.dtype != np.float32):
-        raise ValueError(f"out must be a float32 array of shape {out_shape}; got {out.dtype} {tuple(out.shape)}")
+    # a sink's owner keeps a byte or two per output sample; without one the output is float32
+    out_bytes = math.prod(out_shape) * (1 if sink else 4)
+    tile = _resolve_tile(model, placement, tile, hp, wp, halo, multiple, batch_size, out_bytes, stats_max_pixels)
+    whole = torch.empty(out_shape, dtype=torch.float32) if sink is None else None
 
-    tile = _resolve_tile(model, placement, tile, hp, wp, halo, multiple, batch_size,
-                         0 if out is not None else 4 * math.prod(out_shape), stats_max_pixels)
-    acc = torch.from_numpy(out) if out is not None else torch.empty(out_shape, dtype=torch.float32)
+    def fill(r: int, c: int, block: Tensor) -> None:  # without a sink: the float32 output, block by block
+        whole[:, r : r + block.shape[1], c : c + block.shape[2]] = block
+
     stats: dict[nn.Module, tuple[Tensor, Tensor]] | None = None
     while True:
         try:
             with torch.inference_mode():
                 if stats is None and _instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
                     stats = _whole_image_stats(model, x, placement, multiple, stats_max_pixels)
-                _run_tiles(model, x, placement, acc, tile, halo, multiple, scale, batch_size, progress, stats or {})
-            return acc.unsqueeze(0)
+                _run_tiles(model, x, placement, out_shape, tile, halo, multiple, scale, batch_size, progress,
+                           stats or {}, sink or fill)
+            return None if whole is None else whole.unsqueeze(0)
         except Exception as err:  # noqa: BLE001 - only OOM is retried, the rest re-raised
             if not _is_oom(err):
                 raise
@@ -428,9 +452,7 @@ def run_model_many(
                 progress(0, n)
             for b0 in range(0, n, batch_size):
                 y = model(_to_placement(_pad_to(x[b0 : b0 + batch_size], hp, wp), placement))
-                if tuple(y.shape[1:]) != (out_ch, hp * scale, wp * scale):
-                    raise ValueError(f"model output {tuple(y.shape[1:])} for a {hp}x{wp} input does not match its "
-                                     f"declared out_channels={out_ch}, scale={scale}")
+                _check_output(y, out_ch, hp, wp, scale)
                 out[b0 : b0 + batch_size] = y[:, :, : h * scale, : w * scale].float().cpu()
                 if progress:
                     progress(min(n, b0 + batch_size), n)
@@ -460,11 +482,17 @@ def _whole_image_stats(model: nn.Module, x: Tensor, placement: Placement, multip
             max_pixels //= 4
 
 
+def _check_output(y: Tensor, out_ch: int, win_h: int, win_w: int, scale: int) -> None:
+    if tuple(y.shape[1:]) != (out_ch, win_h * scale, win_w * scale):
+        raise ValueError(f"model output {tuple(y.shape[1:])} for a {win_h}x{win_w} input does not match its "
+                         f"declared out_channels={out_ch}, scale={scale}")
+
+
 def _run_tiles(
     model: nn.Module,
     x: Tensor,
     placement: Placement,
-    acc: Tensor,
+    out_shape: tuple[int, int, int],
     tile: int,
     halo: int,
     multiple: int,
@@ -472,13 +500,25 @@ def _run_tiles(
     batch_size: int,
     progress: Callable[[int, int], None] | None,
     stats: dict[nn.Module, tuple[Tensor, Tensor]],
+    sink: BlockSink,
 ) -> None:
+    """Windows in row-major order; each finished output block goes to ``sink`` as soon as no later
+    window touches it.
+
+    Only partial sums are held in float: a ``strip`` of one window (output columns from the
+    current window's left edge) and a ``carry`` of the rows the next window row will add to
+    (full width, about ``2 * halo * scale`` rows). After window (i, j) the columns left of
+    window j + 1 are final in the rows above window row i + 1; they are normalised and handed
+    over, the rows below go to the next carry, and the strip slides right.
+    """
     _, _, h, w = x.shape
+    out_ch, out_h, out_w = out_shape
     hp, wp = _round_up(h, multiple), _round_up(w, multiple)
     core = tile if tile else max(hp, wp)
-    win_h, win_w = min(core + 2 * halo, hp), min(core + 2 * halo, wp)
-    ys = window_starts(hp, win_h, core, halo)
-    xs = window_starts(wp, win_w, core, halo)
+    core_h, core_w = even_core(hp, core, multiple), even_core(wp, core, multiple)
+    win_h, win_w = min(core_h + 2 * halo, hp), min(core_w + 2 * halo, wp)
+    ys = window_starts(hp, win_h, core_h, halo)
+    xs = window_starts(wp, win_w, core_w, halo)
     wy = [_axis_weights(s, win_h, hp, scale, halo) for s in ys]
     wx = [_axis_weights(s, win_w, wp, scale, halo) for s in xs]
     sum_y = torch.zeros(hp * scale)
@@ -488,7 +528,25 @@ def _run_tiles(
     for s, wt in zip(xs, wx):
         sum_x[s * scale : (s + win_w) * scale] += wt
 
-    acc.zero_()
+    sh, sw = win_h * scale, win_w * scale
+    if len(ys) == len(xs) == 1:  # one window: nothing to blend
+        with frozen_instance_norm(stats):
+            y = model(_to_placement(_pad_to(x, win_h, win_w), placement))
+        _check_output(y, out_ch, win_h, win_w, scale)
+        sink(0, 0, y[0, :, :out_h, :out_w].float().cpu())
+        if progress:
+            progress(1, 1)
+        return
+    strip = torch.zeros((out_ch, sh, sw))
+    carry = torch.zeros((out_ch, 0, out_w))  # partial sums of the rows starting at this window row's top
+    next_carry = carry
+
+    def add_carry(k: int, c0: int, c1: int) -> None:
+        """Strip columns from ``k`` on get the carried sums of output columns ``[c0, c1)``."""
+        c1 = min(c1, out_w)
+        if c1 > c0 and carry.shape[1]:
+            strip[:, : carry.shape[1], k : k + c1 - c0] += carry[:, :, c0:c1]
+
     windows = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
     total = len(windows)
     if progress:
@@ -498,18 +556,28 @@ def _run_tiles(
             batch = windows[b0 : b0 + batch_size]
             crops = [_pad_to(x[:, :, ys[i] : min(ys[i] + win_h, h), xs[j] : min(xs[j] + win_w, w)], win_h, win_w) for i, j in batch]
             y = model(_to_placement(torch.cat(crops), placement))
-            if tuple(y.shape[-2:]) != (win_h * scale, win_w * scale) or y.shape[1] != acc.shape[0]:
-                raise ValueError(
-                    f"model output {tuple(y.shape[1:])} for a {win_h}x{win_w} input does not match its "
-                    f"declared out_channels={acc.shape[0]}, scale={scale}"
-                )
+            _check_output(y, out_ch, win_h, win_w, scale)
             y = y.float().cpu()
             for k, (i, j) in enumerate(batch):
-                oy, ox = ys[i] * scale, xs[j] * scale
-                ny, nx = min(win_h * scale, acc.shape[1] - oy), min(win_w * scale, acc.shape[2] - ox)
-                weight = wy[i][:ny, None] * wx[j][None, :nx]
-                acc[:, oy : oy + ny, ox : ox + nx].addcmul_(y[k, :, :ny, :nx], weight)
+                top, left = ys[i] * scale, xs[j] * scale
+                ny, nx = min(sh, out_h - top), min(sw, out_w - left)
+                below = ys[i + 1] * scale if i + 1 < len(ys) else out_h  # the next window row's top
+                right = xs[j + 1] * scale if j + 1 < len(xs) else out_w
+                if j == 0:
+                    strip.zero_()
+                    add_carry(0, 0, sw)
+                    next_carry = torch.zeros((out_ch, max(0, top + ny - below), out_w))
+                strip[:, :ny, :nx].addcmul_(y[k, :, :ny, :nx], wy[i][:ny, None] * wx[j][None, :nx])
+                done = strip[:, : below - top, : right - left]
+                done.div_(sum_y[top:below, None]).div_(sum_x[None, left:right])
+                sink(top, left, done)
+                next_carry[:, :, left:right] = strip[:, below - top : ny, : right - left]
+                d = right - left
+                strip[:, :, : sw - d] = strip[:, :, d:].clone()
+                strip[:, :, sw - d :] = 0
+                if j + 1 < len(xs):
+                    add_carry(sw - d, left + sw, right + sw)
+                else:
+                    carry = next_carry
             if progress:
                 progress(b0 + len(batch), total)
-    # separable weights: the weight sum is an outer product, so divide by rows, then columns
-    acc.div_(sum_y[: acc.shape[1], None]).div_(sum_x[None, : acc.shape[2]])
