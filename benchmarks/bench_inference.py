@@ -170,7 +170,39 @@ def run_case(name: str, side: int) -> dict:
 CLI_CASES = {
     "stylize": ("stylize", "CompactGenerator", {}, "out.jpg"),
     "upscale": ("upscale", "SRVGGNetCompact", dict(num_feat=16, num_conv=4, upscale=4), "out.jpg"),
+    "upscale-png": ("upscale", "SRVGGNetCompact", dict(num_feat=16, num_conv=4, upscale=4), "out.png"),
 }
+
+
+def run_20mp_plain(case: str) -> dict:
+    """What a plain script does with the same photo and model: Pillow decode, one fp32 whole-image
+    forward, float → uint8, Pillow encode (in a child process, for its peak RSS)."""
+    import resource
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    from scenestyle.nn import build as nn_build
+
+    _, arch, kwargs, out_name = CLI_CASES[case]
+    path = sorted(glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")))[0]
+    torch.manual_seed(0)
+    model = nn_build(arch, **kwargs).eval()
+    t0 = time.perf_counter()
+    with Image.open(path) as im:
+        x = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)[None].float().div_(255)
+    with torch.inference_mode():
+        y = model(x)
+        del x
+        out = y[0].clamp_(0, 1).mul_(255).round_().byte().permute(1, 2, 0).numpy()
+        del y
+    Image.MAX_IMAGE_PIXELS = None
+    with tempfile.TemporaryDirectory() as tmp:
+        Image.fromarray(out).save(Path(tmp) / out_name)
+    secs = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(secs=secs, rss=rss)
 
 
 def run_20mp(tile: int, case: str = "stylize") -> dict:
@@ -209,7 +241,7 @@ def run_20mp(tile: int, case: str = "stylize") -> dict:
         w, h = im.size
     return dict(path=Path(path).name, h=h, w=w, tile=tile or "auto", secs=secs, rss=rss, out=out_size,
                 precision=report["parameters"]["precision"], status=report["results"][0]["status"],
-                case=case, arch=arch)
+                case=case, arch=arch, out_name=out_name)
 
 
 def describe_20mp(r: dict) -> str:
@@ -217,7 +249,8 @@ def describe_20mp(r: dict) -> str:
     ow, oh = r["out"]
     return (f"`scenestyle {r['case']}` with {r['arch']} ({r['precision']}) on {r['path']} ({r['w']}x{r['h']}, "
             f"{r['w'] * r['h'] / 1e6:.1f} MP) to {ow}x{oh} ({ow * oh / 1e6:.0f} MP), tile {r['tile']}: "
-            f"{r['secs']:.1f} s end to end (decode, model, JPEG encode), peak RSS {r['rss']:.0f} MB")
+            f"{r['secs']:.1f} s end to end (decode, model, {Path(str(r['out_name'])).suffix[1:].upper()} encode), "
+            f"peak RSS {r['rss']:.0f} MB")
 
 
 # ---------------------------------------------------------------- parent
@@ -267,9 +300,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out" / "inference.md")
     ap.add_argument("--case", nargs=2, metavar=("MODEL", "SIDE"), help=argparse.SUPPRESS)
     ap.add_argument("--case-20mp", nargs="+", metavar="TILE [CASE]", help=argparse.SUPPRESS)
+    ap.add_argument("--case-20mp-plain", metavar="CASE", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.case:
         print(json.dumps(run_case(a.case[0], int(a.case[1]))))
+        return
+    if a.case_20mp_plain is not None:
+        print(json.dumps(run_20mp_plain(a.case_20mp_plain)))
         return
     if a.case_20mp is not None:
         tile, case = (a.case_20mp + ["stylize"])[:2]
@@ -309,6 +346,10 @@ def main() -> None:
             for case in CLI_CASES:
                 r = child(["--case-20mp", str(a.tile_20mp), case])
                 row = f"- {case} case failed: {r['error']}" if "error" in r else f"- {describe_20mp(r)}"
+                if case != "stylize" and "error" not in r:  # the plain script beside it (stylize: see the table)
+                    p = child(["--case-20mp-plain", case])
+                    row += (f"; plain fp32 whole-image script: failed ({p['error']})" if "error" in p else
+                            f"; plain fp32 whole-image script: {p['secs']:.1f} s, peak RSS {p['rss']:.0f} MB")
                 lines.append(row)
                 print(row, flush=True)
         else:
