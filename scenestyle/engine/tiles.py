@@ -325,6 +325,19 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)  # CPU allocator
 
 
+def _geometry(model: nn.Module, x: Tensor) -> tuple[int, int, int, int, int, int]:
+    """(size multiple, scale, halo, output channels, padded height, padded width) of ``model`` on ``x``;
+    checks the input's channels."""
+    in_ch = getattr(model, "in_channels", None)
+    if in_ch is not None and x.shape[1] != in_ch:
+        raise UsageError(f"the model takes {in_ch}-channel images but the input has {x.shape[1]} channels")
+    multiple = int(getattr(model, "size_multiple", 1) or 1)
+    halo = _round_up(int(getattr(model, "halo", 0) or 0), multiple)
+    h, w = x.shape[-2:]
+    return (multiple, int(getattr(model, "scale", 1) or 1), halo, int(getattr(model, "out_channels", x.shape[1])),
+            _round_up(h, multiple), _round_up(w, multiple))
+
+
 def run_model(
     model: nn.Module,
     x: Tensor,
@@ -350,17 +363,10 @@ def run_model(
     if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
         got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
-    in_ch = getattr(model, "in_channels", None)
-    if in_ch is not None and x.shape[1] != in_ch:
-        raise UsageError(f"the model takes {in_ch}-channel images but the input has {x.shape[1]} channels")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1 (got {batch_size})")
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    scale = int(getattr(model, "scale", 1) or 1)
-    halo = _round_up(int(getattr(model, "halo", 0) or 0), multiple)
-    out_ch = int(getattr(model, "out_channels", x.shape[1]))
+    multiple, scale, halo, out_ch, hp, wp = _geometry(model, x)
     _, _, h, w = x.shape
-    hp, wp = _round_up(h, multiple), _round_up(w, multiple)
     out_shape = (out_ch, h * scale, w * scale)
     # a sink's owner keeps a byte or two per output sample; without one the output is float32
     out_bytes = math.prod(out_shape) * (1 if sink else 4)
@@ -425,19 +431,12 @@ def run_model_many(
     n = x.shape[0]
     if x.dim() != 4 or n == 0:
         raise ValueError(f"run_model_many needs an NxCxHxW tensor; got {tuple(x.shape)}")
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    scale = int(getattr(model, "scale", 1) or 1)
-    halo = _round_up(int(getattr(model, "halo", 0) or 0), multiple)
-    out_ch = int(getattr(model, "out_channels", x.shape[1]))
     _, c, h, w = x.shape
-    hp, wp = _round_up(h, multiple), _round_up(w, multiple)
     one_by_one = lambda: torch.cat([run_model(model, x[i : i + 1], placement, tile=tile, batch_size=batch_size,
                                               progress=progress) for i in range(n)])
     if n == 1 or batch_size == 1:
         return one_by_one()
-    in_ch = getattr(model, "in_channels", None)
-    if in_ch is not None and c != in_ch:
-        raise UsageError(f"the model takes {in_ch}-channel images but the input has {c} channels")
+    multiple, scale, halo, out_ch, hp, wp = _geometry(model, x)
     k = min(n, batch_size)
     out_bytes = 4 * n * out_ch * h * scale * w * scale
     # auto: a stacked batch of k images must fit whole, judged as one k-times-taller image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -132,8 +132,6 @@ def write_sheet(path: Path, report: EvalReport, panels: Mapping[tuple[str, str],
     from pathlib import Path
 
     import numpy as np
-    from PIL import Image, ImageDraw
-
     path = Path(path)
     rows, lines = [], []
     for g in report.groups():
@@ -153,25 +151,40 @@ def write_sheet(path: Path, report: EvalReport, panels: Mapping[tuple[str, str],
             rows.append((f"{label} {g} {s.name}: {s.psnr:.2f} dB  [{' | '.join(p.keys())}]", row))
             lines.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(g)}</td><td>{html.escape(s.name)}</td>"
                          f"<td>{s.psnr:.2f}</td><td>{'' if s.ssim is None else f'{s.ssim:.4f}'}</td><td>({x}, {y})</td></tr>")
-    if not rows:
+    means = "; ".join(f"{g or 'all'}: {m['psnr']:.2f} dB" for g, m in report.means().items())
+    intro = (f"<h1>{html.escape(report.kind)} — {html.escape(report.dataset)}</h1><p>model {html.escape(str(report.model.get('name')))} "
+             f"sha256 {html.escape(str(report.model.get('sha256')))}; mean {html.escape(means)}</p>"
+             f"<p>{crop}×{crop} crops where the output's error is largest, zoomed ×{zoom}.</p>")
+    return write_contact_sheet(path, rows, title=f"scenestyle eval {report.kind}", intro_html=intro,
+                               columns=("case", "setting", "image", "PSNR", "SSIM", "crop at"), rows_html=lines)
+
+
+def write_contact_sheet(path: Path, strips: list[tuple[str, Any]], *, title: str, intro_html: str,
+                        columns: Sequence[str], rows_html: list[str], legend: str | None = None) -> Path:
+    """PNG of captioned uint8 strips (``path`` with .png, ``legend`` on top) and an HTML page (.html): ``intro_html``,
+    a table of ``rows_html`` under ``columns``, then the PNG. Returns the HTML path."""
+    import html
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    if not strips:
         raise ValueError("no images to put on the contact sheet")
-    width = max(r.shape[1] for _, r in rows)
-    canvas = Image.new("RGB", (width, sum(r.shape[0] + 16 for _, r in rows)), "white")
-    draw, top = ImageDraw.Draw(canvas), 0
-    for caption, r in rows:
-        draw.text((2, top + 2), caption, fill="black")
-        canvas.paste(Image.fromarray(r), (0, top + 16))
-        top += r.shape[0] + 16
-    png = path.with_suffix(".png")
+    width, head = max(r.shape[1] for _, r in strips), 18 if legend else 0
+    canvas = Image.new("RGB", (width, head + sum(r.shape[0] + 18 for _, r in strips)), "white")
+    draw, top = ImageDraw.Draw(canvas), head
+    if legend:
+        draw.text((2, 3), legend, fill="black")
+    for caption, strip in strips:
+        draw.text((2, top + 3), caption, fill="black")
+        canvas.paste(Image.fromarray(strip), (0, top + 18))
+        top += strip.shape[0] + 18
+    png = Path(path).with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(png)
-    means = "; ".join(f"{g or 'all'}: {m['psnr']:.2f} dB" for g, m in report.means().items())
-    page = (f"<!doctype html><meta charset='utf-8'><title>scenestyle eval {html.escape(report.kind)}</title>"
-            f"<h1>{html.escape(report.kind)} — {html.escape(report.dataset)}</h1><p>model {html.escape(str(report.model.get('name')))} "
-            f"sha256 {html.escape(str(report.model.get('sha256')))}; mean {html.escape(means)}</p>"
-            f"<p>{crop}×{crop} crops where the output's error is largest, zoomed ×{zoom}.</p>"
-            "<table border=1><tr><th>case</th><th>setting</th><th>image</th><th>PSNR</th><th>SSIM</th><th>crop at</th></tr>"
-            + "".join(lines) + f"</table><img src='{html.escape(png.name)}'>")
-    out = path.with_suffix(".html")
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{intro_html}"
+            f"<table border=1><tr>{header}</tr>{''.join(rows_html)}</table><img src='{html.escape(png.name)}'>")
+    out = png.with_suffix(".html")
     out.write_text(page, encoding="utf-8")
     return out

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from scenestyle.evaluate.report import write_contact_sheet
 from scenestyle.evaluate.style import PHOTOS, STYLIZED, TRANSFER, StyleReport
 
 THUMB = 160  # thumbnail height in pixels
@@ -55,32 +56,15 @@ def write_style_sheet(path: Path, report: StyleReport, panels: Mapping[str, Mapp
                        _hstack([_thumb(imgs[r]) for r in order] + crops)))
         lines.append(f"<tr><td>{label}</td><td>{html.escape(s.name)}</td><td>{s.critic_rgb:.2f}</td><td>{s.critic_gray:.2f}</td>"
                      f"<td>{s.structure_ssim:.3f}</td><td>({x}, {y})</td></tr>")
-    if not strips:
-        raise ValueError("no images to put on the contact sheet")
-    width = max(r.shape[1] for _, r in strips)
-    canvas = Image.new("RGB", (width, 18 + sum(r.shape[0] + 18 for _, r in strips)), "white")
-    draw, top = ImageDraw.Draw(canvas), 18
-    draw.text((2, 3), f"columns: {' | '.join(order)}, then the same {crop}-px crop of each x{zoom}", fill="black")
-    for caption, strip in strips:
-        draw.text((2, top + 3), caption, fill="black")
-        canvas.paste(Image.fromarray(strip), (0, top + 18))
-        top += strip.shape[0] + 18
-    path = Path(path)
-    png = path.with_suffix(".png")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(png)
     rows = "".join(f"<tr><td>{html.escape(r.name)}</td><td>{r.swd_mean:.2f}</td><td>{r.critic_rgb:.3f}</td><td>{r.critic_gray:.3f}</td>"
                    f"<td>{r.structure_ssim:.3f}</td></tr>" for r in report.rows)
     acc = "; ".join(f"{v} {a['balanced']:.2f}" for v, a in report.critic_accuracy.items())
-    page = (f"<!doctype html><meta charset='utf-8'><title>scenestyle eval style</title>"
-            f"<h1>eval style — {html.escape(report.photos)} vs {html.escape(report.paintings)}</h1>"
-            f"<p>model {html.escape(str(report.model.get('name') or report.model.get('outputs')))} "
-            f"sha256 {html.escape(str(report.model.get('sha256')))}; seed {report.seed}; critic held-out accuracy {html.escape(acc)}</p>"
-            "<table border=1><tr><th>set</th><th>SWD avg</th><th>critic rgb</th><th>critic gray</th><th>structure</th></tr>"
-            f"{rows}</table><p>Each strip: {html.escape(' | '.join(order))} thumbnails, then the same {crop}×{crop} crop of each "
-            f"(the one the gray critic found most painting-like), ×{zoom}.</p>"
-            "<table border=1><tr><th>case</th><th>photo</th><th>critic rgb</th><th>critic gray</th><th>structure</th><th>crop at</th></tr>"
-            + "".join(lines) + f"</table><img src='{html.escape(png.name)}'>")
-    out = path.with_suffix(".html")
-    out.write_text(page, encoding="utf-8")
-    return out
+    intro = (f"<h1>eval style — {html.escape(report.photos)} vs {html.escape(report.paintings)}</h1>"
+             f"<p>model {html.escape(str(report.model.get('name') or report.model.get('outputs')))} "
+             f"sha256 {html.escape(str(report.model.get('sha256')))}; seed {report.seed}; critic held-out accuracy {html.escape(acc)}</p>"
+             "<table border=1><tr><th>set</th><th>SWD avg</th><th>critic rgb</th><th>critic gray</th><th>structure</th></tr>"
+             f"{rows}</table><p>Each strip: {html.escape(' | '.join(order))} thumbnails, then the same {crop}×{crop} crop of each "
+             f"(the one the gray critic found most painting-like), ×{zoom}.</p>")
+    return write_contact_sheet(path, strips, title="scenestyle eval style", intro_html=intro,
+                               columns=("case", "photo", "critic rgb", "critic gray", "structure", "crop at"), rows_html=lines,
+                               legend=f"columns: {' | '.join(order)}, then the same {crop}-px crop of each x{zoom}")

@@ -24,10 +24,10 @@ from scenestyle.train.config import CycleGANConfig, config_hash
 from scenestyle.train.data import DataStream, UnpairedCrops, list_images, make_loader
 from scenestyle.train.ema import EMA
 from scenestyle.train.losses import d_loss, g_loss, gradient_penalty
-from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, load_training_state, open_latest,
-                                   place, prepare_run, rank_state, restore_rank_state, run_guarded, runtime,
-                                   seed_all, to_device, training_state, write_config)
-from scenestyle.train.optim import make_scheduler, retarget, step_scheduler
+from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
+                                   resume_training, run_guarded, runtime, seed_all, to_device, training_state,
+                                   write_config)
+from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
 
@@ -122,12 +122,8 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
 
     step, saver = 0, Checkpointer(run, t.keep_checkpoints, info)
     if resume is not None:
-        state, saver.last = open_latest(run, FORMAT, cfg_hash, t.steps)
-        step = int(state["step"])
-        load_training_state(state, nets, opts, scheds, scaler, ema)
-        for k, opt in opts.items():
-            retarget(scheds[k], opt, o, t.steps)
-        mine = restore_rank_state(state["ranks"], info)
+        step, state, mine = resume_training(run, FORMAT, cfg_hash, t.steps, saver, nets, opts, scheds, scaler, ema,
+                                            o, dict.fromkeys(opts, t.steps), info)
         for k, p in pools.items():
             p.load_state_dict(mine["pools"][k], dev)
         gp_gen.set_state(state["gp_generator"])

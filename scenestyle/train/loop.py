@@ -25,9 +25,10 @@ from torch import nn
 from scenestyle.errors import OutputError, UsageError
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
-from scenestyle.train.config import LoopConfig, apply_resume_overrides, kind_of, load_config, to_toml
+from scenestyle.train.config import LoopConfig, OptimConfig, apply_resume_overrides, kind_of, load_config, to_toml
 from scenestyle.train.data import DataStream
 from scenestyle.train.ema import EMA
+from scenestyle.train.optim import retarget
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,19 @@ def open_latest(run: Path, fmt: str, cfg_hash: str, steps: int) -> tuple[dict, P
     if int(state["step"]) > steps:
         raise UsageError(f"train.steps={steps} is below the {state['step']} steps {run} has done; give a larger value")
     return state, path
+
+
+def resume_training(run: Path, fmt: str, cfg_hash: str, steps: int, saver: "Checkpointer",
+                    nets: Mapping[str, nn.Module], opts: Mapping[str, torch.optim.Optimizer], scheds: Mapping[str, Any],
+                    scaler: torch.amp.GradScaler, ema: EMA | None, optim: OptimConfig, totals: Mapping[str, int],
+                    info: ddp.DistInfo) -> tuple[int, dict, dict]:
+    """Load the newest checkpoint of ``run`` (checked by ``open_latest``) into every training object and
+    stretch each optimiser's schedule to its (possibly extended) total; (step, checkpoint, this rank's state)."""
+    state, saver.last = open_latest(run, fmt, cfg_hash, steps)
+    load_training_state(state, nets, opts, scheds, scaler, ema)
+    for k, opt in opts.items():
+        retarget(scheds[k], opt, optim, totals[k])
+    return int(state["step"]), state, restore_rank_state(state["ranks"], info)
 
 
 class Checkpointer:

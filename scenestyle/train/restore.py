@@ -26,10 +26,10 @@ from scenestyle.train.config import config_hash
 from scenestyle.train.data import CropRecipe, list_images, make_loader
 from scenestyle.train.ema import EMA
 from scenestyle.train.hr_data import HRCrops, HRStream, NoisyPairs, SRPairs
-from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, load_training_state, open_latest,
-                                   place, prepare_run, rank_state, restore_rank_state, run_guarded, runtime,
-                                   seed_all, to_device, training_state, write_config)
-from scenestyle.train.optim import make_scheduler, retarget, step_scheduler
+from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
+                                   resume_training, run_guarded, runtime, seed_all, to_device, training_state,
+                                   write_config)
+from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.progress import Reporter, save_sheet
 from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
 from scenestyle.train.sr_losses import FeatureMatchingLoss, GANLoss, PerceptualLoss, PixelLoss, VGG19Features
@@ -166,12 +166,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
 
     step, saver = 0, Checkpointer(run, t.keep_checkpoints, info)
     if resume is not None:
-        state, saver.last = open_latest(run, fmt, cfg_hash, t.steps)
-        step = int(state["step"])
-        load_training_state(state, nets, opts, scheds, scaler, ema)
-        for k, opt in opts.items():
-            retarget(scheds[k], opt, o, totals[k])
-        restore_rank_state(state["ranks"], info)
+        step, _, _ = resume_training(run, fmt, cfg_hash, t.steps, saver, nets, opts, scheds, scaler, ema, o, totals, info)
 
     def save(at: int) -> Path | None:
         return saver.save(at, rank_state(stream, at), lambda ranks: {
