@@ -61,8 +61,9 @@ CPU_WORK_BUDGET = (256 << 20, 1 << 30)  # (floor, ceiling)
 _CPU_WORK_TOTAL = 5 << 28  # 1.25 GiB shared by the tiles and four photo-sized float buffers
 _CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
 _CUDA_SAFETY = 1.5
-# Receives finished output blocks: (first row, first column, float32 C×N×M view valid during the call).
-BlockSink = Callable[[int, Tensor], None]
+# Receives finished output blocks: (first row, first column, float32 C×N×M view, valid during the call and
+# the sink's to change in place).
+BlockSink = Callable[[int, int, Tensor], None]
 
 
 # ---------------------------------------------------------------- geometry
@@ -356,7 +357,7 @@ def run_model(
     ``model.halo`` pixels of context per side. On out-of-memory the tile is halved and the
     run restarts. ``sink``: instead of returning the result, hand each finished output block
     over as ``sink(first_row, first_col, block)`` (float32 ``C'xNxM``, a view valid only during
-    the call; blocks come window row by window row, left to right), so no full-size float
+    the call, which the sink may change in place; blocks come window row by window row, left to right), so no full-size float
     output is ever allocated; returns None. After an out-of-memory restart the blocks start
     again from the top.
     """
