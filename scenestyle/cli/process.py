@@ -25,6 +25,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that 
 Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | webp | tiff (default: the input's).")]
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]
+Model = Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")]
 Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="JSONL manifest path (default: in the output folder).")]
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
@@ -136,7 +137,7 @@ def upscale(
     inputs: Inputs,
     output: Out = None,
     scale: Annotated[Optional[int], typer.Option("--scale", help="2 or 4: picks the default model and checks --weights.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
+    model: Model = None,
     outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final size factor (default: the model's scale).")] = None,
     denoise: Annotated[Optional[float], typer.Option("--denoise", min=0.0, max=1.0, help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it.")] = None,
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
@@ -154,7 +155,7 @@ def upscale(
 def denoise(
     inputs: Inputs,
     output: Out = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")] = None,
+    model: Model = None,
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help=(
         "Models with a noise-level input (FFDNet): share of the noise estimated in each photo to remove "
         "(1 removes it, lower keeps more grain). Other models: blend of the denoised result over the photo."))] = 1.0,

@@ -530,6 +530,8 @@ def _run_tiles(
 
     sh, sw = win_h * scale, win_w * scale
     if len(ys) == len(xs) == 1:  # one window: nothing to blend
+        if progress:
+            progress(0, 1)
         with frozen_instance_norm(stats):
             y = model(_to_placement(_pad_to(x, win_h, win_w), placement))
         _check_output(y, out_ch, win_h, win_w, scale)
