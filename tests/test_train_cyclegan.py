@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _fixtures import kill_after_first_checkpoint
+from _fixtures import kill_after_first_checkpoint, torchrun_two_ranks
 from PIL import Image
 
 from scenestyle.train import checkpoint as ckpt
@@ -22,7 +20,6 @@ from scenestyle.train.cyclegan import train_cyclegan
 from scenestyle.train.data import DataStream, UnpairedCrops, list_images
 
 PY = sys.executable
-TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 TINY = ["data.crop=32", "data.workers=0", "model.generator=ResnetGenerator",
         "model.generator_kwargs={ngf = 8, n_blocks = 2}", "model.discriminator_kwargs={ndf = 8, n_layers = 2}",
@@ -164,22 +161,13 @@ def test_cli_errors_are_one_line(domains, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "config.toml" in res.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_two_gloo_ranks_stay_in_sync(domains, tmp_path: Path) -> None:
     a, b = domains
     run = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(TORCHRUN), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-           "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, "train.steps=3", "train.checkpoint_every=3",
-                                                           "train.deterministic=false"), "--device", "cpu", "--json"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = torchrun_two_ranks(["train", "cyclegan", *_args(a, b, run, "train.steps=3", "train.checkpoint_every=3",
+                                                          "train.deterministic=false"), "--device", "cpu", "--json"], run)
+    assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
     import json
 
     report = json.loads(done.stdout[done.stdout.index("{"):])

@@ -4,9 +4,6 @@ pair, exact resume after SIGKILL, resume extension, DDP, export -> upscale/denoi
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _fixtures import kill_after_first_checkpoint
+from _fixtures import kill_after_first_checkpoint, torchrun_two_ranks
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -28,7 +25,6 @@ from scenestyle.train.restore import train_denoise, train_srgan
 from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig, noise_params
 
 PY = sys.executable
-TORCHRUN = Path(sys.executable).with_name("torchrun")
 COMMON = ["data.crop=32", "data.workers=0", "train.log_every=1", "train.sample_every=0", "train.batch_size=2",
           "loss.pretrain_steps=1", "model.discriminator_kwargs={num_feat = 8}"]
 SR = COMMON + ["model.generator_kwargs={num_feat = 8, num_conv = 2, upscale = 2}"]
@@ -275,28 +271,12 @@ def test_export_then_upscale_and_denoise_match_direct_forward(photos: Path, tmp_
 
 # ---- DDP
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_ddp_two_gloo_ranks_stay_in_sync(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     sets = [x for s in SR + ["train.steps=3", "train.checkpoint_every=3"] for x in ("--set", s)]
-    cmd = [str(TORCHRUN), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-           "-m", "scenestyle", "train", "srgan", "--hr", str(photos), "--run-dir", str(run), *sets, "--device", "cpu",
-           "--json"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    if done.returncode != 0 and "SIGABRT" in done.stderr:
-        # Seen twice on a loaded 2-core machine: rank 1 aborted (SIGABRT, no Python traceback) while
-        # the same command passed on every rerun; undiagnosed, so one fresh retry, and its stderr
-        # head is kept in the failure message should the retry fail too.
-        shutil.rmtree(run, ignore_errors=True)
-        cmd[cmd.index("--master-port") + 1] = str(_free_port())
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    done = torchrun_two_ranks(["train", "srgan", "--hr", str(photos), "--run-dir", str(run), *sets, "--device", "cpu",
+                               "--json"], run)
     assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
     report = json.loads(done.stdout[done.stdout.index("{"):])
     assert len(report["digests"]) == 2 and report["digests"][0] == report["digests"][1]
