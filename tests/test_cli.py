@@ -164,7 +164,7 @@ def test_info_reports_choice_and_reason():
     r = subprocess.run([sys.executable, "-m", "scenestyle", "info", "--json"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert report["device"] == "cpu" and report["precision"] in ("float32", "bfloat16")
+    assert report["device"] == "cpu" and report["precision"] in ("fp32", "bf16")
     assert report["reason"]
 
 

@@ -44,7 +44,7 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
     quantised = proc(pic)
     assert quantised.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
     assert quantised.pixels.shape[:2] == (42, 60)
-    floating = proc._finish(pic, proc._run(pic.pixels))  # the path --outscale takes
+    floating = proc._finish(pic, proc._run(pic.pixels, proc.model, FP32))  # the path --outscale takes
     assert floating.pixels.dtype == np.float32
     write_picture(tmp_path / f"q.{fmt}", quantised)
     write_picture(tmp_path / f"f.{fmt}", floating)

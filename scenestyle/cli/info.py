@@ -16,7 +16,7 @@ from scenestyle.cli._console import handle_errors
 @handle_errors
 def info(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")] = False,
 ) -> None:
     """Show versions, the device and precision auto picks (and why), the weights cache and models."""
@@ -30,7 +30,7 @@ def info(
     from scenestyle.weights import cache_path, load_lock
 
     placement = choose_placement(device, precision)
-    flags = sorted(f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"})
+    flags = sorted(f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"})
     report = {
         "scenestyle": scenestyle.__version__,
         "python": platform.python_version(),
@@ -43,7 +43,7 @@ def info(
         "cpu_flags": flags,
         "threads": torch.get_num_threads(),
         "device": str(placement.device),
-        "precision": str(placement.dtype).removeprefix("torch."),
+        "precision": placement.precision,
         "channels_last": placement.channels_last,
         "reason": placement.reason,
         "hf_cache": hf_constants.HF_HUB_CACHE,

@@ -17,7 +17,7 @@ from scenestyle.errors import UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (fp16 is refused on CPU).")]
+Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8 (fp16 is refused on CPU; int8 is CPU only, checked per photo).")]
 Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
 Batch = Annotated[str, typer.Option("--batch-size", help="Tiles per forward pass: auto (4 on CUDA, 1 on CPU) or N.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
@@ -76,7 +76,7 @@ def _run(task: str, params: dict) -> None:
     def on_model(loaded, placement) -> None:
         if not json_out:
             _console.err.print(f"model {loaded.name or loaded.path} ({loaded.arch}) on {placement.device}, "
-                               f"{str(placement.dtype).removeprefix('torch.')}: {placement.reason}")
+                               f"{placement.precision}: {placement.reason}")
 
     def on_start(job, i, n) -> None:
         if "images" not in state:

@@ -274,6 +274,7 @@ def run_jobs(
                     r.error = str(out)
                     writes.append((None, r))
                     continue
+                r.notes += [n for n in getattr(out, "notes", ()) if n not in r.notes]  # e.g. the precision a photo ran at
                 try:
                     job.output.parent.mkdir(parents=True, exist_ok=True)
                     writes.append((writer.submit(save, out, job.output), r))

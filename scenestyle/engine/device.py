@@ -6,11 +6,17 @@ ran 2.8x *slower* than fp32; on an AMD EPYC with ``avx512_bf16`` (no AMX) bf16
 channels_last convs ran about 2x faster (430 vs 216 GFLOP/s). Even then bf16 is used only
 when the model's bf16 output agrees with its fp32 output to >= 40 dB on a check image.
 fp16 is never used on CPU: it crashes in some kernels and is emulated (slow) in the rest.
+
+int8: where the CPU has VNNI and no AMX, int8 convs (:mod:`scenestyle.engine.int8`) beat bf16
+(3-6x fp32 measured); ``auto`` then picks int8 with the bf16/fp32 choice as its per-photo
+fallback, because int8's agreement with fp32 depends on the photo and is checked on each one.
+With AMX, bf16 is the fast path and stays the choice.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import re
@@ -23,6 +29,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from scenestyle.engine import int8 as int8_mod
 from scenestyle.errors import UsageError
 
 __all__ = [
@@ -43,7 +50,7 @@ NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 _MIN_BF16_SPEEDUP = 1.2  # below this the precision loss buys too little time
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
-_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 
 
@@ -56,11 +63,13 @@ class Placement:
     channels_last: bool
     threads: int | None  # CPU threads set from SCENESTYLE_THREADS, or None (torch default)
     reason: str
+    int8: bool = False  # int8 convs (dtype is then the float32 the model takes and returns)
+    fallback: Placement | None = None  # int8 only: where a photo runs when int8 disagrees with fp32
 
     @property
     def precision(self) -> str:
-        """Short name of ``dtype``: fp32, bf16 or fp16."""
-        return _DTYPE_NAMES[self.dtype]
+        """Short name of the precision: fp32, bf16, fp16 or int8."""
+        return "int8" if self.int8 else _DTYPE_NAMES[self.dtype]
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly form for ``--json`` and ``scenestyle info``."""
@@ -70,6 +79,7 @@ class Placement:
             "channels_last": self.channels_last,
             "threads": self.threads,
             "reason": self.reason,
+            "fallback": self.fallback.precision if self.fallback else None,
         }
 
 
@@ -242,24 +252,52 @@ def choose_placement(
     precision: str = "auto",
     model: nn.Module | None = None,
     probe: Callable[[torch.device], float] | None = None,
+    int8: bool = True,
 ) -> Placement:
     """Pick device, dtype and memory format for ``model``; invalid or impossible requests raise UsageError.
 
     ``probe(device)`` returns the bf16/fp32 conv throughput ratio (default: measured by
     :func:`bf16_conv_speedup`); tests inject a fixed figure. With ``model=None`` the
     agreement check is skipped and the reason says so. ``SCENESTYLE_THREADS``, when set,
-    is applied with ``torch.set_num_threads``.
+    is applied with ``torch.set_num_threads``. ``int8=False`` is for callers that cannot
+    calibrate per photo (evaluation): auto then never picks int8 and asking for it raises.
     """
     _check_precision(precision)
     dev = _parse_device(device)
     threads = _threads_from_env()
     if threads is not None:
         torch.set_num_threads(threads)
-    if dev.type == "cpu":
-        dtype, reason = _cpu_precision(precision, model, probe or bf16_conv_speedup)
-    else:
+    note = _threads_note(threads)
+    if precision == "int8" and (dev.type != "cpu" or not int8):
+        where = "on CPU only" if dev.type != "cpu" else "only where each photo is calibrated (stylize, upscale, denoise)"
+        raise UsageError(f"--precision int8 runs {where}; choose auto, fp32, bf16" + (" or fp16" if dev.type != "cpu" else ""))
+    if dev.type != "cpu":
         dtype, reason = _cuda_precision(dev, precision, model)
-    return Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + _threads_note(threads))
+        return Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
+    flags = cpu_flags()
+    vnni = [f for f in int8_mod.VNNI_FLAGS if f in flags]
+    blocker = int8_mod.int8_blocker(model) if model is not None else None
+    if precision == "int8":
+        if blocker:
+            raise UsageError(f"--precision int8 cannot run this model: {blocker}; choose auto, fp32 or bf16")
+        fallback = Placement(dev, torch.float32, True, threads, "fp32 channels_last on CPU, int8's fallback")
+        has = f"CPU has {vnni[0]}" if vnni else "CPU lacks VNNI, so int8 may be slow"
+        return Placement(dev, torch.float32, False, threads, int8=True, fallback=fallback, reason=(
+            f"int8 convs on CPU, as asked (--precision int8; {has}); a photo whose int8 result is < {AGREEMENT_DB:.0f} dB "
+            f"from fp32 on its check crops runs fp32" + note))
+    dtype, reason = _cpu_precision(precision, model, probe or bf16_conv_speedup)
+    chosen = Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
+    if precision != "auto" or not int8 or not vnni or "amx_bf16" in flags:
+        return chosen
+    if model is None:
+        return dataclasses.replace(chosen, reason=chosen.reason + (
+            f"; CPU has {vnni[0]} (no AMX), so a model without instance norm runs int8 convs on each photo "
+            f"whose int8 result is >= {AGREEMENT_DB:.0f} dB from fp32"))
+    if blocker:
+        return dataclasses.replace(chosen, reason=chosen.reason + f"; no int8 ({blocker})")
+    return Placement(dev, torch.float32, False, threads, int8=True, fallback=chosen, reason=(
+        f"CPU has {vnni[0]} and no AMX: int8 convs, calibrated on each photo and used where they are "
+        f">= {AGREEMENT_DB:.0f} dB from fp32 on held-out crops; otherwise {chosen.precision} ({reason})" + note))
 
 
 def _cpu_precision(precision: str, model: nn.Module | None, probe: Callable[[torch.device], float]) -> tuple[torch.dtype, str]:
@@ -316,7 +354,16 @@ def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None) 
 
 
 def prepare(model: nn.Module, placement: Placement) -> nn.Module:
-    """Move and cast ``model`` in place to the placement (device, dtype, memory format); eval mode."""
+    """Move and cast ``model`` in place to the placement (device, dtype, memory format); eval mode.
+
+    An int8 placement returns an :class:`~scenestyle.engine.int8.Int8Model` (to be fitted on
+    each photo) whose ``fallback`` is ``model`` prepared at ``placement.fallback``.
+    """
+    if placement.int8:
+        assert placement.fallback is not None
+        quantised = int8_mod.Int8Model(model, fallback=model)
+        prepare(model, placement.fallback)
+        return quantised.eval()
     model = model.to(device=placement.device, dtype=placement.dtype)
     if placement.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -186,7 +186,7 @@ def process(
                      noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
                      outscale=opts.outscale, progress=on_tiles)
     parameters = {
-        "device": str(placement.device), "precision": str(placement.dtype).removeprefix("torch."),
+        "device": str(placement.device), "precision": placement.precision,
         "tile": opts.tile, "batch_size": batch_size, "strength": opts.strength,
         "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
         "noise_level": opts.noise_level, "format": opts.fmt, "quality": opts.quality,

@@ -7,6 +7,10 @@ Denoisers with a noise-level input (FFDNet) get one σ per photo: the given ``no
 ``strength`` × the blind estimate of :func:`scenestyle.engine.noise.estimate_noise`. One σ for
 the whole photo keeps the tiles seam-free; ``annotate`` decides it on the reader thread and
 records it as a note, so it lands in the manifest and the summary.
+
+With an int8 placement each photo first fits the int8 model on crops of itself
+(:meth:`Int8Model.fit`): it runs int8 when that agrees with fp32 to ``AGREEMENT_DB``, else at
+the placement's fallback precision; a note says which and why.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import torch
 from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, resize_into, to_pixels, to_tensor
-from scenestyle.engine.device import Placement
+from scenestyle.engine.device import AGREEMENT_DB, Placement
+from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, Int8Model, sample_crops
 from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
@@ -46,6 +51,7 @@ class Processor:
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
         self.model = UnitRange(self.model)
+        self.fallback = UnitRange(self.net.fallback) if isinstance(self.net, Int8Model) else None
         self._levels: dict[int, tuple[np.ndarray, float]] = {}  # id(pixels) -> (pixels, σ) from annotate
 
     @property
@@ -74,11 +80,11 @@ class Processor:
         self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
         return dataclasses.replace(pic, notes=(*pic.notes, note))
 
-    def _upscale_to_samples(self, pic: Picture) -> Picture | None:
+    def _upscale_to_samples(self, pic: Picture, m: nn.Module, placement: Placement) -> Picture | None:
         """An upscale at the model's own factor, quantised block by block into the integer
         buffer the writer encodes (a ×4 of a 20 MP photo is 3.8 GB as float); None when the
         float path is needed (``--outscale``, or a one-channel model on a colour photo)."""
-        m, s = self.model, int(self.model.scale)
+        s = int(m.scale)
         h, w, c = pic.pixels.shape
         if self.task != "upscale" or (self.outscale is not None and self.outscale != s) or (m.in_channels == 1 and c == 3):
             return None
@@ -90,34 +96,54 @@ class Processor:
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
 
-        run_model(m, to_tensor(pic.pixels, m), self.placement, tile=self.tile, batch_size=self.batch_size,
+        run_model(m, to_tensor(pic.pixels, m), placement, tile=self.tile, batch_size=self.batch_size,
                   progress=self.progress, sink=sink)
         if alpha is not None:
             resize_into(alpha, pic.alpha, s)
         return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
 
-    def _run(self, pixels: np.ndarray) -> np.ndarray:
+    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
-        m = self.model
         if m.in_channels == 1 and pixels.shape[2] == 3:
-            return np.concatenate([self._run(pixels[..., c : c + 1]) for c in range(3)], axis=2)
-        y = run_model(m, to_tensor(pixels, m), self.placement, tile=self.tile,
+            return np.concatenate([self._run(pixels[..., c : c + 1], m, placement) for c in range(3)], axis=2)
+        y = run_model(m, to_tensor(pixels, m), placement, tile=self.tile,
                       batch_size=self.batch_size, progress=self.progress)
         return to_pixels(y, channels=pixels.shape[2])
+
+    def placed_for(self, pixels: np.ndarray) -> tuple[nn.Module, Placement, str | None]:
+        """The model and placement to run ``pixels`` with, and a note when int8 was weighed."""
+        if self.fallback is None:
+            return self.model, self.placement, None
+        fallback = self.placement.fallback
+        side = -(-CROP_SIDE // self.model.size_multiple) * self.model.size_multiple
+        x = to_tensor(pixels, self.model)
+        planes = [x[:, c : c + 1] for c in range(x.shape[1])] if self.model.in_channels == 1 else [x]
+        crops = [crop for p in planes for crop in sample_crops(p, side, CALIBRATION_CROPS + CHECK_CROPS)]
+        if x.shape[2] * x.shape[3] < 16 * side * side or not crops:
+            return self.fallback, fallback, f"{fallback.precision}: the photo is too small to check int8 on"
+        check = crops[1 :: CALIBRATION_CROPS // CHECK_CROPS + 1]
+        db = self.net.fit(self.model, [c for c in crops if not any(c is k for k in check)], check)
+        if db >= AGREEMENT_DB:
+            return self.model, self.placement, f"int8: {db:.1f} dB from fp32 on check crops"
+        return self.fallback, fallback, f"{fallback.precision}: int8 was only {db:.1f} dB from fp32 on check crops (< {AGREEMENT_DB:.0f})"
 
     def __call__(self, pic: Picture) -> Picture:
         if self.takes_noise_level:
             seen = self._levels.pop(id(pic.pixels), None)
             self.net.noise_level = seen[1] if seen and seen[0] is pic.pixels else self.sigma(pic.pixels)[0]
-        quantised = self._upscale_to_samples(pic)
-        return quantised if quantised is not None else self._finish(pic, self._run(pic.pixels))
+        model, placement, note = self.placed_for(pic.pixels)
+        if note is not None:
+            pic = dataclasses.replace(pic, notes=(*pic.notes, note))
+        quantised = self._upscale_to_samples(pic, model, placement)
+        return quantised if quantised is not None else self._finish(pic, self._run(pic.pixels, model, placement))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""
         m = self.model
         per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
                      or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
-                     or self.takes_noise_level)  # one noise level per image
+                     or self.takes_noise_level  # one noise level per image
+                     or self.fallback is not None)  # int8 is fitted per image
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, m) for p in pics])

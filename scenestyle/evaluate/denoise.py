@@ -44,7 +44,7 @@ def evaluate_denoise(
     from scenestyle.loading import load_model
 
     loaded = load_model(model, arch=arch, task="denoise", offline=offline)
-    placement = choose_placement(device, precision, loaded.module)
+    placement = choose_placement(device, precision, loaded.module, int8=False)
     net = prepare(loaded.module, placement)
     cleans = [read_u8(p, "gray" if gray else "keep") for p in images]
 

@@ -90,7 +90,7 @@ def evaluate_sr(
         got = int(getattr(loaded.module, "scale", 1) or 1)
         if got != scale:
             raise UsageError(f"model {loaded.name} upscales x{got} but --scale is {scale}; pass --scale {got} or an x{scale} model")
-        placement = choose_placement(device, precision, loaded.module)
+        placement = choose_placement(device, precision, loaded.module, int8=False)
         net = prepare(loaded.module, placement)
         model_info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
 

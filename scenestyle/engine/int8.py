@@ -1,0 +1,195 @@
+"""int8 convolutions for CPUs with VNNI, calibrated and checked on each photo.
+
+Why: on a CPU without AMX, bf16 convs reach about 2x fp32 at best, while int8 convs on VNNI
+reach 3-6x (``benchmarks/probe_int8.py``). Why per photo: activation ranges calibrated on
+synthetic check images left real photos at 35 dB from fp32 (DnCNN-25 on Set12), while ranges
+taken from the photo's own crops kept them above 40 dB.
+
+How: every ``nn.Conv2d`` becomes an :class:`Int8Conv` that quantises its input per tensor,
+convolves with per-channel int8 weights and hands float32 back, so the rest of the network
+(activations, concatenations, upsampling) is untouched float code and any convolutional
+architecture works without graph tracing. :meth:`Int8Model.fit` records each conv's input and
+output ranges on calibration crops of the photo (float forward), then measures int8 against
+fp32 on *other* crops; the caller runs the photo at its fallback precision when that agreement
+is below ``AGREEMENT_DB``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["VNNI_FLAGS", "Int8Conv", "Int8Model", "int8_blocker", "sample_crops", "CROP_SIDE"]
+
+VNNI_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+# Side of the square crops calibrated and checked on (rounded up to the model's size multiple).
+CROP_SIDE = 64
+# Calibration crops and held-out check crops per photo.
+CALIBRATION_CROPS, CHECK_CROPS = 4, 2
+# Calibrated ranges are widened by this fraction: crops see only part of the photo.
+RANGE_MARGIN = 0.1
+_GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range")
+# torch >= 2.15 marks quantised tensors deprecated (pytorch#184982); they still work, and
+# :func:`_kernels_fail` turns their removal into "no int8" instead of a crash.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel", category=UserWarning)
+
+
+@lru_cache(maxsize=1)
+def _kernels_fail() -> str | None:
+    """Why this torch cannot run a quantised conv, or None when a tiny one agrees with fp32."""
+    if "x86" not in torch.backends.quantized.supported_engines:
+        return "this torch build has no x86 quantised kernels"
+    try:
+        torch.backends.quantized.engine = "x86"
+        conv = nn.Conv2d(2, 3, 3, padding=1)
+        q = Int8Conv(conv)
+        x = torch.linspace(-1, 1, 2 * 8 * 8).reshape(1, 2, 8, 8)
+        q.mode = "calibrating"
+        q(x)
+        q.freeze()
+        q.mode = "int8"
+        with torch.no_grad():
+            err = float((q(x) - conv(x)).abs().max())
+    except Exception as exc:  # noqa: BLE001 - any failure means no int8 on this install
+        return f"this torch's quantised conv failed ({type(exc).__name__})"
+    return None if err < 0.1 else f"this torch's quantised conv is off by {err:.2g}"
+
+
+def int8_blocker(model: nn.Module) -> str | None:
+    """Why ``model`` cannot run int8 here, or None when it can."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return "the model has no convolutions"
+    if any(isinstance(m, (nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in model.modules()):
+        # whole-image instance-norm statistics are gathered by a float pass; keep those models float
+        return "the model normalises per instance"
+    if getattr(model, "noise_level_input", False):
+        return "the model takes a noise level"
+    if any(c.padding_mode != "zeros" or c.padding == "same" or isinstance(c.padding, str) for c in convs):
+        return "the model has convolutions with non-zero or string padding"
+    return _kernels_fail()
+
+
+def _affine(lo: float, hi: float) -> tuple[float, int]:
+    """quint8 scale and zero point covering [lo, hi] (widened to include 0, so zero padding is exact)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max(hi - lo, 1e-8) / 255
+    return scale, int(min(255, max(0, round(-lo / scale))))
+
+
+class Int8Conv(nn.Module):
+    """A Conv2d that records its ranges (``calibrating``), runs fp32 (``float``) or int8 (``int8``)."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        self.mode = "float"
+        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
+        self.in_scale, self.in_zero = 1.0, 0
+        w = conv.weight.detach().float()
+        scales = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12).double()
+        qweight = torch.quantize_per_channel(w, scales, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+        self.qconv = torch.ao.nn.quantized.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                                  conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        self.qconv.set_weight_bias(qweight, None if conv.bias is None else conv.bias.detach().float())
+
+    def reset(self) -> None:
+        """Forget the recorded ranges."""
+        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]
+
+    def freeze(self, margin: float = RANGE_MARGIN) -> None:
+        """Set the int8 input and output quantisation from the recorded ranges, widened by ``margin``."""
+        ilo, ihi, olo, ohi = self.ranges
+        if not math.isfinite(ilo):
+            raise RuntimeError("Int8Conv.freeze before any calibration forward")
+        iw, ow = (ihi - ilo) * margin, (ohi - olo) * margin
+        self.in_scale, self.in_zero = _affine(ilo - iw, ihi + iw)
+        self.qconv.scale, self.qconv.zero_point = _affine(olo - ow, ohi + ow)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "int8":
+            q = torch.quantize_per_tensor(x.float(), self.in_scale, self.in_zero, torch.quint8)
+            return self.qconv(q).dequantize()
+        y = self.conv(x)
+        if self.mode == "calibrating":
+            (ilo, ihi), (olo, ohi) = torch.aminmax(x), torch.aminmax(y)
+            r = self.ranges
+            self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], olo.item()), max(r[3], ohi.item())]
+        return y
+
+
+class Int8Model(nn.Module):
+    """A float32 copy of a network with every Conv2d swapped for an :class:`Int8Conv`.
+
+    ``fallback`` is the original network, prepared at the precision used when int8 disagrees.
+    """
+
+    def __init__(self, model: nn.Module, fallback: nn.Module):
+        super().__init__()
+        torch.backends.quantized.engine = "x86"
+        self.net = copy.deepcopy(model).float().eval()
+        for parent in list(self.net.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, nn.Conv2d):
+                    setattr(parent, name, Int8Conv(child))
+        self.convs = [m for m in self.net.modules() if isinstance(m, Int8Conv)]
+        self._fallback = [fallback]  # a list keeps it out of this module's parameters and .to()
+        for name in _GEOMETRY:
+            if hasattr(model, name):
+                setattr(self, name, getattr(model, name))
+        self.fitted_db: float | None = None
+
+    @property
+    def fallback(self) -> nn.Module:
+        """The original network at the fallback precision."""
+        return self._fallback[0]
+
+    def _mode(self, mode: str) -> None:
+        for c in self.convs:
+            c.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    @torch.inference_mode()
+    def fit(self, run: Callable[[Tensor], Tensor], calibration: list[Tensor], check: list[Tensor]) -> float:
+        """Calibrate on ``calibration`` and return the PSNR (dB, peak 1) of int8 vs fp32 on ``check``.
+
+        ``run`` calls this model (possibly through a wrapper that maps value ranges); it is
+        left in int8 mode.
+        """
+        for c in self.convs:
+            c.reset()
+        self._mode("calibrating")
+        for x in calibration:
+            run(x)
+        for c in self.convs:
+            c.freeze()
+        self._mode("float")
+        refs = [run(x).double() for x in check]
+        self._mode("int8")
+        outs = [run(x).double() for x in check]
+        mse = sum(float(torch.sum((o - r) ** 2)) for o, r in zip(outs, refs)) / sum(r.numel() for r in refs)
+        self.fitted_db = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+        return self.fitted_db
+
+
+def sample_crops(x: Tensor, side: int, count: int) -> list[Tensor]:
+    """``count`` ``side``×``side`` crops of a 1×C×H×W image spread over a grid (fewer if it is small)."""
+    _, _, h, w = x.shape
+    if h < side or w < side:
+        return []
+    cols = max(1, math.ceil(math.sqrt(count * w / h)))
+    rows = max(1, math.ceil(count / cols))
+    ys = [round(i * (h - side) / max(1, rows - 1)) for i in range(rows)] if rows > 1 else [(h - side) // 2]
+    xs = [round(j * (w - side) / max(1, cols - 1)) for j in range(cols)] if cols > 1 else [(w - side) // 2]
+    spots = sorted({(y, x0) for y in ys for x0 in xs})
+    step = max(1, len(spots) / count)
+    picked = [spots[int(i * step)] for i in range(min(count, len(spots)))]
+    return [x[..., y : y + side, x0 : x0 + side].contiguous() for y, x0 in picked]

@@ -1,0 +1,182 @@
+"""int8 convs: eligibility, calibration, the per-photo check and fallback, the placement policy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from scenestyle.engine import device as dev
+from scenestyle.engine import int8
+from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.engine.tasks import Processor
+from scenestyle.errors import UsageError
+from scenestyle.imaging import Picture
+from scenestyle.nn import build
+
+pytestmark = pytest.mark.skipif(int8.int8_blocker(nn.Conv2d(1, 1, 1)) is not None, reason="no int8 kernels in this torch")
+
+
+class Smooth(nn.Module):
+    """A tiny residual denoiser with tame weights, so int8 agrees with fp32 the way trained models do."""
+
+    def __init__(self, gain: float = 0.1):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
+        self.gain = gain
+        self.in_channels = self.out_channels = 3
+        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (0.0, 1.0), 1, 4, "denoise"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.gain * self.body(x)
+
+
+def photo(side: int = 256, seed: int = 0) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    base = np.stack([0.5 + 0.3 * np.sin(3 * xx + 2 * yy + c) for c in range(3)], axis=2)
+    return np.clip(base + g.normal(0, 0.05, base.shape), 0, 1).astype(np.float32)
+
+
+def with_flags(monkeypatch, *flags: str) -> None:
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset(flags))
+
+
+@pytest.mark.parametrize("arch, kwargs, blocked", [
+    ("DnCNN", dict(in_nc=1, out_nc=1, nc=8, nb=3), None),
+    ("SRVGGNetCompact", dict(num_feat=8, num_conv=2, upscale=4), None),
+    ("RRDBNet", dict(num_feat=8, num_block=1, num_grow_ch=4, scale=2), None),
+    ("ResnetGenerator", dict(ngf=8, n_blocks=1), "normalises per instance"),
+    ("FFDNet", dict(in_nc=1, out_nc=1, nc=8, nb=3), "noise level"),
+])
+def test_blocker_names_why_a_model_cannot_run_int8(arch, kwargs, blocked):
+    why = int8.int8_blocker(build(arch, **kwargs))
+    assert (why is None) if blocked is None else (blocked in why)
+
+
+def test_int8_conv_close_to_float_and_exact_zero_padding():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    q = int8.Int8Conv(conv)
+    x = torch.rand(1, 4, 20, 20)
+    q.mode = "calibrating"
+    ref = q(x)
+    q.freeze(margin=0.0)
+    q.mode = "int8"
+    with torch.no_grad():
+        err = (q(x) - ref).abs().max().item()
+    span = (ref.max() - ref.min()).item()
+    assert 0 < err < 0.02 * span  # really quantised, and within a couple of output steps
+    assert q.in_zero == 0  # inputs >= 0: zero (the padding value) is exactly representable
+
+
+def test_freeze_before_calibration_raises():
+    with pytest.raises(RuntimeError, match="before any calibration"):
+        int8.Int8Conv(nn.Conv2d(1, 1, 1)).freeze()
+
+
+def test_fit_reports_the_psnr_of_int8_against_fp32_on_the_check_crops():
+    model = Smooth()
+    q = int8.Int8Model(model, fallback=model)
+    x = torch.from_numpy(photo()).permute(2, 0, 1)[None]
+    crops = int8.sample_crops(x, 64, 6)
+    db = q.fit(q, crops[::2], crops[1::2])
+    with torch.no_grad():
+        ref, out = model(crops[1]), q(crops[1])  # q is left in int8 mode
+        mse = sum(float(torch.sum((q(c).double() - model(c).double()) ** 2)) for c in crops[1::2]) / (3 * 64 * 64 * 3)
+    assert not torch.equal(ref, out)
+    assert db == pytest.approx(10 * math.log10(1 / mse), abs=1e-6)
+    assert db > 40
+
+
+def test_sample_crops_spread_and_distinct():
+    x = torch.arange(300 * 500, dtype=torch.float32).reshape(1, 1, 300, 500)
+    crops = int8.sample_crops(x, 64, 6)
+    assert len(crops) == 6 and all(c.shape == (1, 1, 64, 64) for c in crops)
+    corners = {float(c[0, 0, 0, 0]) for c in crops}
+    assert len(corners) == 6
+    assert int8.sample_crops(x[..., :50, :], 64, 6) == []
+
+
+def test_auto_picks_int8_with_vnni_and_no_amx(monkeypatch):
+    with_flags(monkeypatch, "avx512f", "avx512_vnni")
+    p = choose_placement("cpu", "auto", model=Smooth())
+    assert p.int8 and p.precision == "int8" and p.dtype == torch.float32
+    assert p.fallback is not None and p.fallback.precision == "fp32"
+    assert "avx512_vnni" in p.reason and ">= 40 dB" in p.reason
+    assert p.as_dict()["fallback"] == "fp32"
+
+
+@pytest.mark.parametrize("flags", [("avx512f",), ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni")])
+def test_auto_skips_int8_without_vnni_or_with_amx(monkeypatch, flags):
+    with_flags(monkeypatch, *flags)
+    p = choose_placement("cpu", "auto", model=Smooth(), probe=lambda d: 2.0)
+    assert not p.int8 and p.fallback is None
+
+
+def test_auto_says_why_a_model_gets_no_int8(monkeypatch):
+    with_flags(monkeypatch, "avx512_vnni")
+    p = choose_placement("cpu", "auto", model=build("ResnetGenerator", ngf=8, n_blocks=1))
+    assert not p.int8 and "no int8 (the model normalises per instance)" in p.reason
+
+
+def test_auto_without_model_mentions_int8(monkeypatch):
+    with_flags(monkeypatch, "avx512_vnni")
+    assert "int8" in choose_placement("cpu", "auto").reason
+
+
+def test_explicit_int8_refusals(monkeypatch):
+    with_flags(monkeypatch, "avx512_vnni")
+    with pytest.raises(UsageError, match="cannot run this model: the model normalises per instance; choose auto, fp32 or bf16"):
+        choose_placement("cpu", "int8", model=build("ResnetGenerator", ngf=8, n_blocks=1))
+    with pytest.raises(UsageError, match="only where each photo is calibrated"):
+        choose_placement("cpu", "int8", model=Smooth(), int8=False)
+    assert not choose_placement("cpu", "auto", model=Smooth(), int8=False).int8
+
+
+def test_prepare_keeps_the_original_as_fallback(monkeypatch):
+    with_flags(monkeypatch, "avx512_vnni", "avx512_bf16")
+    model = Smooth()
+    p = choose_placement("cpu", "auto", model=model, probe=lambda d: 2.0)
+    assert p.fallback.precision == "bf16"
+    q = prepare(model, p)
+    assert isinstance(q, int8.Int8Model) and q.fallback is model
+    assert next(model.parameters()).dtype == torch.bfloat16  # the fallback runs at its own precision
+    assert next(q.net.parameters()).dtype == torch.float32  # calibration and the check run fp32
+    assert (q.scale, q.size_multiple, q.halo, q.value_range) == (1, 1, 4, (0.0, 1.0))
+
+
+def _processor(monkeypatch, model: nn.Module) -> Processor:
+    with_flags(monkeypatch, "avx512_vnni")
+    p = choose_placement("cpu", "auto", model=model)
+    return Processor(model=prepare(model, p), placement=p, task="denoise")
+
+
+def test_photo_runs_int8_when_it_agrees(monkeypatch):
+    proc = _processor(monkeypatch, Smooth())
+    pic = Picture(pixels=photo(), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    out = proc(pic)
+    assert out.notes[-1].startswith("int8: ") and "dB from fp32 on check crops" in out.notes[-1]
+    fp32 = Smooth()(torch.from_numpy(pic.pixels).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).detach().numpy()
+    mse = float(np.mean((out.pixels.astype(np.float64) - fp32) ** 2))
+    assert 0 < mse and 10 * math.log10(1 / mse) > 40
+
+
+def test_photo_falls_back_when_int8_disagrees(monkeypatch):
+    proc = _processor(monkeypatch, Smooth())
+    monkeypatch.setattr("scenestyle.engine.tasks.AGREEMENT_DB", 99.0)
+    pic = Picture(pixels=photo(), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    out = proc(pic)
+    assert out.notes[-1].startswith("fp32: int8 was only") and "(< 99)" in out.notes[-1]
+    fp32 = Smooth()(torch.from_numpy(pic.pixels).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).detach().numpy()
+    np.testing.assert_allclose(out.pixels, fp32, atol=1e-5)
+
+
+def test_small_photo_runs_the_fallback(monkeypatch):
+    proc = _processor(monkeypatch, Smooth())
+    out = proc(Picture(pixels=photo(side=48), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG"))
+    assert out.notes[-1] == "fp32: the photo is too small to check int8 on"
