@@ -180,3 +180,37 @@ def test_small_photo_runs_the_fallback(monkeypatch):
     proc = _processor(monkeypatch, Smooth())
     out = proc(Picture(pixels=photo(side=48), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG"))
     assert out.notes[-1] == "fp32: the photo is too small to check int8 on"
+
+
+def test_sequential_relu_is_fused_and_convs_pass_quint8_along():
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(8, 3, 3, padding=1))
+    q = int8.Int8Model(seq, fallback=seq)
+    first, fused, mid, _, last = list(q.net)
+    assert isinstance(fused, nn.Identity) and first.relu and mid.relu and not last.relu
+    assert first.quantised_out and mid.quantised_out and not last.quantised_out
+    seen = []
+    last.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_quantized))
+    x = torch.from_numpy(photo(128)).permute(2, 0, 1)[None]
+    crops = int8.sample_crops(x, 64, 6)
+    db = q.fit(q, crops[::2], crops[1::2])
+    assert seen[-1] is True  # the int8 pass fed the last conv a quint8 tensor
+    with torch.no_grad():
+        assert (q(x) - seq(x)).abs().max() < 0.05 and db > 35
+
+
+@pytest.mark.parametrize("act_type", ["prelu", "leakyrelu"])
+def test_declared_chain_runs_activations_on_quint8(act_type):
+    torch.manual_seed(0)
+    model = build("SRVGGNetCompact", num_feat=8, num_conv=2, upscale=2, act_type=act_type).eval()
+    q = int8.Int8Model(model, fallback=model)
+    acts = [m for m in q.net.body if isinstance(m, int8.Int8Act)]
+    assert len(acts) == 3 and all(a.quantised_out for a in acts)
+    x = torch.from_numpy(photo(128)).permute(2, 0, 1)[None]
+    crops = int8.sample_crops(x, 64, 6)
+    db = q.fit(q, crops[::2], crops[1::2])
+    assert all(isinstance(a.qact, nn.Module) for a in acts)
+    with torch.no_grad():
+        mse = torch.mean((q(x) - model(x)) ** 2).item()
+    assert 0 < mse < 10 ** (-35 / 10) and db > 35  # whole image and check crops both within 35 dB

@@ -8,7 +8,10 @@ taken from the photo's own crops kept them above 40 dB.
 How: every ``nn.Conv2d`` becomes an :class:`Int8Conv` that quantises its input per tensor,
 convolves with per-channel int8 weights and hands float32 back, so the rest of the network
 (activations, concatenations, upsampling) is untouched float code and any convolutional
-architecture works without graph tracing. :meth:`Int8Model.fit` records each conv's input and
+architecture works without graph tracing. Inside a chain (an ``nn.Sequential``, or a
+container the architecture names in ``int8_chains`` because its forward applies it in order)
+a ReLU right after a conv is fused into it, PReLU/LeakyReLU run on quint8, and each link hands
+the next a quint8 tensor: no float round trip, which at photo sizes costs more than the conv. :meth:`Int8Model.fit` records each conv's input and
 output ranges on calibration crops of the photo (float forward), then measures int8 against
 fp32 on *other* crops; the caller runs the photo at its fallback precision when that agreement
 is below ``AGREEMENT_DB``.
@@ -84,19 +87,23 @@ def _affine(lo: float, hi: float) -> tuple[float, int]:
 
 
 class Int8Conv(nn.Module):
-    """A Conv2d that records its ranges (``calibrating``), runs fp32 (``float``) or int8 (``int8``)."""
+    """A Conv2d (+ ReLU when ``relu``) that records its ranges (``calibrating``), runs fp32
+    (``float``) or int8 (``int8``); ``quantised_out`` hands the next conv a quint8 tensor."""
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, relu: bool = False):
         super().__init__()
         self.conv = conv
+        self.relu = relu
+        self.quantised_out = False
         self.mode = "float"
         self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
         self.in_scale, self.in_zero = 1.0, 0
         w = conv.weight.detach().float()
         scales = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12).double()
         qweight = torch.quantize_per_channel(w, scales, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
-        self.qconv = torch.ao.nn.quantized.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                                  conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        kind = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d
+        self.qconv = kind(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                          conv.padding, conv.dilation, conv.groups, conv.bias is not None)
         self.qconv.set_weight_bias(qweight, None if conv.bias is None else conv.bias.detach().float())
 
     def reset(self) -> None:
@@ -114,14 +121,83 @@ class Int8Conv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "int8":
-            q = torch.quantize_per_tensor(x.float(), self.in_scale, self.in_zero, torch.quint8)
-            return self.qconv(q).dequantize()
+            q = x if x.is_quantized else torch.quantize_per_tensor(x.float(), self.in_scale, self.in_zero, torch.quint8)
+            y = self.qconv(q)
+            return y if self.quantised_out else y.dequantize()
         y = self.conv(x)
+        if self.relu:
+            y = torch.relu(y)
         if self.mode == "calibrating":
             (ilo, ihi), (olo, ohi) = torch.aminmax(x), torch.aminmax(y)
             r = self.ranges
             self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], olo.item()), max(r[3], ohi.item())]
         return y
+
+
+class Int8Act(nn.Module):
+    """A PReLU or LeakyReLU inside a chain: on a quint8 input (from the conv before it) it runs
+    the quantised op with its calibrated output range; on a float input, the float op."""
+
+    def __init__(self, act: nn.PReLU | nn.LeakyReLU):
+        super().__init__()
+        self.act = act
+        self.quantised_out = False
+        self.mode = "float"
+        self.ranges = [math.inf, -math.inf]
+        self.qact: nn.Module | None = None
+
+    def reset(self) -> None:
+        """Forget the recorded output range."""
+        self.ranges = [math.inf, -math.inf]
+
+    def freeze(self, margin: float = RANGE_MARGIN) -> None:
+        """Build the quantised op for the recorded output range, widened by ``margin``."""
+        lo, hi = self.ranges
+        if not math.isfinite(lo):
+            raise RuntimeError("Int8Act.freeze before any calibration forward")
+        scale, zero = _affine(lo - (hi - lo) * margin, hi + (hi - lo) * margin)
+        if isinstance(self.act, nn.PReLU):
+            self.qact = torch.ao.nn.quantized.PReLU(scale, zero, self.act.num_parameters)
+            w = self.act.weight.detach().float()
+            ws, wz = _affine(float(w.min()), float(w.max()))
+            self.qact.set_weight(torch.quantize_per_tensor(w, ws, wz, torch.quint8))
+        else:
+            self.qact = torch.ao.nn.quantized.LeakyReLU(scale, zero, self.act.negative_slope)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "int8" and x.is_quantized:
+            y = self.qact(x)
+            return y if self.quantised_out else y.dequantize()
+        y = self.act(x.dequantize() if x.is_quantized else x)
+        if self.mode == "calibrating":
+            lo, hi = torch.aminmax(y)
+            self.ranges = [min(self.ranges[0], lo.item()), max(self.ranges[1], hi.item())]
+        return y
+
+
+def _swap_convs(parent: nn.Module, chains: tuple[nn.Module, ...]) -> None:
+    """Replace every Conv2d under ``parent`` by an Int8Conv; inside ``chains`` and Sequentials
+    (containers whose data flow is their order) fuse ReLUs, quantise PReLU/LeakyReLU and link
+    each conv or activation to the next."""
+    children = list(parent.named_children())
+    chain = isinstance(parent, nn.Sequential) or any(parent is c for c in chains)
+    for k, (name, child) in enumerate(children):
+        if isinstance(child, nn.Conv2d):
+            after = children[k + 1] if k + 1 < len(children) else None
+            relu = chain and after is not None and type(after[1]) is nn.ReLU
+            setattr(parent, name, Int8Conv(child, relu=relu))
+            if relu:
+                setattr(parent, after[0], nn.Identity())
+        elif chain and type(child) in (nn.PReLU, nn.LeakyReLU):
+            setattr(parent, name, Int8Act(child))
+        elif not isinstance(child, nn.ReLU):
+            _swap_convs(child, chains)
+    if chain:
+        flow = [m for _, m in parent.named_children() if not isinstance(m, nn.Identity)]
+        for a, b in zip(flow, flow[1:]):
+            if isinstance(a, (Int8Conv, Int8Act)) and isinstance(b, (Int8Conv, Int8Act)) and not (
+                    isinstance(a, Int8Act) and isinstance(b, Int8Act)):
+                a.quantised_out = True
 
 
 class Int8Model(nn.Module):
@@ -134,11 +210,8 @@ class Int8Model(nn.Module):
         super().__init__()
         torch.backends.quantized.engine = "x86"
         self.net = copy.deepcopy(model).float().eval()
-        for parent in list(self.net.modules()):
-            for name, child in parent.named_children():
-                if isinstance(child, nn.Conv2d):
-                    setattr(parent, name, Int8Conv(child))
-        self.convs = [m for m in self.net.modules() if isinstance(m, Int8Conv)]
+        _swap_convs(self.net, tuple(self.net.get_submodule(n) for n in getattr(model, "int8_chains", ())))
+        self.convs = [m for m in self.net.modules() if isinstance(m, (Int8Conv, Int8Act))]
         self._fallback = [fallback]  # a list keeps it out of this module's parameters and .to()
         for name in _GEOMETRY:
             if hasattr(model, name):

@@ -39,6 +39,7 @@ class SRVGGNetCompact(nn.Module):
         self.num_conv, self.upscale, self.act_type = num_conv, upscale, act_type
 
         self.body = nn.ModuleList()
+        self.int8_chains = ("body",)  # forward applies body in order: int8 may pass quint8 tensors along it
         self.body.append(nn.Conv2d(num_in_ch, num_feat, 3, 1, 1))
         self.body.append(_activation(act_type, num_feat))
         for _ in range(num_conv):
