@@ -214,3 +214,18 @@ def test_declared_chain_runs_activations_on_quint8(act_type):
     with torch.no_grad():
         mse = torch.mean((q(x) - model(x)) ** 2).item()
     assert 0 < mse < 10 ** (-35 / 10) and db > 35  # whole image and check crops both within 35 dB
+
+
+@pytest.mark.parametrize("weight, quantised", [(0.25, True), (1.5, False), (-0.3, False)])
+def test_prelu_runs_quantised_only_where_the_kernel_matches_float(weight, quantised):
+    act = int8.Int8Act(nn.PReLU(num_parameters=4, init=weight))
+    x = torch.linspace(-2, 2, 4 * 64).reshape(1, 4, 8, 8)
+    act.mode = "calibrating"
+    ref = act(x)
+    act.freeze(margin=0.0)
+    assert (act.qact is not None) == quantised
+    act.mode = "int8"
+    xq = torch.quantize_per_tensor(x, 4 / 255, 128, torch.quint8)
+    with torch.no_grad():
+        err = (act(xq) - ref).abs().max().item()
+    assert err < 0.1  # quantised or float, the result is right

@@ -143,35 +143,51 @@ class Int8Act(nn.Module):
         self.act = act
         self.quantised_out = False
         self.mode = "float"
-        self.ranges = [math.inf, -math.inf]
+        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
         self.qact: nn.Module | None = None
 
     def reset(self) -> None:
-        """Forget the recorded output range."""
-        self.ranges = [math.inf, -math.inf]
+        """Forget the recorded ranges."""
+        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]
 
     def freeze(self, margin: float = RANGE_MARGIN) -> None:
         """Build the quantised op for the recorded output range, widened by ``margin``."""
-        lo, hi = self.ranges
+        ilo, ihi, lo, hi = self.ranges
         if not math.isfinite(lo):
             raise RuntimeError("Int8Act.freeze before any calibration forward")
         scale, zero = _affine(lo - (hi - lo) * margin, hi + (hi - lo) * margin)
+        self.qact_range = (scale, zero)
         if isinstance(self.act, nn.PReLU):
-            self.qact = torch.ao.nn.quantized.PReLU(scale, zero, self.act.num_parameters)
-            w = self.act.weight.detach().float()
-            ws, wz = _affine(float(w.min()), float(w.max()))
-            self.qact.set_weight(torch.quantize_per_tensor(w, ws, wz, torch.quint8))
+            # quantized::prelu scales the positive side by the weight's quantised 255 (seen on
+            # torch 2.15), so the weight is quantised with step 1/255 from 0; checked below
+            qact = torch.ao.nn.quantized.PReLU(scale, zero, self.act.num_parameters)
+            qact.set_weight(torch.quantize_per_tensor(self.act.weight.detach().float(), 1 / 255, 0, torch.quint8))
         else:
-            self.qact = torch.ao.nn.quantized.LeakyReLU(scale, zero, self.act.negative_slope)
+            qact = torch.ao.nn.quantized.LeakyReLU(scale, zero, self.act.negative_slope)
+        self.qact = qact if self._agrees(qact, ilo, ihi, scale) else None
+
+    def _agrees(self, qact: nn.Module, lo: float, hi: float, step: float) -> bool:
+        """Whether the quantised op matches the float one within 3 output steps on a ramp over the
+        input range [lo, hi] (else this activation runs float: weights outside [0, 1], or a kernel change)."""
+        c = self.act.num_parameters if isinstance(self.act, nn.PReLU) else 1
+        x = torch.linspace(lo, hi, 256).repeat(c, 1)[None, :, None, :]
+        xq = torch.quantize_per_tensor(x, *_affine(lo, hi), torch.quint8)
+        with torch.no_grad():
+            err = float((qact(xq).dequantize() - self.act(xq.dequantize())).abs().max())
+        return err <= 3 * step
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.mode == "int8" and x.is_quantized:
+        if self.mode == "int8" and x.is_quantized and self.qact is not None:
             y = self.qact(x)
             return y if self.quantised_out else y.dequantize()
         y = self.act(x.dequantize() if x.is_quantized else x)
         if self.mode == "calibrating":
-            lo, hi = torch.aminmax(y)
-            self.ranges = [min(self.ranges[0], lo.item()), max(self.ranges[1], hi.item())]
+            (ilo, ihi), (lo, hi) = torch.aminmax(x), torch.aminmax(y)
+            r = self.ranges
+            self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], lo.item()), max(r[3], hi.item())]
+        elif self.mode == "int8" and self.quantised_out:
+            scale, zero = self.qact_range
+            return torch.quantize_per_tensor(y, scale, zero, torch.quint8)
         return y
 
 
