@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -124,6 +125,7 @@ def test_bad_file_in_batch_gives_exit_1_and_others_succeed(tmp_path, weights):
         (("upscale", "{src}", "--batch-size", "0"), 2, "--batch-size"),
         (("upscale", "{src}", "--format", "bmp"), 2, "--format"),
         (("upscale", "{src}", "--precision", "fp16", "--device", "cpu", "--weights", "{sr}"), 2, "fp16"),
+        (("stylize", "{src}", "--precision", "int8", "--weights", "{style}"), 2, "normalises per instance"),
         (("upscale", "{src}", "--device", "tpu", "--weights", "{sr}"), 2, "device"),
         (("upscale", "{src}", "--strength-typo", "1"), 2, "No such option"),
         (("upscale", "{src}", "-o", "{src}", "--weights", "{sr}"), 2, "also an input"),
@@ -138,13 +140,29 @@ def test_errors_are_one_line_with_documented_exit_code(tmp_path, weights, args, 
     src = _photo(tmp_path / "p.png")
     tampered = tmp_path / "t.safetensors"
     tampered.write_bytes(weights["sr"].read_bytes()[:-7])
-    fill = {"src": src, "missing": tmp_path / "nope.png", "sr": weights["sr"], "tampered": tampered}
+    fill = {"src": src, "missing": tmp_path / "nope.png", "sr": weights["sr"], "style": weights["style"], "tampered": tampered}
     r = invoke(*(a.format(**{k: str(v) for k, v in fill.items()}) for a in args))
     assert r.exit_code == code, (r.exit_code, r.output)
     assert text in r.stderr
     assert "Traceback" not in r.output
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png", "t.safetensors"]
+
+
+def test_int8_reports_the_precision_each_photo_ran_at(tmp_path, weights):
+    from scenestyle.engine.int8 import int8_blocker
+
+    big, small = _photo(tmp_path / "big.png", size=(512, 512)), _photo(tmp_path / "small.png")
+    r = invoke("denoise", big, small, "-o", tmp_path / "out", "--weights", weights["dn"], "--precision", "int8", "--json")
+    if int8_blocker(torch.nn.Conv2d(1, 1, 1)):
+        assert r.exit_code == 2 and "int8" in r.stderr
+        return
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["parameters"]["precision"] == "int8"
+    notes = {Path(x["input"]).name: x["notes"] for x in report["results"]}
+    assert notes["small.png"] == ["fp32: the photo is too small for int8 to pay for its check"]
+    assert notes["big.png"][0].startswith(("int8: ", "fp32: int8 was only")) and "dB from fp32 on check crops" in notes["big.png"][0]
 
 
 def test_weights_list_and_verify_json():

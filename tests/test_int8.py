@@ -158,7 +158,7 @@ def _processor(monkeypatch, model: nn.Module) -> Processor:
 
 def test_photo_runs_int8_when_it_agrees(monkeypatch):
     proc = _processor(monkeypatch, Smooth())
-    pic = Picture(pixels=photo(), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    pic = Picture(pixels=photo(512), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
     out = proc(pic)
     assert out.notes[-1].startswith("int8: ") and "dB from fp32 on check crops" in out.notes[-1]
     fp32 = Smooth()(torch.from_numpy(pic.pixels).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).detach().numpy()
@@ -169,17 +169,26 @@ def test_photo_runs_int8_when_it_agrees(monkeypatch):
 def test_photo_falls_back_when_int8_disagrees(monkeypatch):
     proc = _processor(monkeypatch, Smooth())
     monkeypatch.setattr("scenestyle.engine.tasks.AGREEMENT_DB", 99.0)
-    pic = Picture(pixels=photo(), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    pic = Picture(pixels=photo(512), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
     out = proc(pic)
     assert out.notes[-1].startswith("fp32: int8 was only") and "(< 99)" in out.notes[-1]
     fp32 = Smooth()(torch.from_numpy(pic.pixels).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).detach().numpy()
     np.testing.assert_allclose(out.pixels, fp32, atol=1e-5)
 
 
+def test_a_run_stops_trying_int8_after_repeated_misses(monkeypatch):
+    proc = _processor(monkeypatch, Smooth())
+    monkeypatch.setattr("scenestyle.engine.tasks.AGREEMENT_DB", 99.0)
+    pic = Picture(pixels=photo(512), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    notes = [proc(pic).notes[-1] for _ in range(int8.GIVE_UP_AFTER + 1)]
+    assert all(n.startswith("fp32: int8 was only") for n in notes[:-1])
+    assert notes[-1] == f"fp32: int8 failed its check on {int8.GIVE_UP_AFTER} photos in a row, not tried again"
+
+
 def test_small_photo_runs_the_fallback(monkeypatch):
     proc = _processor(monkeypatch, Smooth())
-    out = proc(Picture(pixels=photo(side=48), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG"))
-    assert out.notes[-1] == "fp32: the photo is too small to check int8 on"
+    out = proc(Picture(pixels=photo(side=256), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG"))
+    assert out.notes[-1] == "fp32: the photo is too small for int8 to pay for its check"
 
 
 def test_sequential_relu_is_fused_and_convs_pass_quint8_along():

@@ -35,6 +35,11 @@ VNNI_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 CROP_SIDE = 64
 # Calibration crops and held-out check crops per photo.
 CALIBRATION_CROPS, CHECK_CROPS = 4, 2
+# int8 is tried only on photos of at least this many crops' area: the fit runs fp32 on about
+# eight crops, so it then costs at most ~1/8 of an fp32 pass over the photo.
+MIN_PHOTO_CROPS = 64
+# After this many photos in a row fail the check, a run stops trying int8.
+GIVE_UP_AFTER = 3
 # Calibrated ranges are widened by this fraction: crops see only part of the photo.
 RANGE_MARGIN = 0.1
 _GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range")

@@ -25,7 +25,7 @@ from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, resize_into, to_pixels, to_tensor
 from scenestyle.engine.device import AGREEMENT_DB, Placement
-from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, Int8Model, sample_crops
+from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
 from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
@@ -52,6 +52,7 @@ class Processor:
         self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
         self.model = UnitRange(self.model)
         self.fallback = UnitRange(self.net.fallback) if isinstance(self.net, Int8Model) else None
+        self._int8_misses = 0  # photos in a row whose int8 check failed
         self._levels: dict[int, tuple[np.ndarray, float]] = {}  # id(pixels) -> (pixels, σ) from annotate
 
     @property
@@ -119,12 +120,16 @@ class Processor:
         x = to_tensor(pixels, self.model)
         planes = [x[:, c : c + 1] for c in range(x.shape[1])] if self.model.in_channels == 1 else [x]
         crops = [crop for p in planes for crop in sample_crops(p, side, CALIBRATION_CROPS + CHECK_CROPS)]
-        if x.shape[2] * x.shape[3] < 16 * side * side or not crops:
-            return self.fallback, fallback, f"{fallback.precision}: the photo is too small to check int8 on"
+        if x.shape[2] * x.shape[3] < MIN_PHOTO_CROPS * side * side or not crops:
+            return self.fallback, fallback, f"{fallback.precision}: the photo is too small for int8 to pay for its check"
+        if self._int8_misses >= GIVE_UP_AFTER:
+            return self.fallback, fallback, f"{fallback.precision}: int8 failed its check on {GIVE_UP_AFTER} photos in a row, not tried again"
         check = crops[1 :: CALIBRATION_CROPS // CHECK_CROPS + 1]
         db = self.net.fit(self.model, [c for c in crops if not any(c is k for k in check)], check)
         if db >= AGREEMENT_DB:
+            self._int8_misses = 0
             return self.model, self.placement, f"int8: {db:.1f} dB from fp32 on check crops"
+        self._int8_misses += 1
         return self.fallback, fallback, f"{fallback.precision}: int8 was only {db:.1f} dB from fp32 on check crops (< {AGREEMENT_DB:.0f})"
 
     def __call__(self, pic: Picture) -> Picture:

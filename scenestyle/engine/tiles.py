@@ -256,7 +256,7 @@ def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
         return per_model[key]
     multiple = int(getattr(model, "size_multiple", 1) or 1)
     side = _round_up(32, multiple)
-    x = _to_placement(torch.rand(1, int(getattr(model, "in_channels", 3)), side, side), placement)
+    x = _to_placement(torch.rand(1, int(getattr(model, "in_channels", 3)), side, side), placement, model)
     with torch.inference_mode():
         if placement.device.type == "cuda":
             torch.cuda.synchronize(placement.device)
@@ -306,8 +306,9 @@ def _auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: i
 # ---------------------------------------------------------------- running
 
 
-def _to_placement(x: Tensor, placement: Placement) -> Tensor:
-    x = x.to(device=placement.device, dtype=placement.dtype)
+def _to_placement(x: Tensor, placement: Placement, model: nn.Module | None = None) -> Tensor:
+    # a model that maps its input's value range itself (UnitRange) takes float32 and casts after
+    x = x.to(device=placement.device, dtype=getattr(model, "input_dtype", None) or placement.dtype)
     return x.contiguous(memory_format=torch.channels_last) if placement.channels_last else x
 
 
@@ -451,7 +452,7 @@ def run_model_many(
             if progress:
                 progress(0, n)
             for b0 in range(0, n, batch_size):
-                y = model(_to_placement(_pad_to(x[b0 : b0 + batch_size], hp, wp), placement))
+                y = model(_to_placement(_pad_to(x[b0 : b0 + batch_size], hp, wp), placement, model))
                 _check_output(y, out_ch, hp, wp, scale)
                 out[b0 : b0 + batch_size] = y[:, :, : h * scale, : w * scale].float().cpu()
                 if progress:
@@ -473,7 +474,7 @@ def _whole_image_stats(model: nn.Module, x: Tensor, placement: Placement, multip
     """Instance-norm statistics of the whole image; shrinks the stats image on OOM."""
     while True:
         try:
-            return instance_norm_stats(model, _to_placement(_stats_input(x, multiple, max_pixels), placement))
+            return instance_norm_stats(model, _to_placement(_stats_input(x, multiple, max_pixels), placement, model))
         except Exception as err:  # noqa: BLE001
             if not _is_oom(err) or max_pixels <= 64 * 64:
                 raise
@@ -533,7 +534,7 @@ def _run_tiles(
         if progress:
             progress(0, 1)
         with frozen_instance_norm(stats):
-            y = model(_to_placement(_pad_to(x, win_h, win_w), placement))
+            y = model(_to_placement(_pad_to(x, win_h, win_w), placement, model))
         _check_output(y, out_ch, win_h, win_w, scale)
         sink(0, 0, y[0, :, :out_h, :out_w].float().cpu())
         if progress:
@@ -557,7 +558,7 @@ def _run_tiles(
         for b0 in range(0, total, batch_size):
             batch = windows[b0 : b0 + batch_size]
             crops = [_pad_to(x[:, :, ys[i] : min(ys[i] + win_h, h), xs[j] : min(xs[j] + win_w, w)], win_h, win_w) for i, j in batch]
-            y = model(_to_placement(torch.cat(crops), placement))
+            y = model(_to_placement(torch.cat(crops), placement, model))
             _check_output(y, out_ch, win_h, win_w, scale)
             y = y.float().cpu()
             for k, (i, j) in enumerate(batch):
