@@ -91,7 +91,31 @@ def _affine(lo: float, hi: float) -> tuple[float, int]:
     return scale, int(min(255, max(0, round(-lo / scale))))
 
 
-class Int8Conv(nn.Module):
+class _Recorder(nn.Module):
+    """A module that records its input and output ranges while ``mode == "calibrating"``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quantised_out = False  # hand the next link a quint8 tensor
+        self.mode = "float"  # "float" | "calibrating" | "int8"
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the recorded ranges."""
+        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
+
+    def _recorded(self, where: str) -> list[float]:
+        if not math.isfinite(self.ranges[0]):
+            raise RuntimeError(f"{where}.freeze before any calibration forward")
+        return self.ranges
+
+    def _record(self, x: Tensor, y: Tensor) -> None:
+        (ilo, ihi), (olo, ohi) = torch.aminmax(x), torch.aminmax(y)
+        r = self.ranges
+        self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], olo.item()), max(r[3], ohi.item())]
+
+
+class Int8Conv(_Recorder):
     """A Conv2d (+ ReLU when ``relu``) that records its ranges (``calibrating``), runs fp32
     (``float``) or int8 (``int8``); ``quantised_out`` hands the next conv a quint8 tensor."""
 
@@ -99,9 +123,6 @@ class Int8Conv(nn.Module):
         super().__init__()
         self.conv = conv
         self.relu = relu
-        self.quantised_out = False
-        self.mode = "float"
-        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
         self.in_scale, self.in_zero = 1.0, 0
         w = conv.weight.detach().float()
         scales = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12).double()
@@ -111,15 +132,9 @@ class Int8Conv(nn.Module):
                           conv.padding, conv.dilation, conv.groups, conv.bias is not None)
         self.qconv.set_weight_bias(qweight, None if conv.bias is None else conv.bias.detach().float())
 
-    def reset(self) -> None:
-        """Forget the recorded ranges."""
-        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]
-
     def freeze(self, margin: float = RANGE_MARGIN) -> None:
         """Set the int8 input and output quantisation from the recorded ranges, widened by ``margin``."""
-        ilo, ihi, olo, ohi = self.ranges
-        if not math.isfinite(ilo):
-            raise RuntimeError("Int8Conv.freeze before any calibration forward")
+        ilo, ihi, olo, ohi = self._recorded("Int8Conv")
         iw, ow = (ihi - ilo) * margin, (ohi - olo) * margin
         self.in_scale, self.in_zero = _affine(ilo - iw, ihi + iw)
         self.qconv.scale, self.qconv.zero_point = _affine(olo - ow, ohi + ow)
@@ -133,33 +148,22 @@ class Int8Conv(nn.Module):
         if self.relu:
             y = torch.relu(y)
         if self.mode == "calibrating":
-            (ilo, ihi), (olo, ohi) = torch.aminmax(x), torch.aminmax(y)
-            r = self.ranges
-            self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], olo.item()), max(r[3], ohi.item())]
+            self._record(x, y)
         return y
 
 
-class Int8Act(nn.Module):
+class Int8Act(_Recorder):
     """A PReLU or LeakyReLU inside a chain: on a quint8 input (from the conv before it) it runs
     the quantised op with its calibrated output range; on a float input, the float op."""
 
     def __init__(self, act: nn.PReLU | nn.LeakyReLU):
         super().__init__()
         self.act = act
-        self.quantised_out = False
-        self.mode = "float"
-        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]  # input lo, hi, output lo, hi
         self.qact: nn.Module | None = None
-
-    def reset(self) -> None:
-        """Forget the recorded ranges."""
-        self.ranges = [math.inf, -math.inf, math.inf, -math.inf]
 
     def freeze(self, margin: float = RANGE_MARGIN) -> None:
         """Build the quantised op for the recorded output range, widened by ``margin``."""
-        ilo, ihi, lo, hi = self.ranges
-        if not math.isfinite(lo):
-            raise RuntimeError("Int8Act.freeze before any calibration forward")
+        ilo, ihi, lo, hi = self._recorded("Int8Act")
         scale, zero = _affine(lo - (hi - lo) * margin, hi + (hi - lo) * margin)
         self.qact_range = (scale, zero)
         if isinstance(self.act, nn.PReLU):
@@ -187,9 +191,7 @@ class Int8Act(nn.Module):
             return y if self.quantised_out else y.dequantize()
         y = self.act(x.dequantize() if x.is_quantized else x)
         if self.mode == "calibrating":
-            (ilo, ihi), (lo, hi) = torch.aminmax(x), torch.aminmax(y)
-            r = self.ranges
-            self.ranges = [min(r[0], ilo.item()), max(r[1], ihi.item()), min(r[2], lo.item()), max(r[3], hi.item())]
+            self._record(x, y)
         elif self.mode == "int8" and self.quantised_out:
             scale, zero = self.qact_range
             return torch.quantize_per_tensor(y, scale, zero, torch.quint8)
