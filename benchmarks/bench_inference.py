@@ -44,9 +44,11 @@ KAIR_DNCNN = SHARED / "weights/kair_dncnn/dncnn_25.pth"
 FULL_SIDES = {
     "RRDBNet x4": [128, 256],
     "SRVGGNetCompact x4": [256, 512],
-    "ResnetGenerator-9": [256, 512, 1024],
+    # 1536² is above the 1.5 MP whole-image limit for instance-norm models: the tiled path with
+    # statistics from a downscaled copy, frozen into the norms
+    "ResnetGenerator-9": [256, 512, 1024, 1536],
     "DnCNN color": [256, 512, 1024],
-    "CompactGenerator": [256, 512, 1024],
+    "CompactGenerator": [256, 512, 1024, 1536],
     "DnCNN-25 gray (KAIR)": [256, 512, 1024],
 }
 QUICK_SIDES = {name: [32 if name == "RRDBNet x4" else 64] for name in MODELS}
