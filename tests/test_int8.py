@@ -52,6 +52,7 @@ def with_flags(monkeypatch, *flags: str) -> None:
     ("RRDBNet", dict(num_feat=8, num_block=1, num_grow_ch=4, scale=2), None),
     ("ResnetGenerator", dict(ngf=8, n_blocks=1), "normalises per instance"),
     ("FFDNet", dict(in_nc=1, out_nc=1, nc=8, nb=3), "noise level"),
+    ("CompactGenerator", dict(ngf=8, n_blocks=1, norm="none"), "depthwise"),
 ])
 def test_blocker_names_why_a_model_cannot_run_int8(arch, kwargs, blocked):
     why = int8.int8_blocker(build(arch, **kwargs))
