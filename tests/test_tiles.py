@@ -383,6 +383,22 @@ def test_stats_from_downscaled_image_beat_per_tile_stats(monkeypatch):
     assert approx_db > naive_db + 3, (approx_db, naive_db)
 
 
+def test_exact_statistics_from_tiled_prefix_passes_match_the_whole_image(monkeypatch):
+    model = seeded(TinyResnetGenerator())
+    x = image(256, 192, -1, 1)
+    full = run_model(model, x, FP32, tile=0)
+    # the ceiling: statistics from one whole-image pass (tiles still differ a little: halo, feathering)
+    ceiling_db = psnr(run_model(model, x, FP32, tile=64), full, peak=2.0)
+    monkeypatch.setattr(tiles, "EXACT_NORMS", 10**6)  # every norm from tiled prefix passes
+    exact_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    assert exact_db > ceiling_db - 0.1 and exact_db > 50, (exact_db, ceiling_db)
+    monkeypatch.setattr(tiles, "EXACT_NORMS", 0)
+    copy_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    monkeypatch.setattr(tiles, "EXACT_NORMS", 1)
+    first_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    assert copy_db < first_db < exact_db, (copy_db, first_db, exact_db)
+
+
 REAL_ARCHS = [
     ("DnCNN", dict(in_nc=3, out_nc=3, nc=8, nb=6), (0.0, 1.0)),
     ("SRVGGNetCompact", dict(num_feat=8, num_conv=4, upscale=2), (0.0, 1.0)),

@@ -53,6 +53,15 @@ __all__ = [
 ]
 
 STATS_MAX_PIXELS = 1_500_000
+# Above STATS_MAX_PIXELS, the first this many instance norms get exact whole-image statistics from
+# tiled passes over the network up to each of them (cheap: the early layers are a few % of the
+# MACs); the rest come from a downscaled copy. Measured with random ResNet-9 weights on a real
+# 1536x1024 photo, fp32: 29.9 dB from the whole-image output with all from the copy, 37.4 dB
+# with the first three exact (21.0 -> 28.9 dB on a synthetic noise-textured image).
+EXACT_NORMS = 3
+# Pixels of the downscaled copy the other norms' statistics come from. Its live instance norms
+# are slow (a 1.5 MP copy took 20 s of a 43 s ResNet-9 run at 1536x1536, bf16, 2 cores).
+STATS_COPY_PIXELS = 500_000
 _BUDGET_FRACTION = 0.5  # of free memory, for activations of one batch of windows
 # CPU convolutions reach full speed with tiles of a few MP, and laptops have other work: the
 # activation budget is capped, and shrinks as the photo's own buffers (input + output, 12 bytes per
@@ -383,7 +392,11 @@ def run_model(
         try:
             with torch.inference_mode():
                 if stats is None and _instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
-                    stats = _whole_image_stats(model, x, placement, multiple, stats_max_pixels)
+                    big = h * w > stats_max_pixels
+                    stats = _whole_image_stats(model, x, placement, multiple,
+                                               min(stats_max_pixels, STATS_COPY_PIXELS) if big else stats_max_pixels)
+                    if big:
+                        _exact_first_stats(model, x, placement, stats, tile, halo, multiple)
                 _run_tiles(model, x, placement, out_shape, tile, halo, multiple, scale, batch_size, progress,
                            stats or {}, sink or fill)
             return None if whole is None else whole.unsqueeze(0)
@@ -481,6 +494,51 @@ def _whole_image_stats(model: nn.Module, x: Tensor, placement: Placement, multip
             if placement.device.type == "cuda":
                 torch.cuda.empty_cache()
             max_pixels //= 4
+
+
+class _Reached(Exception):
+    """Raised by a pre-hook to stop a forward at an instance norm, carrying its input."""
+
+
+def _stop_here(_mod: nn.Module, args: tuple[Tensor, ...]) -> None:
+    raise _Reached(args[0])
+
+
+def _exact_first_stats(model: nn.Module, x: Tensor, placement: Placement, stats: dict,
+                       tile: int, halo: int, multiple: int) -> None:
+    """Replace, in place and in execution order, the first ``EXACT_NORMS`` entries of ``stats``
+    with exact whole-image statistics: per norm, one tiled pass up to it (earlier norms frozen
+    at their exact values), summing its input over each window's core only."""
+    _, _, h, w = x.shape
+    core_h, core_w = even_core(h, tile, multiple), even_core(w, tile, multiple)
+    for norm in list(stats)[:EXACT_NORMS]:
+        total = count = None
+        handle = norm.register_forward_pre_hook(_stop_here)
+        try:
+            for r0 in range(0, h, core_h):
+                for c0 in range(0, w, core_w):
+                    r1, c1 = min(h, r0 + core_h), min(w, c0 + core_w)
+                    wr0, wc0 = max(0, r0 - halo), max(0, c0 - halo)
+                    wr1, wc1 = min(h, r1 + halo), min(w, c1 + halo)
+                    win = x[..., wr0:wr1, wc0:wc1]
+                    padded = _pad_to(win, _round_up(wr1 - wr0, multiple), _round_up(wc1 - wc0, multiple))
+                    try:
+                        with frozen_instance_norm({n: stats[n] for n in list(stats)[: list(stats).index(norm)]}):
+                            model(_to_placement(padded, placement, model))
+                        raise RuntimeError("an instance norm in the statistics was not reached")
+                    except _Reached as reached:
+                        act = reached.args[0]
+                    f = act.shape[-1] / padded.shape[-1]  # this layer's resolution relative to the input
+                    core = act[..., round((r0 - wr0) * f) : round((r1 - wr0) * f), round((c0 - wc0) * f) : round((c1 - wc0) * f)]
+                    core = core.double()
+                    part = torch.stack([core.sum(dim=(0, 2, 3)), (core * core).sum(dim=(0, 2, 3))])
+                    total = part if total is None else total + part
+                    count = core.shape[0] * core.shape[2] * core.shape[3] + (count or 0)
+        finally:
+            handle.remove()
+        mean = total[0] / count
+        var = (total[1] / count - mean * mean).clamp_min(0)
+        stats[norm] = (mean.float().view(1, -1, 1, 1), var.float().view(1, -1, 1, 1))
 
 
 def _check_output(y: Tensor, out_ch: int, win_h: int, win_w: int, scale: int) -> None:
