@@ -291,7 +291,7 @@ def choose_placement(
         return chosen
     if model is None:
         return dataclasses.replace(chosen, reason=chosen.reason + (
-            f"; CPU has {vnni[0]} (no AMX), so a model without instance norm runs int8 convs on each photo "
+            f"; CPU has {vnni[0]} (no AMX), so a model without instance norm, depthwise convs or a noise-level input runs int8 convs on each photo "
             f"whose int8 result is >= {AGREEMENT_DB:.0f} dB from fp32"))
     if blocker:
         return dataclasses.replace(chosen, reason=chosen.reason + f"; no int8 ({blocker})")
