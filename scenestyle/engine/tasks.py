@@ -124,8 +124,9 @@ class Processor:
             return self.fallback, fallback, f"{fallback.precision}: the photo is too small for int8 to pay for its check"
         if self._int8_misses >= GIVE_UP_AFTER:
             return self.fallback, fallback, f"{fallback.precision}: int8 failed its check on {GIVE_UP_AFTER} photos in a row, not tried again"
-        check = crops[1 :: CALIBRATION_CROPS // CHECK_CROPS + 1]
-        db = self.net.fit(self.model, [c for c in crops if not any(c is k for k in check)], check)
+        every = CALIBRATION_CROPS // CHECK_CROPS + 1  # held-out check crops interleave with the calibration ones
+        check = [c for i, c in enumerate(crops) if i % every == 1]
+        db = self.net.fit(self.model, [c for i, c in enumerate(crops) if i % every != 1], check)
         if db >= AGREEMENT_DB:
             self._int8_misses = 0
             return self.model, self.placement, f"int8: {db:.1f} dB from fp32 on check crops"

@@ -509,36 +509,42 @@ def _exact_first_stats(model: nn.Module, x: Tensor, placement: Placement, stats:
     """Replace, in place and in execution order, the first ``EXACT_NORMS`` entries of ``stats``
     with exact whole-image statistics: per norm, one tiled pass up to it (earlier norms frozen
     at their exact values), summing its input over each window's core only."""
-    _, _, h, w = x.shape
-    core_h, core_w = even_core(h, tile, multiple), even_core(w, tile, multiple)
-    for norm in list(stats)[:EXACT_NORMS]:
-        total = count = None
+    order = list(stats)  # insertion order is the order the norms ran in
+    for k, norm in enumerate(order[:EXACT_NORMS]):
         handle = norm.register_forward_pre_hook(_stop_here)
         try:
-            for r0 in range(0, h, core_h):
-                for c0 in range(0, w, core_w):
-                    r1, c1 = min(h, r0 + core_h), min(w, c0 + core_w)
-                    wr0, wc0 = max(0, r0 - halo), max(0, c0 - halo)
-                    wr1, wc1 = min(h, r1 + halo), min(w, c1 + halo)
-                    win = x[..., wr0:wr1, wc0:wc1]
-                    padded = _pad_to(win, _round_up(wr1 - wr0, multiple), _round_up(wc1 - wc0, multiple))
-                    try:
-                        with frozen_instance_norm({n: stats[n] for n in list(stats)[: list(stats).index(norm)]}):
-                            model(_to_placement(padded, placement, model))
-                        raise RuntimeError("an instance norm in the statistics was not reached")
-                    except _Reached as reached:
-                        act = reached.args[0]
-                    f = act.shape[-1] / padded.shape[-1]  # this layer's resolution relative to the input
-                    core = act[..., round((r0 - wr0) * f) : round((r1 - wr0) * f), round((c0 - wc0) * f) : round((c1 - wc0) * f)]
-                    core = core.double()
-                    part = torch.stack([core.sum(dim=(0, 2, 3)), (core * core).sum(dim=(0, 2, 3))])
-                    total = part if total is None else total + part
-                    count = core.shape[0] * core.shape[2] * core.shape[3] + (count or 0)
+            with frozen_instance_norm({n: stats[n] for n in order[:k]}):
+                total, count = _norm_input_sums(model, x, placement, tile, halo, multiple)
         finally:
             handle.remove()
         mean = total[0] / count
         var = (total[1] / count - mean * mean).clamp_min(0)
         stats[norm] = (mean.float().view(1, -1, 1, 1), var.float().view(1, -1, 1, 1))
+
+
+def _norm_input_sums(model: nn.Module, x: Tensor, placement: Placement, tile: int, halo: int,
+                     multiple: int) -> tuple[Tensor, int]:
+    """Per-channel (sum, sum of squares) as float64 ``2xC`` and the pixel count of the input of
+    the norm whose pre-hook raises ``_Reached``, over the image's tile cores."""
+    _, _, h, w = x.shape
+    core_h, core_w = even_core(h, tile, multiple), even_core(w, tile, multiple)
+    total, count = None, 0
+    for r0 in range(0, h, core_h):
+        for c0 in range(0, w, core_w):
+            r1, c1 = min(h, r0 + core_h), min(w, c0 + core_w)
+            wr0, wc0, wr1, wc1 = max(0, r0 - halo), max(0, c0 - halo), min(h, r1 + halo), min(w, c1 + halo)
+            padded = _pad_to(x[..., wr0:wr1, wc0:wc1], _round_up(wr1 - wr0, multiple), _round_up(wc1 - wc0, multiple))
+            try:
+                model(_to_placement(padded, placement, model))
+                raise RuntimeError("an instance norm in the statistics was not reached")
+            except _Reached as reached:
+                act = reached.args[0]
+            f = act.shape[-1] / padded.shape[-1]  # this layer's resolution relative to the input
+            core = act[..., round((r0 - wr0) * f) : round((r1 - wr0) * f), round((c0 - wc0) * f) : round((c1 - wc0) * f)].double()
+            part = torch.stack([core.sum(dim=(0, 2, 3)), (core * core).sum(dim=(0, 2, 3))])
+            total = part if total is None else total + part
+            count += core.shape[0] * core.shape[2] * core.shape[3]
+    return total, count
 
 
 def _check_output(y: Tensor, out_ch: int, win_h: int, win_w: int, scale: int) -> None:
