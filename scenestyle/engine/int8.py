@@ -80,7 +80,7 @@ def int8_blocker(model: nn.Module) -> str | None:
     if getattr(model, "noise_level_input", False):
         return "the model takes a noise level"
     if any(c.groups > 1 for c in convs):
-        # measured: CompactGenerator without norms ran 4-5x slower in int8 than in fp32
+        # benchmarks/probe_int8.py: CompactGenerator without norms ran 4-5x slower in int8 than in fp32
         return "the model has grouped (depthwise) convolutions, which run slower in int8"
     if any(c.padding_mode != "zeros" or c.padding == "same" or isinstance(c.padding, str) for c in convs):
         return "the model has convolutions with non-zero or string padding"

@@ -1,0 +1,62 @@
+"""Probe, not product: how close the tiled path of an instance-norm generator above 1.5 MP comes to
+the whole-image output, by where its norms' statistics come from.
+
+ResnetGenerator-9 with random seeded weights, fp32, 512-px tiles, on a real photo (the 25 MP
+wallpaper from ../shared resized to 1536x1024) and on the seeded synthetic image of
+bench_inference.py. Rows: all statistics from the 0.5 MP copy; the first K norms exact from tiled
+partial passes (scenestyle uses K = 3); all norms exact (one whole-image statistics pass).
+
+    python benchmarks/probe_norm_stats.py        # a few minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bench_inference import test_image
+from scenestyle.engine import tiles
+from scenestyle.engine.convert import UnitRange
+from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.nn import build
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * math.log10(1 / torch.mean((a.double() - b.double()) ** 2).item())
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    model = build("ResnetGenerator", ngf=64, n_blocks=9).eval()
+    placement = choose_placement("cpu", "fp32", model=model)
+    net = UnitRange(prepare(model, placement))
+    images = {"synthetic": test_image(1024, 1536, 3, 0.0, 1.0)}
+    wallpapers = sorted(glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")))
+    if wallpapers:
+        with Image.open(wallpapers[0]) as im:
+            photo = np.asarray(im.convert("RGB").resize((1536, 1024), Image.BICUBIC), dtype=np.float32) / 255
+        images["real photo"] = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
+    rows = [("0.5 MP copy only", 0), ("first 1 exact", 1), ("first 2 exact", 2), ("first 3 exact", 3),
+            ("first 5 exact", 5)]
+    print("| image | " + " | ".join(r[0] for r in rows) + " | all exact |")
+    print("|---" * (len(rows) + 2) + "|")
+    for name, x in images.items():
+        with torch.inference_mode():
+            whole = net(x)
+        cells = []
+        for _, k in rows:
+            tiles.EXACT_NORMS = k
+            cells.append(psnr(tiles.run_model(net, x, placement, tile=512), whole))
+        cells.append(psnr(tiles.run_model(net, x, placement, tile=512, stats_max_pixels=10**9), whole))
+        print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
