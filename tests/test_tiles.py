@@ -422,3 +422,26 @@ def test_real_architectures_tiled_match_whole(name, kwargs, vrange):
     tiled = run_model(model, x, FP32, tile=16, batch_size=2)
     assert tiled.shape == (1, model.out_channels, 52 * model.scale, 68 * model.scale)
     assert psnr(tiled, whole, peak=hi - lo) >= 40
+
+
+class _SignedIdentity(nn.Module):
+    """Returns its input; works in [-1, 1] and holds one bf16 parameter, like a prepared bf16 generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = nn.Parameter(torch.ones((), dtype=torch.bfloat16))
+        self.in_channels = self.out_channels = 3
+        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (-1.0, 1.0), 1, 0, "style"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
+
+
+def test_unit_range_maps_to_the_models_range_before_the_bf16_cast():
+    from scenestyle.engine.convert import UnitRange
+
+    bf16 = Placement(torch.device("cpu"), torch.bfloat16, True, None, "test")
+    x = torch.full((1, 3, 8, 8), 0.5 + 0.0007)  # mid-grey: bf16 of 0.5007 in [0, 1] rounds to 0.5
+    y = run_model(UnitRange(_SignedIdentity()), x, bf16, tile=0)
+    # mapped first, 0.0014 in [-1, 1] keeps bf16's relative precision: back within 1e-5 of the input
+    assert torch.allclose(y, x, atol=1e-5), (y.flatten()[0].item(), x.flatten()[0].item())
