@@ -363,3 +363,64 @@ def test_psnr():
     assert psnr(np.zeros(8), np.full(8, 0.1), peak=1.0) == pytest.approx(20.0)
     with pytest.raises(ValueError):
         psnr(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+# ---------------------------------------------------------------- layout-preserving instance norm
+
+
+def _offset_features(dtype: torch.dtype, n: int = 2, c: int = 8, h: int = 24, w: int = 20) -> torch.Tensor:
+    """Features whose channel means are several times their spread, like conv outputs before a norm."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, c, h, w, generator=g) * (0.1 + torch.rand(1, c, 1, 1, generator=g)) + 4 * torch.randn(1, c, 1, 1, generator=g)
+    return x.to(dtype).contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_layout_instance_norm_matches_torch_and_keeps_channels_last(affine):
+    from scenestyle.nn._blocks import InstanceNorm2d
+
+    norm = InstanceNorm2d(8, affine=affine).eval()
+    if affine:
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 2)
+            norm.bias.uniform_(-1, 1)
+    x = _offset_features(torch.float32)
+    want = torch.nn.functional.instance_norm(x.contiguous(), weight=norm.weight, bias=norm.bias, eps=norm.eps)
+    got = norm(x)
+    assert got.is_contiguous(memory_format=torch.channels_last) and not got.is_contiguous()
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-5)
+
+
+def test_layout_instance_norm_bf16_is_as_accurate_as_torch_bf16():
+    from scenestyle.nn._blocks import InstanceNorm2d
+
+    x = _offset_features(torch.bfloat16, h=64, w=48)
+    exact = torch.nn.functional.instance_norm(x.float().contiguous())
+    torch_err = (torch.nn.functional.instance_norm(x.contiguous()).float() - exact).pow(2).mean().sqrt()
+    ours = InstanceNorm2d(8).eval()(x)
+    assert ours.dtype == torch.bfloat16
+    assert (ours.float() - exact).pow(2).mean().sqrt() <= 1.2 * torch_err
+
+
+def test_instance_norm_training_and_nchw_use_torch_forward():
+    from scenestyle.nn._blocks import InstanceNorm2d
+
+    norm = InstanceNorm2d(8)
+    x = _offset_features(torch.float32)
+    assert torch.equal(norm.train()(x), torch.nn.functional.instance_norm(x, eps=norm.eps))
+    assert torch.equal(norm.eval()(x.contiguous()), torch.nn.functional.instance_norm(x.contiguous(), eps=norm.eps))
+    assert norm.state_dict().keys() == torch.nn.InstanceNorm2d(8).state_dict().keys()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channel_mean_var_in_either_layout(dtype):
+    from scenestyle.nn import channel_mean_var
+
+    x = _offset_features(dtype)
+    var, mean = torch.var_mean(x.double(), dim=(2, 3), keepdim=True, correction=0)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-3, rtol=2e-3)
+    for layout in (x, x.contiguous()):  # the matmul path and torch's var_mean
+        m, v = channel_mean_var(layout)
+        assert m.dtype == v.dtype == torch.float32 and m.shape == (2, 8, 1, 1)
+        torch.testing.assert_close(m.double(), mean, **tol)
+        torch.testing.assert_close(v.double(), var, **tol)

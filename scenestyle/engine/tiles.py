@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from scenestyle.engine.device import Placement
 from scenestyle.errors import ScenestyleError, UsageError
+from scenestyle.nn import channel_mean_var
 
 __all__ = [
     "run_model",
@@ -143,9 +144,8 @@ def instance_norm_stats(model: nn.Module, x: Tensor) -> dict[nn.Module, tuple[Te
     stats: dict[nn.Module, tuple[Tensor, Tensor]] = {}
 
     def hook(mod: nn.Module, args: tuple[Tensor, ...]) -> None:
-        inp = args[0].float()
-        var, mean = torch.var_mean(inp, dim=(-2, -1), keepdim=True, correction=0)
-        stats[mod] = (mean[:1], var[:1])
+        mean, var = channel_mean_var(args[0][:1])
+        stats[mod] = (mean, var)
 
     handles = [m.register_forward_pre_hook(hook) for m in _instance_norms(model)]
     try:
@@ -540,10 +540,15 @@ def _norm_input_sums(model: nn.Module, x: Tensor, placement: Placement, tile: in
             except _Reached as reached:
                 act = reached.args[0]
             f = act.shape[-1] / padded.shape[-1]  # this layer's resolution relative to the input
-            core = act[..., round((r0 - wr0) * f) : round((r1 - wr0) * f), round((c0 - wc0) * f) : round((c1 - wc0) * f)].double()
-            part = torch.stack([core.sum(dim=(0, 2, 3)), (core * core).sum(dim=(0, 2, 3))])
+            core = act[..., round((r0 - wr0) * f) : round((r1 - wr0) * f), round((c0 - wc0) * f) : round((c1 - wc0) * f)]
+            if act.is_contiguous(memory_format=torch.channels_last):  # keep the fast channels_last statistics
+                core = core.contiguous(memory_format=torch.channels_last)
+            mean, var = channel_mean_var(core)
+            pixels = core.shape[2] * core.shape[3]
+            mean, var = mean.double().flatten(1), var.double().flatten(1)  # N×C; float64 sums over the whole photo
+            part = torch.stack([mean.sum(0), (var + mean * mean).sum(0)]) * pixels
             total = part if total is None else total + part
-            count += core.shape[0] * core.shape[2] * core.shape[3]
+            count += core.shape[0] * pixels
     return total, count
 
 

@@ -7,6 +7,7 @@ Importing this package imports every architecture module, so each ``@register`` 
 """
 
 from . import cyclegan, compact, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
+from ._blocks import InstanceNorm2d, channel_mean_var
 from ._registry import ARCHS, build, list_archs, register
 from .compact import CompactGenerator
 from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
@@ -19,7 +20,7 @@ from .rrdbnet import RRDBNet
 from .srvgg import SRVGGNetCompact
 
 __all__ = [
-    "ARCHS", "build", "list_archs", "register", "detect_arch", "count_macs",
+    "ARCHS", "build", "list_archs", "register", "detect_arch", "count_macs", "channel_mean_var", "InstanceNorm2d",
     "CompactGenerator", "DnCNN", "FFDNet", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
     "ResnetGenerator", "SRVGGNetCompact", "UnetGenerator",
 ]
