@@ -6,6 +6,7 @@ Only ``torch`` is imported here, so every architecture file stays pure ``nn.Modu
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 NORMS = ("batch", "instance", "none")
@@ -52,25 +53,21 @@ def _is_channels_last(x: Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _centred(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(x - m0, m0, shift, var)`` for a channels_last tensor: m0 (float32, exactly representable in
-    x's dtype) is a first estimate of the channel means, ``m0 + shift`` the mean. The variance
-    is taken around m0 (two passes), which keeps bf16 inputs with a large mean as accurate as
-    float32 statistics."""
+def channel_mean_var(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image, per-channel mean and biased variance of an N×C×H×W tensor, float32 N×C×1×1.
+
+    A channels_last tensor is read in its own layout (:func:`_channel_means`), with the variance
+    taken around a first estimate of the mean (two passes): a bf16 input with a large mean then
+    gets statistics as accurate as float32 ones.
+    """
+    if not _is_channels_last(x):
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+        return mean, var
     first = _channel_means(x).to(x.dtype)
     centred = x - first
     shift = _channel_means(centred)  # what the first estimate missed (its rounding)
     var = (_channel_means(centred * centred) - shift * shift).clamp_min(0)
-    return centred, first.float(), shift, var
-
-
-def channel_mean_var(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-image, per-channel mean and biased variance of an N×C×H×W tensor, float32 N×C×1×1."""
-    if _is_channels_last(x):
-        _, first, shift, var = _centred(x)
-        return first + shift, var
-    var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
-    return mean, var
+    return first.float() + shift, var
 
 
 def layout_instance_norm(x: Tensor, eps: float, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
@@ -78,16 +75,11 @@ def layout_instance_norm(x: Tensor, eps: float, weight: Tensor | None = None, bi
 
     ``F.instance_norm`` copies a channels_last input to NCHW and returns NCHW, so the next conv
     copies it back: on a bf16 CycleGAN ResNet-9 at 512², those copies were a third of the run.
+    For one image, instance norm is batch norm with batch statistics, and torch's CPU batch
+    norm has a channels_last kernel (4x faster than ``F.instance_norm`` on bf16 at 256x256x256).
     """
-    centred, _, shift, var = _centred(x)
-    scale = torch.rsqrt(var + eps)
-    offset = -shift * scale
-    if weight is not None:
-        scale = scale * weight.float().view(1, -1, 1, 1)
-        offset = offset * weight.float().view(1, -1, 1, 1)
-    if bias is not None:
-        offset = offset + bias.float().view(1, -1, 1, 1)
-    return torch.addcmul(offset.to(x.dtype), centred, scale.to(x.dtype))
+    parts = [F.batch_norm(x[i : i + 1], None, None, weight, bias, training=True, eps=eps) for i in range(x.shape[0])]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
