@@ -424,3 +424,19 @@ def test_channel_mean_var_in_either_layout(dtype):
         assert m.dtype == v.dtype == torch.float32 and m.shape == (2, 8, 1, 1)
         torch.testing.assert_close(m.double(), mean, **tol)
         torch.testing.assert_close(v.double(), var, **tol)
+
+
+@pytest.mark.parametrize("name", [n for n in list_archs()
+                                  if any(isinstance(m, nn.InstanceNorm2d) for m in build(n, **tiny(n)).modules())])
+def test_instance_norm_models_agree_in_channels_last(name):
+    """Every instance-norm architecture uses the layout-preserving norm, and its channels_last
+    forward (the CPU inference layout) matches the NCHW one."""
+    from scenestyle.nn import InstanceNorm2d
+
+    model = build(name, **tiny(name)).eval()
+    assert all(type(m) is InstanceNorm2d for m in model.modules() if isinstance(m, nn.InstanceNorm2d))
+    x = tiny_input(model, min_size=48)
+    with torch.no_grad():
+        want = model(x)
+        got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
