@@ -183,9 +183,8 @@ def _norm_forward(mod: nn.InstanceNorm2d, mean: Tensor, var: Tensor) -> Callable
 def frozen_instance_norm(stats: dict[nn.Module, tuple[Tensor, Tensor]]) -> Iterator[None]:
     """Within the block, each InstanceNorm2d in ``stats`` normalises with the recorded statistics
     instead of its input's own; the original forwards are restored on exit, even on error.
-
-    (A layout-preserving replacement for the live norm was measured slower than torch's own on
-    an idle CPU, so norms without recorded statistics keep torch's forward.)
+    Norms without recorded statistics keep their own forward (the layout-preserving
+    :class:`scenestyle.nn.InstanceNorm2d` on CPU).
     """
     saved: list[tuple[nn.Module, object]] = []
     try:
