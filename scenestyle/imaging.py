@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from scenestyle import _png16
-from scenestyle.errors import InputImageError, OutputError, UsageError
+from scenestyle._writers import JPEG_MAX_SIDE, WRITERS, PngWriter, TiffWriter, write_array
+from scenestyle.errors import InputImageError, OutputError, ScenestyleError, UsageError
 
 DEFAULT_MAX_PIXELS = 200_000_000
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "tiff")
@@ -42,11 +43,34 @@ _TIFF_LAYOUT_TAGS = frozenset(
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
+class RowStream:
+    """Pixels that are computed while they are written: ``write_picture`` encodes each band of
+    rows as it is made, so a big result (a ×4 upscale of 25 MP is 400 MP) is never held whole.
+
+    ``alpha`` says what the result's alpha will be without computing it: None (no alpha),
+    "opaque" (1 everywhere; dropped for JPEG) or "varies".
+    """
+
+    ndim = 3
+
+    def __init__(self, height: int, width: int, channels: int, alpha: str | None) -> None:
+        self.shape = (height, width, channels)
+        self.alpha = alpha
+
+    def produce(self, bits: int, with_alpha: bool,
+                emit: Callable[[int, np.ndarray, np.ndarray | None], None]) -> None:
+        """Compute the picture and call ``emit(first_row, colour, alpha)`` for each band, top to
+        bottom: uint8/uint16 (``bits``) r×W×C colour and r×W alpha (None unless ``with_alpha``).
+        A band starting at row 0 again means the computation started over (an out-of-memory retry).
+        Raises ScenestyleError for a failed computation."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
 class Picture:
     """A decoded still image plus what is needed to write it back faithfully."""
 
-    pixels: np.ndarray  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer)
+    pixels: np.ndarray | RowStream  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer); or computed while written
     alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim
@@ -58,6 +82,11 @@ class Picture:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return self.pixels.shape[1], self.pixels.shape[0]
+
+    @property
+    def streamed(self) -> bool:
+        """True when the pixels are a ``RowStream``: writing the picture computes it."""
+        return isinstance(self.pixels, RowStream)
 
 
 # --------------------------------------------------------------------------- reading
@@ -324,22 +353,93 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
     fmt = output_format_for(path, format)
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, got {quality}")
+    if pic.streamed:
+        _write_stream(path, pic, fmt, quality)
+        return
     pixels, alpha = pic.pixels, pic.alpha
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"Picture.pixels must be H×W×1 or H×W×3, got shape {pixels.shape}")
     if fmt == "JPEG" and alpha is not None:
         if alpha.min() < (1 if alpha.dtype.kind == "f" else np.iinfo(alpha.dtype).max):
-            raise OutputError(
-                f"cannot write {path}: JPEG has no transparency and this image has some; "
-                "use --format png (or webp, tiff) to keep it"
-            )
+            raise OutputError(_NO_JPEG_ALPHA.format(path=path))
         alpha = None
-    bits = 16 if pic.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+    bits = _output_bits(pic, fmt)
     try:
         samples = _samples(pixels, alpha, bits)
     except ValueError:
         raise OutputError(f"cannot write {path}: the image contains NaN or infinite values") from None
     _atomic_write(path, lambda f: _encode(samples, pic, fmt, quality, f))
+
+
+_NO_JPEG_ALPHA = ("cannot write {path}: JPEG has no transparency and this image has some; "
+                  "use --format png (or webp, tiff) to keep it")
+
+
+def _output_bits(pic: Picture, fmt: str) -> int:
+    return 16 if pic.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
+
+
+def _write_stream(path: Path, pic: Picture, fmt: str, quality: int) -> None:
+    """``write_picture`` of a ``RowStream``: checks first (the computation may take minutes),
+    then each band is encoded as it is computed. WebP has no band encoder (and no side over
+    16383 px), so it is computed whole first."""
+    stream: RowStream = pic.pixels  # type: ignore[assignment]
+    h, w, c = stream.shape
+    if fmt == "JPEG" and stream.alpha == "varies":
+        raise OutputError(_NO_JPEG_ALPHA.format(path=path))
+    if fmt == "JPEG" and max(h, w) > JPEG_MAX_SIDE:
+        raise OutputError(f"cannot write {path}: JPEG sides stop at {JPEG_MAX_SIDE} px and this image is "
+                          f"{w}x{h}; use --format png or tiff")
+    bits = _output_bits(pic, fmt)
+    if fmt not in WRITERS:
+        pixels, alpha = materialise(stream, bits)
+        write_picture(path, Picture(pixels, alpha, pic.bit_depth, pic.icc_profile, pic.exif, pic.source_format, pic.notes),
+                      format=fmt, quality=quality)
+        return
+    keep_alpha = stream.alpha is not None and fmt != "JPEG"
+    dtype = np.uint16 if bits == 16 else np.uint8
+    channels = 4 if fmt == "TIFF" and bits == 16 and c + keep_alpha == 2 else c + keep_alpha  # see _tiff_ready
+    options = {"quality": quality} if fmt == "JPEG" else {}
+
+    def encode(f: BinaryIO) -> None:
+        start = f.tell()
+        writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
+
+        def emit(row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+            nonlocal writer
+            if row != writer.rows_written:
+                if row != 0:
+                    raise ValueError(f"rows from {row} came after {writer.rows_written} rows")
+                f.seek(start)  # the computation started over
+                f.truncate()
+                writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
+            samples = np.concatenate([colour, alpha[..., None]], axis=2) if keep_alpha else colour
+            writer.write(_tiff_ready(samples) if fmt == "TIFF" else samples)
+
+        stream.produce(bits, keep_alpha, emit)
+        writer.close()
+
+    _atomic_write(path, encode)
+
+
+def materialise(stream: RowStream, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Compute a ``RowStream`` into a ``sample_buffer``: (pixels, alpha) for a Picture."""
+    h, w, c = stream.shape
+    pixels, alpha = sample_buffer(h, w, c, stream.alpha is not None, bits)
+
+    def emit(row: int, colour: np.ndarray, a: np.ndarray | None) -> None:
+        pixels[row : row + colour.shape[0]] = colour
+        if alpha is not None:
+            alpha[row : row + colour.shape[0]] = a
+
+    stream.produce(bits, alpha is not None, emit)
+    return pixels, alpha
+
+
+def _tiff_ready(samples: np.ndarray) -> np.ndarray:
+    if samples.dtype == np.uint16 and samples.shape[2] == 2:
+        return samples[..., [0, 0, 0, 1]]  # Pillow cannot read 16-bit grey+alpha TIFF back
+    return samples
 
 
 def sample_buffer(height: int, width: int, channels: int, alpha: bool, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -420,13 +520,14 @@ def _pillow_image(samples: np.ndarray) -> Image.Image:
 
 def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: BinaryIO) -> None:
     """Write quantised samples (H×W×1..4, possibly a strided view) to the open file ``f`` in ``fmt``."""
+    h, w, _ = samples.shape
     if fmt == "TIFF":
-        if samples.dtype == np.uint16 and samples.shape[2] == 2:
-            samples = samples[..., [0, 0, 0, 1]]  # Pillow cannot read 16-bit grey+alpha TIFF back
-        _png16.write_tiff(f, samples, pic.icc_profile, pic.exif)
+        samples = _tiff_ready(samples)
+        write_array(TiffWriter(f, h, w, samples.shape[2], samples.dtype, pic.icc_profile, pic.exif), samples)
         return
     if fmt == "PNG" and (samples.dtype == np.uint16 or not samples.flags.c_contiguous):
-        _png16.write_png(f, samples, pic.icc_profile, pic.exif)  # Pillow: no 16-bit RGB, copies views
+        # Pillow: no 16-bit RGB, and it copies views
+        write_array(PngWriter(f, h, w, samples.shape[2], samples.dtype, pic.icc_profile, pic.exif), samples)
         return
     im = _pillow_image(samples)
     mode = im.mode
@@ -465,6 +566,8 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
                 pass
         if isinstance(exc, OSError):
             raise OutputError(_write_error(path, exc)) from None
+        if isinstance(exc, ScenestyleError):  # e.g. a streamed computation that failed: its own words
+            raise
         if isinstance(exc, Exception):
             raise OutputError(f"cannot write {path}: {_one_line(exc)}") from None
         raise

@@ -60,6 +60,26 @@ def test_upscale_writes_scaled_image_with_alpha_and_manifest(tmp_path, weights):
     assert line["status"] == "ok" and len(line["model"]["sha256"]) == 64 and line["model"]["arch"] == "SRVGGNetCompact"
 
 
+def test_big_upscales_are_written_while_computed_with_the_same_files(tmp_path, weights, monkeypatch):
+    from scenestyle.engine import tasks
+
+    for i in range(3):
+        _photo(tmp_path / "in" / f"p{i}.png", mode="RGBA" if i == 0 else "RGB", seed=i)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    args = ("upscale", tmp_path / "in", "--weights", weights["sr"], "--tile", "32", "--json")
+    buffered = invoke(*args, "-o", tmp_path / "buffered")
+    monkeypatch.setattr(tasks, "STREAM_PIXELS", 0)  # every upscale streams
+    streamed = invoke(*args, "-o", tmp_path / "streamed")
+    assert buffered.exit_code == streamed.exit_code == 1, streamed.output
+    report = json.loads(streamed.stdout)
+    assert report["counts"] == {"ok": 3, "skipped": 0, "failed": 1}
+    for i in range(3):
+        a, b = (tmp_path / kind / f"p{i}_x2.png" for kind in ("buffered", "streamed"))
+        assert Image.open(a).mode == Image.open(b).mode == ("RGBA" if i == 0 else "RGB")
+        assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert not list((tmp_path / "streamed").glob(".*.tmp"))
+
+
 def test_upscale_outscale_and_format(tmp_path, weights):
     src = _photo(tmp_path / "p.jpg")
     r = invoke("upscale", src, "--weights", weights["sr"], "--outscale", "3", "--format", "png")

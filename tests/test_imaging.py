@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import _images as mk
-from scenestyle import _png16, imaging
+from scenestyle import _writers, imaging
 from scenestyle.errors import InputImageError, OutputError, UsageError
 from scenestyle.imaging import Picture, output_format_for, read_picture, write_picture
 
@@ -198,7 +198,7 @@ def test_16bit_png_written_by_us_is_read_by_pillow_as_16bit_grey(tmp_path: Path)
 def test_16bit_png_encoder_filters_survive_noise_and_block_edges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_png16, "FILTER_BLOCK_BYTES", 240 * 64)  # 64 rows of 40 RGB16 pixels
+    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 240 * 64)  # 64 rows of 40 RGB16 pixels
     rng = np.random.default_rng(1)
     noisy = rng.random((700, 40, 3)).astype(np.float32)
     noisy[:300] = np.linspace(0, 1, 40, dtype=np.float32)[None, :, None]  # smooth rows

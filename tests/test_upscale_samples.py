@@ -1,5 +1,6 @@
-"""Upscales are quantised block by block into the buffer the writer encodes, with no float copy
-of the result: files equal the float path's, and the writers read the buffer in place."""
+"""Upscales are quantised block by block, with no float copy of the result: small ones into the
+buffer the writer encodes (read in place), big ones band by band into the encoder while they
+are computed. Either way the files equal the float path's."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from scenestyle import _png16
+from scenestyle import _writers
 from scenestyle.engine.device import Placement
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, _pillow_image, _samples, read_picture, sample_buffer, write_picture
+from scenestyle.imaging import Picture, RowStream, _pillow_image, _samples, read_picture, sample_buffer, write_picture
 from scenestyle.nn import build
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
@@ -35,25 +36,42 @@ def _picture(h: int, w: int, channels: int, alpha: bool, bits: int) -> Picture:
     return Picture(pixels=pixels, alpha=a, bit_depth=bits, icc_profile=None, exif=None, source_format="PNG")
 
 
+@pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("channels,alpha,bits,fmt", [(3, False, 8, "png"), (3, False, 8, "jpg"), (3, True, 8, "png"),
                                                      (1, False, 8, "png"), (1, True, 8, "tif"), (3, False, 16, "png"),
-                                                     (3, True, 16, "tif"), (3, False, 16, "jpg"), (3, False, 8, "tif")])
-def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path, channels, alpha, bits, fmt):
-    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8)
+                                                     (3, True, 16, "tif"), (3, False, 16, "jpg"), (3, False, 8, "tif"),
+                                                     (1, True, 16, "tif"), (3, True, 8, "webp"), (1, False, 8, "jpg")])
+def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path, monkeypatch, streamed, channels, alpha, bits, fmt):
+    monkeypatch.setattr(_writers, "JPEG_STRIP_BYTES", 1)  # a strip per MCU row: many restarts
+    monkeypatch.setattr(_writers, "TIFF_STRIP_BYTES", 999)
+    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 999)
+    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, stream_pixels=0 if streamed else 10**9)
     pic = _picture(21, 30, channels, alpha, bits)
     quantised = proc(pic)
-    assert quantised.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
+    assert quantised.streamed == streamed
+    if not streamed:
+        assert quantised.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
     assert quantised.pixels.shape[:2] == (42, 60)
     floating = proc._finish(pic, proc._run(pic.pixels, proc.model, FP32))  # the path --outscale takes
     assert floating.pixels.dtype == np.float32
-    write_picture(tmp_path / f"q.{fmt}", quantised)
-    write_picture(tmp_path / f"f.{fmt}", floating)
+    write_picture(tmp_path / f"q.{fmt}", quantised, quality=95 if channels == 3 else 80)
+    write_picture(tmp_path / f"f.{fmt}", floating, quality=95 if channels == 3 else 80)
     q, f = read_picture(tmp_path / f"q.{fmt}"), read_picture(tmp_path / f"f.{fmt}")
-    assert q.pixels.shape == f.pixels.shape == (42, 60, channels)
+    grey_alpha16_tiff = channels == 1 and alpha and bits == 16 and fmt == "tif"  # written as RGBA (see write_picture)
+    assert q.pixels.shape == f.pixels.shape == (42, 60, 3 if grey_alpha16_tiff else channels)
     assert np.array_equal(q.pixels, f.pixels)
     assert (q.alpha is None) == (f.alpha is None) == (not alpha or fmt == "jpg")
     if q.alpha is not None:
         assert np.array_equal(q.alpha, f.alpha)
+
+
+def test_same_size_big_upscales_stream_one_by_one_instead_of_sharing_a_float_batch():
+    pics = [_picture(10, 12, 3, False, 8) for _ in range(3)]
+    small = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=10**9)
+    big = dataclasses.replace(small, stream_pixels=480)  # the 20×24 results are "big"
+    batched, streamed = small.many(pics), big.many(pics)
+    assert [p.streamed for p in batched] == [False] * 3 and [p.streamed for p in streamed] == [True] * 3
+    assert not Processor(model=_upscaler(2), placement=FP32, task="style", stream_pixels=0)._streams(pics[0])
 
 
 def test_outscale_other_than_the_model_scale_keeps_the_float_path():
@@ -75,25 +93,103 @@ def test_rgbx_buffer_is_wrapped_by_pillow_without_a_copy():
 
 
 @pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint16, 3), (np.uint8, 2), (np.uint16, 4)])
-def test_streamed_png_and_tiff_of_a_strided_view_decode_to_the_samples(monkeypatch, dtype, channels):
-    monkeypatch.setattr(_png16, "FILTER_BLOCK_BYTES", 999)  # many blocks: filters cross block edges
-    monkeypatch.setattr(_png16, "TIFF_STRIP_BYTES", 999)  # many strips
+def test_png_and_tiff_band_writers_of_a_strided_view_decode_to_the_samples(tmp_path: Path, monkeypatch, dtype, channels):
+    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 999)  # many blocks: filters cross block edges
+    monkeypatch.setattr(_writers, "TIFF_STRIP_BYTES", 999)  # many strips
     rng = np.random.default_rng(1)
     top = np.iinfo(dtype).max
     buf = rng.integers(0, top + 1, size=(37, 23, channels + 1), dtype=dtype)
     view = buf[..., :channels]  # not contiguous
-    for write in (_png16.write_png, _png16.write_tiff):
-        if write is _png16.write_tiff and dtype == np.uint16 and channels == 2:
+    for kind, ext in ((_writers.PngWriter, "png"), (_writers.TiffWriter, "tif")):
+        if kind is _writers.TiffWriter and dtype == np.uint16 and channels == 2:
             continue
         f = io.BytesIO()
         f.write(b"ahead")  # the TIFF writer patches its IFD relative to where it started
-        write(f, view)
-        path = Path(f"/tmp/scenestyle-stream-{write.__name__}.{'png' if write is _png16.write_png else 'tif'}")
+        _writers.write_array(kind(f, 37, 23, channels, dtype), view, block_bytes=500)  # bands of a few rows
+        path = tmp_path / f"band.{ext}"
         path.write_bytes(f.getvalue()[5:])
         pic = read_picture(path)
         got = np.concatenate([pic.pixels] + ([pic.alpha[..., None]] if pic.alpha is not None else []), axis=2)
-        assert np.array_equal(np.round(got * top).astype(dtype), view), write.__name__
-        path.unlink()
+        assert np.array_equal(np.round(got * top).astype(dtype), view), ext
+
+
+@pytest.mark.parametrize("shape,quality", [((70, 53, 3), 95), ((70, 53, 3), 75), ((41, 90, 1), 80), ((45, 16, 3), 50)])
+def test_jpeg_strips_joined_by_restarts_decode_to_the_pixels_of_a_whole_image_encode(monkeypatch, shape, quality):
+    monkeypatch.setattr(_writers, "JPEG_STRIP_BYTES", 1)  # one MCU row per strip
+    rng = np.random.default_rng(2)
+    smooth = np.cumsum(rng.random(shape), axis=1)
+    samples = (smooth / smooth.max() * 255).astype(np.uint8)
+    f = io.BytesIO()
+    icc, exif = b"profile" * 20_000, Image.Exif()  # a 140 kB profile spans several APP2 markers
+    exif[0x010F] = "scenestyle-test"
+    w = _writers.JpegWriter(f, shape[0], shape[1], shape[2], np.uint8, icc, exif.tobytes(), quality=quality)
+    _writers.write_array(w, samples, block_bytes=7 * shape[1] * shape[2])  # bands not aligned to strips
+    assert w.strips == -(-shape[0] // w.strip_rows) > 1
+    whole = io.BytesIO()
+    options = {"subsampling": 0 if quality >= 90 else 2} if shape[2] == 3 else {}
+    Image.fromarray(samples.squeeze(2) if shape[2] == 1 else samples).save(whole, format="JPEG", quality=quality, **options)
+    joined = Image.open(io.BytesIO(f.getvalue()))
+    assert joined.size == (shape[1], shape[0])
+    assert joined.info["icc_profile"] == icc and joined.getexif()[0x010F] == "scenestyle-test"
+    assert np.array_equal(np.asarray(joined), np.asarray(Image.open(whole)))
+
+
+class _Bands(RowStream):
+    """A test RowStream: fixed samples in bands of ``step`` rows, optionally starting over once
+    after ``restart_after`` rows (as an out-of-memory retry does)."""
+
+    def __init__(self, samples: np.ndarray, step: int, restart_after: int | None = None, alpha: str | None = None):
+        super().__init__(samples.shape[0], samples.shape[1], samples.shape[2], alpha)
+        self.samples, self.step, self.restart_after, self.calls = samples, step, restart_after, 0
+
+    def produce(self, bits, with_alpha, emit):
+        self.calls += 1
+        rows = list(range(0, self.shape[0], self.step))
+        if self.restart_after is not None:
+            rows = [r for r in rows if r < self.restart_after] + rows
+        for r in rows:
+            band = self.samples[r : r + self.step]
+            emit(r, band, np.full(band.shape[:2], 255, np.uint8) if with_alpha else None)
+
+
+def _stream_picture(stream: RowStream) -> Picture:
+    return Picture(pixels=stream, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+
+
+@pytest.mark.parametrize("fmt", ["png", "tif", "jpg"])
+def test_a_stream_that_starts_over_writes_the_file_once(tmp_path: Path, fmt):
+    samples = np.random.default_rng(3).integers(0, 256, size=(40, 24, 3), dtype=np.uint8)
+    write_picture(tmp_path / f"once.{fmt}", _stream_picture(_Bands(samples, 8)))
+    write_picture(tmp_path / f"over.{fmt}", _stream_picture(_Bands(samples, 8, restart_after=24)))
+    assert (tmp_path / f"once.{fmt}").read_bytes() == (tmp_path / f"over.{fmt}").read_bytes()
+    if fmt != "jpg":
+        assert np.array_equal(np.round(read_picture(tmp_path / f"once.{fmt}").pixels * 255), samples)
+
+
+def test_a_stream_with_a_gap_leaves_no_file(tmp_path: Path):
+    class Gap(_Bands):
+        def produce(self, bits, with_alpha, emit):
+            emit(0, self.samples[:8], None)
+            emit(16, self.samples[16:24], None)
+
+    samples = np.zeros((40, 24, 3), np.uint8)
+    with pytest.raises(ScenestyleError, match="cannot write"):
+        write_picture(tmp_path / "gap.png", _stream_picture(Gap(samples, 8)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streamed_jpeg_is_refused_before_computing_when_it_cannot_hold_the_result(tmp_path: Path):
+    transparent = _Bands(np.zeros((16, 16, 3), np.uint8), 8, alpha="varies")
+    with pytest.raises(ScenestyleError, match="no transparency"):
+        write_picture(tmp_path / "a.jpg", _stream_picture(transparent))
+    too_tall = _Bands(np.zeros((70_000, 1, 3), np.uint8), 8)
+    with pytest.raises(ScenestyleError, match="JPEG sides stop at 65535"):
+        write_picture(tmp_path / "b.jpg", _stream_picture(too_tall))
+    assert transparent.calls == too_tall.calls == 0 and list(tmp_path.iterdir()) == []
+    opaque = _Bands(np.full((16, 16, 3), 9, np.uint8), 8, alpha="opaque")
+    write_picture(tmp_path / "c.jpg", _stream_picture(opaque))  # opaque alpha: nothing lost
+    write_picture(tmp_path / "c.png", _stream_picture(opaque))
+    assert Image.open(tmp_path / "c.jpg").mode == "RGB" and Image.open(tmp_path / "c.png").mode == "RGBA"
 
 
 def test_nan_from_the_model_is_one_clear_error():
@@ -112,6 +208,10 @@ def test_nan_from_the_model_is_one_clear_error():
     proc = Processor(model=Broken(), placement=FP32, task="upscale", tile=8)
     with pytest.raises(ScenestyleError, match="NaN or infinite"):
         proc(_picture(10, 12, 3, False, 8))
+    streamed = dataclasses.replace(proc, stream_pixels=0)(_picture(10, 12, 3, False, 8))
+    with pytest.raises(ScenestyleError, match="^the model produced NaN"):  # its own words, not "cannot write"
+        write_picture(Path("/tmp") / "scenestyle-nan-test.png", streamed)
+    assert not list(Path("/tmp").glob("*scenestyle-nan-test.png*"))
 
 
 def test_opaque_integer_alpha_is_dropped_for_jpeg_and_transparent_refused(tmp_path: Path):

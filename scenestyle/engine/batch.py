@@ -184,8 +184,9 @@ def run_jobs(
     current ones compute. With ``compute_many`` and ``group`` > 1, up to ``group`` consecutive
     inputs with equal ``group_key`` (e.g. pixel shape; None = never grouped, and then only one
     input is decoded ahead) are computed in one call; if that call
-    fails, each input is retried alone so the error lands on the right file. Existing outputs
-    are skipped unless ``overwrite``.
+    fails, each input is retried alone so the error lands on the right file. An output whose
+    ``streamed`` is true is computed while it is written, so it is saved on this thread before
+    the next compute starts. Existing outputs are skipped unless ``overwrite``.
     """
     results: list[JobResult] = []
     manifest_f = open(manifest, "a", encoding="utf-8") if manifest else None
@@ -277,7 +278,10 @@ def run_jobs(
                 r.notes += [n for n in getattr(out, "notes", ()) if n not in r.notes]  # e.g. the precision a photo ran at
                 try:
                     job.output.parent.mkdir(parents=True, exist_ok=True)
-                    writes.append((writer.submit(save, out, job.output), r))
+                    if getattr(out, "streamed", False):  # computed while written: here, not beside the next compute
+                        writes.append((_save_now(save, out, job.output, r), r))
+                    else:
+                        writes.append((writer.submit(save, out, job.output), r))
                 except OSError as e:
                     r.error = f"cannot create {job.output.parent}: {e.strerror or e}"
                     writes.append((None, r))
@@ -296,6 +300,19 @@ def run_jobs(
     order = {str(j.input): k for k, j in enumerate(jobs)}
     results.sort(key=lambda r: order[r.input])
     return results
+
+
+def _save_now(save: Callable[[object, Path], None], out: object, path: Path, r: JobResult) -> Future:
+    """``save(out, path)`` on this thread, as a finished Future; its time goes to ``r.seconds``."""
+    fut: Future = Future()
+    t = time.perf_counter()
+    try:
+        save(out, path)
+        fut.set_result(None)
+    except ScenestyleError as e:
+        fut.set_exception(e)
+    r.seconds = round(r.seconds + time.perf_counter() - t, 3)
+    return fut
 
 
 def _attempt(compute: Callable[[object], object], pic: object) -> object:

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scenestyle.imaging import quantise_into
 
 # ITU-R BT.601 luma weights: grayscale in -> grayscale out after a colour model.
 LUMA = (0.299, 0.587, 0.114)
@@ -70,17 +69,16 @@ def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return out[..., 0] if squeeze else out
 
 
-def resize_into(dst: np.ndarray, src: np.ndarray, factor: int, rows: int = 256) -> None:
-    """``resize`` of an H×W float array by the integer ``factor``, quantised into the integer
-    ``dst`` (H·factor × W·factor) a band of input rows at a time. With an integer factor every
-    output row maps back into its own band, so with a few rows of context per side the bands
-    give exactly the whole-image result."""
+def resize_rows(src: np.ndarray, factor: int, first: int, last: int) -> np.ndarray:
+    """Output rows ``[first, last)`` (multiples of ``factor``) of ``resize`` of the H×W float
+    array ``src`` by the integer ``factor``, computed from a band of ``src``. Every output row
+    maps back into its own band, and with a few rows of context per side the band gives
+    exactly the whole-image rows."""
     h = src.shape[0]
     ctx = 4  # the bicubic kernel reaches 2 input pixels out; 4 keeps the edge clamping away
-    for r in range(0, h, rows):
-        lo, hi = max(0, r - ctx), min(h, r + rows + ctx)
-        band = resize(src[lo:hi], (hi - lo) * factor, src.shape[1] * factor)
-        quantise_into(dst[r * factor : min(h, r + rows) * factor], band[(r - lo) * factor : (min(h, r + rows) - lo) * factor])
+    lo, hi = max(0, first // factor - ctx), min(h, -(-last // factor) + ctx)
+    band = resize(src[lo:hi], (hi - lo) * factor, src.shape[1] * factor)
+    return band[first - lo * factor : last - lo * factor]
 
 
 def blend(original: np.ndarray, processed: np.ndarray, strength: float) -> np.ndarray:

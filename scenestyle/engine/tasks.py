@@ -23,15 +23,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from scenestyle.engine.convert import UnitRange, blend, resize, resize_into, to_pixels, to_tensor
+from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_pixels, to_tensor
 from scenestyle.engine.device import AGREEMENT_DB, Placement
 from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
 from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, quantise_into, sample_buffer
+from scenestyle.imaging import Picture, RowStream, materialise, quantise_into
 
 TileProgress = Callable[[int, int], None]
+# Upscales with at least this many output pixels are computed band by band while the writer
+# encodes them (nothing full-size in memory); smaller ones are computed into a sample buffer
+# so that encoding overlaps the next photo's compute.
+STREAM_PIXELS = 16_000_000
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Processor:
     noise_level: float | None = None  # noise-level denoisers: σ in [0, 1] units for every photo; None = estimate
     outscale: float | None = None  # upscale: final size factor (default: the model's scale)
     progress: TileProgress | None = None
+    stream_pixels: int | None = None  # upscales this big (output pixels) are computed while written; None = STREAM_PIXELS
 
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
@@ -81,27 +86,19 @@ class Processor:
         self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
         return dataclasses.replace(pic, notes=(*pic.notes, note))
 
-    def _upscale_to_samples(self, pic: Picture, m: nn.Module, placement: Placement) -> Picture | None:
-        """An upscale at the model's own factor, quantised block by block into the integer
-        buffer the writer encodes (a ×4 of a 20 MP photo is 3.8 GB as float); None when the
-        float path is needed (``--outscale``, or a one-channel model on a colour photo)."""
-        s = int(m.scale)
-        h, w, c = pic.pixels.shape
-        if self.task != "upscale" or (self.outscale is not None and self.outscale != s) or (m.in_channels == 1 and c == 3):
+    def _upscale_stream(self, pic: Picture, m: nn.Module, placement: Placement) -> _UpscaleRows | None:
+        """An upscale at the model's own factor as a ``RowStream``; None when the float path is
+        needed (``--outscale``, or a one-channel model on a colour photo)."""
+        if self.task != "upscale" or (self.outscale is not None and self.outscale != m.scale) or (m.in_channels == 1 and pic.pixels.shape[2] == 3):
             return None
-        pixels, alpha = sample_buffer(h * s, w * s, c, pic.alpha is not None, 16 if pic.bit_depth == 16 else 8)
+        return _UpscaleRows(pic, m, placement, self.tile, self.batch_size, self.progress)
 
-        def sink(row: int, col: int, block: torch.Tensor) -> None:
-            try:
-                quantise_into(pixels[row : row + block.shape[1], col : col + block.shape[2]], to_pixels(block[None], channels=c))
-            except ValueError:
-                raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
-
-        run_model(m, to_tensor(pic.pixels, m), placement, tile=self.tile, batch_size=self.batch_size,
-                  progress=self.progress, sink=sink)
-        if alpha is not None:
-            resize_into(alpha, pic.alpha, s)
-        return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
+    def _streams(self, pic: Picture) -> bool:
+        """True when an upscale of ``pic`` is big enough to be computed while it is written."""
+        if self.task != "upscale":
+            return False
+        h, w = pic.pixels.shape[:2]
+        return h * w * self.model.scale**2 >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
     def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
@@ -140,8 +137,13 @@ class Processor:
         model, placement, note = self.placed_for(pic.pixels)
         if note is not None:
             pic = dataclasses.replace(pic, notes=(*pic.notes, note))
-        quantised = self._upscale_to_samples(pic, model, placement)
-        return quantised if quantised is not None else self._finish(pic, self._run(pic.pixels, model, placement))
+        stream = self._upscale_stream(pic, model, placement)
+        if stream is None:
+            return self._finish(pic, self._run(pic.pixels, model, placement))
+        if self._streams(pic):
+            return dataclasses.replace(pic, pixels=stream, alpha=None)  # computed as it is written
+        pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
+        return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
 
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""
@@ -149,7 +151,8 @@ class Processor:
         per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
                      or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
                      or self.takes_noise_level  # one noise level per image
-                     or self.fallback is not None)  # int8 is fitted per image
+                     or self.fallback is not None  # int8 is fitted per image
+                     or self._streams(pics[0]))  # a big upscale is written while computed, one by one
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, m) for p in pics])
@@ -169,3 +172,42 @@ class Processor:
         elif not self.takes_noise_level:  # a noise-level denoiser took strength into σ instead
             out = blend(pic.pixels, out, self.strength)
         return dataclasses.replace(pic, pixels=out, alpha=alpha)
+
+
+class _UpscaleRows(RowStream):
+    """An upscale at the model's own factor, run tile by tile: each finished window row of
+    output is quantised into a band and handed on, so no full-size float result exists
+    (a ×4 of a 20 MP photo is 3.8 GB as float). Alpha is resized band by band alongside."""
+
+    def __init__(self, pic: Picture, model: nn.Module, placement: Placement, tile: int | None,
+                 batch_size: int, progress: TileProgress | None) -> None:
+        h, w, c = pic.pixels.shape
+        self.factor = int(model.scale)
+        alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
+        super().__init__(h * self.factor, w * self.factor, c, alpha)
+        self.pixels, self.source_alpha = pic.pixels, pic.alpha
+        self.model, self.placement, self.tile, self.batch_size, self.progress = model, placement, tile, batch_size, progress
+
+    def produce(self, bits: int, with_alpha: bool, emit) -> None:
+        out_w, c = self.shape[1], self.shape[2]
+        dtype = np.uint16 if bits == 16 else np.uint8
+        band = np.empty((0, out_w, c), dtype)
+
+        def sink(row: int, col: int, block: torch.Tensor) -> None:
+            nonlocal band
+            rows, cols = block.shape[1], block.shape[2]
+            if band.shape[0] != rows:
+                band = np.empty((rows, out_w, c), dtype)
+            try:
+                quantise_into(band[:, col : col + cols], to_pixels(block[None], channels=c))
+            except ValueError:
+                raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
+            if col + cols == out_w:  # the window row is done
+                alpha = None
+                if with_alpha:
+                    alpha = np.empty((rows, out_w), dtype)
+                    quantise_into(alpha, resize_rows(self.source_alpha, self.factor, row, row + rows))
+                emit(row, band, alpha)
+
+        run_model(self.model, to_tensor(self.pixels, self.model), self.placement, tile=self.tile,
+                  batch_size=self.batch_size, progress=self.progress, sink=sink)
