@@ -1,6 +1,6 @@
 """Probe, not product: would int8 (VNNI) inference pay on this CPU, and does it agree with fp32?
 
-scenestyle does not run int8 yet. This measures torch's FX static quantisation (x86 backend,
+First, torch's own route for comparison: FX static quantisation (x86 backend,
 default qconfig: per-channel weights, histogram-calibrated activations) against a plain fp32 NCHW
 forward, one image per model, in one process:
 

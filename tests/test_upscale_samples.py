@@ -68,10 +68,34 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
 def test_same_size_big_upscales_stream_one_by_one_instead_of_sharing_a_float_batch():
     pics = [_picture(10, 12, 3, False, 8) for _ in range(3)]
     small = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=10**9)
-    big = dataclasses.replace(small, stream_pixels=480)  # the 20×24 results are "big"
+    big = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480)  # 20×24 results are "big"
     batched, streamed = small.many(pics), big.many(pics)
     assert [p.streamed for p in batched] == [False] * 3 and [p.streamed for p in streamed] == [True] * 3
-    assert not Processor(model=_upscaler(2), placement=FP32, task="style", stream_pixels=0)._streams(pics[0])
+
+
+@pytest.mark.parametrize("task,arch,kwargs,channels,alpha,strength", [
+    ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 3, True, 0.7),  # instance norms: whole-image statistics
+    ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 1, False, 1.0),  # grey photo, colour model
+    ("denoise", "DnCNN", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, False, 0.5),
+    ("denoise", "FFDNet", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, True, 0.8),  # strength scales σ instead
+])
+def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path: Path, task, arch, kwargs, channels, alpha, strength):
+    torch.manual_seed(0)
+    model = build(arch, **kwargs).eval()
+    pic = _picture(40, 52, channels, alpha, 8)
+    whole, streamed = (Processor(model=model, placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
+                       for n in (10**9, 0))
+    assert not whole.streamed and streamed.streamed and streamed.pixels.shape == pic.pixels.shape
+    write_picture(tmp_path / "whole.png", whole)
+    write_picture(tmp_path / "streamed.png", streamed)
+    a, b = read_picture(tmp_path / "whole.png"), read_picture(tmp_path / "streamed.png")
+    assert np.array_equal(a.pixels, b.pixels) and a.pixels.shape[2] == channels
+    assert (a.alpha is None) == (b.alpha is None) == (not alpha)
+    if alpha:
+        assert np.array_equal(a.alpha, b.alpha)
+    if strength < 1 and task != "denoise" or arch == "DnCNN":  # the blend really happened on the streamed path
+        plain = Processor(model=model, placement=FP32, task=task, tile=16, stream_pixels=10**9)(pic)
+        assert not np.allclose(plain.pixels, a.pixels, atol=1 / 255)
 
 
 def test_outscale_other_than_the_model_scale_keeps_the_float_path():
@@ -208,7 +232,7 @@ def test_nan_from_the_model_is_one_clear_error():
     proc = Processor(model=Broken(), placement=FP32, task="upscale", tile=8)
     with pytest.raises(ScenestyleError, match="NaN or infinite"):
         proc(_picture(10, 12, 3, False, 8))
-    streamed = dataclasses.replace(proc, stream_pixels=0)(_picture(10, 12, 3, False, 8))
+    streamed = Processor(model=Broken(), placement=FP32, task="upscale", tile=8, stream_pixels=0)(_picture(10, 12, 3, False, 8))
     with pytest.raises(ScenestyleError, match="^the model produced NaN"):  # its own words, not "cannot write"
         write_picture(Path("/tmp") / "scenestyle-nan-test.png", streamed)
     assert not list(Path("/tmp").glob("*scenestyle-nan-test.png*"))

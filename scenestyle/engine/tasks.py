@@ -32,10 +32,11 @@ from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, RowStream, materialise, quantise_into
 
 TileProgress = Callable[[int, int], None]
-# Upscales with at least this many output pixels are computed band by band while the writer
-# encodes them (nothing full-size in memory); smaller ones are computed into a sample buffer
-# so that encoding overlaps the next photo's compute.
+# Results with at least this many output pixels are computed band by band while the writer
+# encodes them (nothing full-size in memory). Smaller ones are computed whole (upscales straight
+# into a sample buffer), so that their encoding overlaps the next photo's compute.
 STREAM_PIXELS = 16_000_000
+NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an array
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Processor:
     noise_level: float | None = None  # noise-level denoisers: σ in [0, 1] units for every photo; None = estimate
     outscale: float | None = None  # upscale: final size factor (default: the model's scale)
     progress: TileProgress | None = None
-    stream_pixels: int | None = None  # upscales this big (output pixels) are computed while written; None = STREAM_PIXELS
+    stream_pixels: int | None = None  # results this big (output pixels) are computed while written; None = STREAM_PIXELS
 
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
@@ -86,19 +87,22 @@ class Processor:
         self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
         return dataclasses.replace(pic, notes=(*pic.notes, note))
 
-    def _upscale_stream(self, pic: Picture, m: nn.Module, placement: Placement) -> _UpscaleRows | None:
-        """An upscale at the model's own factor as a ``RowStream``; None when the float path is
-        needed (``--outscale``, or a one-channel model on a colour photo)."""
-        if self.task != "upscale" or (self.outscale is not None and self.outscale != m.scale) or (m.in_channels == 1 and pic.pixels.shape[2] == 3):
+    def _stream(self, pic: Picture, m: nn.Module, placement: Placement) -> _TiledRows | None:
+        """The model over ``pic`` as a ``RowStream``; None when the float path is needed
+        (``--outscale`` other than the model's scale, or a one-channel model on a colour photo)."""
+        if (self.task == "upscale" and self.outscale is not None and self.outscale != m.scale) or (m.in_channels == 1 and pic.pixels.shape[2] == 3):
             return None
-        return _UpscaleRows(pic, m, placement, self.tile, self.batch_size, self.progress)
+        blended = self.task != "upscale" and not self.takes_noise_level  # a noise-level denoiser took strength into σ
+        level = self.net.noise_level if self.takes_noise_level else None
+        prepare = (lambda: setattr(self.net, "noise_level", level)) if level is not None else None
+        return _TiledRows(pic, m, placement, self.tile, self.batch_size, self.progress,
+                          strength=self.strength if blended else 1.0, prepare=prepare)
 
     def _streams(self, pic: Picture) -> bool:
-        """True when an upscale of ``pic`` is big enough to be computed while it is written."""
-        if self.task != "upscale":
-            return False
+        """True when the result for ``pic`` is big enough to be computed while it is written."""
         h, w = pic.pixels.shape[:2]
-        return h * w * self.model.scale**2 >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
+        scale = self.model.scale if self.task == "upscale" else 1
+        return h * w * scale**2 >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
     def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
@@ -137,13 +141,13 @@ class Processor:
         model, placement, note = self.placed_for(pic.pixels)
         if note is not None:
             pic = dataclasses.replace(pic, notes=(*pic.notes, note))
-        stream = self._upscale_stream(pic, model, placement)
-        if stream is None:
-            return self._finish(pic, self._run(pic.pixels, model, placement))
-        if self._streams(pic):
+        stream = self._stream(pic, model, placement)
+        if stream is not None and self._streams(pic):
             return dataclasses.replace(pic, pixels=stream, alpha=None)  # computed as it is written
-        pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
-        return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
+        if stream is not None and self.task == "upscale":  # quantised block by block: no float copy
+            pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
+            return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
+        return self._finish(pic, self._run(pic.pixels, model, placement))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""
@@ -174,19 +178,25 @@ class Processor:
         return dataclasses.replace(pic, pixels=out, alpha=alpha)
 
 
-class _UpscaleRows(RowStream):
-    """An upscale at the model's own factor, run tile by tile: each finished window row of
-    output is quantised into a band and handed on, so no full-size float result exists
-    (a ×4 of a 20 MP photo is 3.8 GB as float). Alpha is resized band by band alongside."""
+class _TiledRows(RowStream):
+    """A model run tile by tile as a ``RowStream``: each finished window row of output is
+    blended over the photo (``strength``), quantised into a band and handed on, so no
+    full-size result exists (a ×4 upscale of a 20 MP photo is 3.8 GB as float). Alpha rides
+    along band by band, resized for an upscale."""
 
-    def __init__(self, pic: Picture, model: nn.Module, placement: Placement, tile: int | None,
-                 batch_size: int, progress: TileProgress | None) -> None:
+    def __init__(self, pic: Picture, model: nn.Module, placement: Placement, tile: int | None, batch_size: int,
+                 progress: TileProgress | None, strength: float = 1.0, prepare: Callable[[], None] | None = None) -> None:
         h, w, c = pic.pixels.shape
         self.factor = int(model.scale)
         alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
         super().__init__(h * self.factor, w * self.factor, c, alpha)
-        self.pixels, self.source_alpha = pic.pixels, pic.alpha
+        self.pixels, self.source_alpha, self.strength, self.prepare = pic.pixels, pic.alpha, strength, prepare
         self.model, self.placement, self.tile, self.batch_size, self.progress = model, placement, tile, batch_size, progress
+
+    def _alpha_rows(self, first: int, last: int) -> np.ndarray:
+        if self.factor == 1:
+            return self.source_alpha[first:last]
+        return resize_rows(self.source_alpha, self.factor, first, last)
 
     def produce(self, bits: int, with_alpha: bool, emit) -> None:
         out_w, c = self.shape[1], self.shape[2]
@@ -198,16 +208,21 @@ class _UpscaleRows(RowStream):
             rows, cols = block.shape[1], block.shape[2]
             if band.shape[0] != rows:
                 band = np.empty((rows, out_w, c), dtype)
+            out = to_pixels(block[None], channels=c)
+            if self.strength < 1.0:  # stylize/denoise only: the output lines up with the photo
+                out = blend(self.pixels[row : row + rows, col : col + cols], out, self.strength)
             try:
-                quantise_into(band[:, col : col + cols], to_pixels(block[None], channels=c))
+                quantise_into(band[:, col : col + cols], out)
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
             if col + cols == out_w:  # the window row is done
                 alpha = None
                 if with_alpha:
                     alpha = np.empty((rows, out_w), dtype)
-                    quantise_into(alpha, resize_rows(self.source_alpha, self.factor, row, row + rows))
+                    quantise_into(alpha, self._alpha_rows(row, row + rows))
                 emit(row, band, alpha)
 
+        if self.prepare is not None:
+            self.prepare()
         run_model(self.model, to_tensor(self.pixels, self.model), self.placement, tile=self.tile,
                   batch_size=self.batch_size, progress=self.progress, sink=sink)

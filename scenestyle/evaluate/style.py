@@ -132,13 +132,14 @@ def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
 def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: int | None, offline: bool):
     """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
     from scenestyle.engine.device import choose_placement, prepare
-    from scenestyle.engine.tasks import Processor
+    from scenestyle.engine.tasks import NEVER, Processor
     from scenestyle.imaging import Picture
     from scenestyle.loading import load_model
 
     loaded = load_model(spec, arch=arch, task="style", offline=offline)
     placement = choose_placement(device, precision, model=loaded.module)
-    proc = Processor(model=prepare(loaded.module, placement), placement=placement, task="style", tile=tile)
+    proc = Processor(model=prepare(loaded.module, placement), placement=placement, task="style", tile=tile,
+                     stream_pixels=NEVER)  # the scores need the result as an array, whatever its size
 
     def run(img: np.ndarray) -> np.ndarray:
         pic = Picture(pixels=img.astype(np.float32) / 255.0, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
