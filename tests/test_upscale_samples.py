@@ -248,3 +248,27 @@ def test_opaque_integer_alpha_is_dropped_for_jpeg_and_transparent_refused(tmp_pa
     with pytest.raises(ScenestyleError, match="no transparency"):
         write_picture(tmp_path / "no.jpg", dataclasses.replace(pic))
     assert not (tmp_path / "no.jpg").exists()
+
+
+@pytest.mark.parametrize("kind", ["PngWriter", "TiffWriter", "JpegWriter"])
+def test_disk_full_in_the_middle_of_a_stream_is_one_line_and_leaves_the_old_file(tmp_path: Path, monkeypatch, kind):
+    import errno
+
+    writer = getattr(_writers, kind)
+    real, calls = writer._write, []
+
+    def full_on_second_band(self, rows):
+        calls.append(rows.shape[0])
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, rows)
+
+    monkeypatch.setattr(writer, "_write", full_on_second_band)
+    out = tmp_path / f"out.{ {'PngWriter': 'png', 'TiffWriter': 'tif', 'JpegWriter': 'jpg'}[kind] }"
+    out.write_bytes(b"previous result")
+    samples = np.zeros((40, 24, 3), np.uint8)
+    with pytest.raises(ScenestyleError) as info:
+        write_picture(out, _stream_picture(_Bands(samples, 8)))
+    assert "no space left" in str(info.value) and "\n" not in str(info.value) and len(calls) == 2
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]

@@ -156,7 +156,7 @@ class Processor:
                      or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
                      or self.takes_noise_level  # one noise level per image
                      or self.fallback is not None  # int8 is fitted per image
-                     or self._streams(pics[0]))  # a big upscale is written while computed, one by one
+                     or self._streams(pics[0]))  # a big result is written while computed, one by one
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, m) for p in pics])
