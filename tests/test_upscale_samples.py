@@ -98,10 +98,23 @@ def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path
         assert not np.allclose(plain.pixels, a.pixels, atol=1 / 255)
 
 
-def test_outscale_other_than_the_model_scale_keeps_the_float_path():
-    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, outscale=3.0)
-    out = proc(_picture(10, 12, 3, False, 8))
-    assert out.pixels.dtype == np.float32 and out.pixels.shape == (30, 36, 3)
+@pytest.mark.parametrize("outscale", [3.0, 1.5, 0.7])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, outscale, streamed):
+    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, outscale=outscale,
+                     stream_pixels=0 if streamed else 10**9)
+    pic = _picture(21, 30, 3, True, 8)
+    out = proc(pic)
+    th, tw = round(21 * outscale), round(30 * outscale)
+    assert out.streamed == streamed and out.pixels.shape == (th, tw, 3)
+    write_picture(tmp_path / "banded.png", out)
+    whole = proc._finish(pic, proc._run(pic.pixels, proc.model, FP32))  # model output whole, then F.interpolate
+    write_picture(tmp_path / "whole.png", whole)
+    a, b = read_picture(tmp_path / "banded.png"), read_picture(tmp_path / "whole.png")
+    for x, y in ((a.pixels, b.pixels), (a.alpha, b.alpha)):
+        diff = np.abs(x - y) * 255
+        assert diff.max() <= 1.01 and (diff > 0.5).mean() < 0.01  # float rounding may flip a rare sample by one level
+
 
 
 def test_rgbx_buffer_is_wrapped_by_pillow_without_a_copy():
@@ -272,3 +285,32 @@ def test_disk_full_in_the_middle_of_a_stream_is_one_line_and_leaves_the_old_file
     assert "no space left" in str(info.value) and "\n" not in str(info.value) and len(calls) == 2
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+
+
+class _OOMOnce(torch.nn.Module):
+    """Wraps a model and raises CUDA out-of-memory on its ``fail_on``-th forward, once."""
+
+    def __init__(self, inner: torch.nn.Module, fail_on: int):
+        super().__init__()
+        self.inner, self.fail_on, self.calls = inner, fail_on, 0
+        for k in ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range"):
+            setattr(self, k, getattr(inner, k))
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("outscale", [None, 1.5])
+def test_a_stream_that_restarts_after_out_of_memory_writes_the_clean_runs_file(tmp_path: Path, outscale):
+    inner = _upscaler(2)
+    flaky = _OOMOnce(inner, fail_on=5)  # in the second window row of 32-px tiles: rows were already written
+    pic = _picture(72, 80, 3, True, 8)
+    streamed = Processor(model=flaky, placement=FP32, task="upscale", tile=32, outscale=outscale, stream_pixels=0)(pic)
+    write_picture(tmp_path / "restarted.png", streamed)
+    assert flaky.calls > 5  # it failed, then ran again with 16-px tiles
+    clean = Processor(model=inner, placement=FP32, task="upscale", tile=16, outscale=outscale, stream_pixels=0)(pic)
+    write_picture(tmp_path / "clean.png", clean)
+    assert (tmp_path / "restarted.png").read_bytes() == (tmp_path / "clean.png").read_bytes()

@@ -27,6 +27,7 @@ from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_
 from scenestyle.engine.device import AGREEMENT_DB, Placement
 from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
 from scenestyle.engine.noise import estimate_noise
+from scenestyle.engine.resample import BandResizer, resize_band
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, RowStream, materialise, quantise_into
@@ -88,21 +89,28 @@ class Processor:
         return dataclasses.replace(pic, notes=(*pic.notes, note))
 
     def _stream(self, pic: Picture, m: nn.Module, placement: Placement) -> _TiledRows | None:
-        """The model over ``pic`` as a ``RowStream``; None when the float path is needed
-        (``--outscale`` other than the model's scale, or a one-channel model on a colour photo)."""
-        if (self.task == "upscale" and self.outscale is not None and self.outscale != m.scale) or (m.in_channels == 1 and pic.pixels.shape[2] == 3):
+        """The model over ``pic`` as a ``RowStream``; None when the float path is needed (a
+        one-channel model on a colour photo runs once per channel)."""
+        if m.in_channels == 1 and pic.pixels.shape[2] == 3:
             return None
         blended = self.task != "upscale" and not self.takes_noise_level  # a noise-level denoiser took strength into σ
         level = self.net.noise_level if self.takes_noise_level else None
         prepare = (lambda: setattr(self.net, "noise_level", level)) if level is not None else None
         return _TiledRows(pic, m, placement, self.tile, self.batch_size, self.progress,
-                          strength=self.strength if blended else 1.0, prepare=prepare)
+                          strength=self.strength if blended else 1.0, prepare=prepare, size=self._out_size(pic))
+
+    def _out_size(self, pic: Picture) -> tuple[int, int]:
+        """(height, width) of the result for ``pic``."""
+        h, w = pic.pixels.shape[:2]
+        if self.task != "upscale":
+            return h, w
+        factor = self.outscale if self.outscale is not None else float(self.model.scale)
+        return max(1, round(h * factor)), max(1, round(w * factor))
 
     def _streams(self, pic: Picture) -> bool:
         """True when the result for ``pic`` is big enough to be computed while it is written."""
-        h, w = pic.pixels.shape[:2]
-        scale = self.model.scale if self.task == "upscale" else 1
-        return h * w * scale**2 >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
+        th, tw = self._out_size(pic)
+        return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
     def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
@@ -166,9 +174,7 @@ class Processor:
     def _finish(self, pic: Picture, out: np.ndarray) -> Picture:
         alpha = pic.alpha
         if self.task == "upscale":
-            factor = self.outscale if self.outscale is not None else float(self.model.scale)
-            h, w = pic.pixels.shape[:2]
-            th, tw = max(1, round(h * factor)), max(1, round(w * factor))
+            th, tw = self._out_size(pic)
             if out.shape[:2] != (th, tw):
                 out = resize(out, th, tw)
             if alpha is not None:
@@ -180,47 +186,68 @@ class Processor:
 
 class _TiledRows(RowStream):
     """A model run tile by tile as a ``RowStream``: each finished window row of output is
-    blended over the photo (``strength``), quantised into a band and handed on, so no
-    full-size result exists (a ×4 upscale of a 20 MP photo is 3.8 GB as float). Alpha rides
-    along band by band, resized for an upscale."""
+    blended over the photo (``strength``) or resized to ``size`` (``--outscale``), quantised
+    into a band and handed on, so no full-size result exists (a ×4 upscale of a 20 MP photo is
+    3.8 GB as float). Alpha rides along band by band, resized for an upscale."""
 
     def __init__(self, pic: Picture, model: nn.Module, placement: Placement, tile: int | None, batch_size: int,
-                 progress: TileProgress | None, strength: float = 1.0, prepare: Callable[[], None] | None = None) -> None:
+                 progress: TileProgress | None, strength: float = 1.0, prepare: Callable[[], None] | None = None,
+                 size: tuple[int, int] | None = None) -> None:
         h, w, c = pic.pixels.shape
         self.factor = int(model.scale)
+        self.model_size = (h * self.factor, w * self.factor)
         alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
-        super().__init__(h * self.factor, w * self.factor, c, alpha)
+        super().__init__(*(size or self.model_size), c, alpha)
         self.pixels, self.source_alpha, self.strength, self.prepare = pic.pixels, pic.alpha, strength, prepare
         self.model, self.placement, self.tile, self.batch_size, self.progress = model, placement, tile, batch_size, progress
 
     def _alpha_rows(self, first: int, last: int) -> np.ndarray:
+        if self.shape[:2] != self.model_size:
+            return resize_band(self.source_alpha, self.shape[0], self.shape[1], first, last)
         if self.factor == 1:
             return self.source_alpha[first:last]
         return resize_rows(self.source_alpha, self.factor, first, last)
 
     def produce(self, bits: int, with_alpha: bool, emit) -> None:
-        out_w, c = self.shape[1], self.shape[2]
+        model_w, c = self.model_size[1], self.shape[2]
+        resizing = self.shape[:2] != self.model_size
         dtype = np.uint16 if bits == 16 else np.uint8
-        band = np.empty((0, out_w, c), dtype)
+        band = np.empty((0, model_w, c), np.float32 if resizing else dtype)  # one window row of model output
+        resizer: BandResizer | None = None
+
+        def hand_on(row: int, samples: np.ndarray) -> None:
+            alpha = None
+            if with_alpha:
+                alpha = np.empty(samples.shape[:2], dtype)
+                quantise_into(alpha, self._alpha_rows(row, row + samples.shape[0]))
+            emit(row, samples, alpha)
 
         def sink(row: int, col: int, block: torch.Tensor) -> None:
-            nonlocal band
+            nonlocal band, resizer
             rows, cols = block.shape[1], block.shape[2]
             if band.shape[0] != rows:
-                band = np.empty((rows, out_w, c), dtype)
+                band = np.empty((rows, model_w, c), band.dtype)
             out = to_pixels(block[None], channels=c)
             if self.strength < 1.0:  # stylize/denoise only: the output lines up with the photo
                 out = blend(self.pixels[row : row + rows, col : col + cols], out, self.strength)
             try:
-                quantise_into(band[:, col : col + cols], out)
+                if resizing:
+                    band[:, col : col + cols] = out
+                else:
+                    quantise_into(band[:, col : col + cols], out)
+                if col + cols < model_w:
+                    return
+                if not resizing:  # the window row is done
+                    hand_on(row, band)
+                    return
+                if row == 0:  # the first window row, or the run started over
+                    resizer = BandResizer(*self.model_size, *self.shape[:2])
+                for first, resized in resizer.feed(band):
+                    samples = np.empty(resized.shape, dtype)
+                    quantise_into(samples, resized)
+                    hand_on(first, samples)
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
-            if col + cols == out_w:  # the window row is done
-                alpha = None
-                if with_alpha:
-                    alpha = np.empty((rows, out_w), dtype)
-                    quantise_into(alpha, self._alpha_rows(row, row + rows))
-                emit(row, band, alpha)
 
         if self.prepare is not None:
             self.prepare()
