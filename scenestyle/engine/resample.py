@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 _A = -0.5
 
@@ -63,8 +64,7 @@ class BandResizer:
     clipped to [0, 1] like ``convert.resize``."""
 
     def __init__(self, in_h: int, in_w: int, out_h: int, out_w: int) -> None:
-        self.in_h, self.out_h = in_h, out_h
-        self.col_first, self.col_w = axis_weights(in_w, out_w)
+        self.in_h, self.out_h, self.out_w = in_h, out_h, out_w
         self.row_first, self.row_w = axis_weights(in_h, out_h)
         nz = self.row_w != 0
         # one past the last input row each output row reads (made non-decreasing, to search it)
@@ -76,7 +76,11 @@ class BandResizer:
 
     def feed(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """Take the next input rows (r×W×C float); yield the output rows they complete."""
-        x = _apply(torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)), self.col_first, self.col_w, 1)
+        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).permute(2, 0, 1)[None]
+        # whole rows: torch's own kernel does the columns with exactly these weights (the rows'
+        # pass is the identity at an unchanged height)
+        x = F.interpolate(x, size=(x.shape[2], self.out_w), mode="bicubic", align_corners=False, antialias=True)
+        x = x[0].permute(1, 2, 0).contiguous()
         self.held = x if self.held.shape[0] == 0 else torch.cat([self.held, x])
         self.received += rows.shape[0]
         ready = int(np.searchsorted(self.row_end, self.received, side="right"))  # rows whose inputs have all arrived

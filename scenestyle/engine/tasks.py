@@ -37,6 +37,7 @@ TileProgress = Callable[[int, int], None]
 # encodes them (nothing full-size in memory). Smaller ones are computed whole (upscales straight
 # into a sample buffer), so that their encoding overlaps the next photo's compute.
 STREAM_PIXELS = 16_000_000
+FEED_ROWS = 128  # model-output rows handed to an --outscale resize at a time
 NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an array
 
 
@@ -242,10 +243,11 @@ class _TiledRows(RowStream):
                     return
                 if row == 0:  # the first window row, or the run started over
                     resizer = BandResizer(*self.model_size, *self.shape[:2])
-                for first, resized in resizer.feed(band):
-                    samples = np.empty(resized.shape, dtype)
-                    quantise_into(samples, resized)
-                    hand_on(first, samples)
+                for r in range(0, rows, FEED_ROWS):  # in pieces: the resize's temporaries stay small
+                    for first, resized in resizer.feed(band[r : r + FEED_ROWS]):
+                        samples = np.empty(resized.shape, dtype)
+                        quantise_into(samples, resized)
+                        hand_on(first, samples)
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
 
