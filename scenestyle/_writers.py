@@ -77,25 +77,31 @@ def _strip_exif_header(exif: bytes) -> bytes:
 def _filter_rows(rows: np.ndarray, bpp: int, prev_row: np.ndarray | None) -> np.ndarray:
     """PNG-filter uint8 scanlines (h×n) choosing per row the filter with the smallest sum of
     absolute signed residuals (the heuristic libpng uses); ``prev_row`` is the scanline
-    above the first (None at the top of the image); returns h×(n+1)."""
-    x = rows.astype(np.int16)
-    prev = np.zeros_like(x)
+    above the first (None at the top of the image); returns h×(n+1). Residuals are uint8
+    arithmetic, which wraps modulo 256 as PNG's does; only Paeth's comparisons need int16."""
+    x = rows
+    h, n = x.shape
+    prev = np.empty_like(x)
     prev[1:] = x[:-1]
-    if prev_row is not None:
-        prev[0] = prev_row
+    prev[0] = 0 if prev_row is None else prev_row
     left = np.zeros_like(x)
     left[:, bpp:] = x[:, :-bpp]
     upleft = np.zeros_like(x)
     upleft[:, bpp:] = prev[:, :-bpp]
-    p = left + prev - upleft
-    pa, pb, pc = np.abs(p - left), np.abs(p - prev), np.abs(p - upleft)
+    a, b, c = left.astype(np.int16), prev.astype(np.int16), upleft.astype(np.int16)
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)  # |p - left|, |p - up|, |p - upleft|
     paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prev, upleft))
-    candidates = np.stack([x, x - left, x - prev, x - (left + prev) // 2, x - paeth]).astype(np.uint8)
-    cost = np.abs(candidates.view(np.int8).astype(np.int32)).sum(axis=2)
+    candidates = np.empty((5, h, n), np.uint8)
+    candidates[0] = x
+    np.subtract(x, left, out=candidates[1])
+    np.subtract(x, prev, out=candidates[2])
+    np.subtract(x, (left & prev) + ((left ^ prev) >> 1), out=candidates[3])  # floor((left + up) / 2) in 8 bits
+    np.subtract(x, paeth, out=candidates[4])
+    cost = np.abs(candidates.view(np.int8)).view(np.uint8).sum(axis=2, dtype=np.uint32)  # |-128| = 128 as uint8
     best = cost.argmin(axis=0)
-    out = np.empty((x.shape[0], x.shape[1] + 1), np.uint8)
+    out = np.empty((h, n + 1), np.uint8)
     out[:, 0] = best
-    out[:, 1:] = candidates[best, np.arange(x.shape[0])]
+    out[:, 1:] = candidates[best, np.arange(h)]
     return out
 
 
