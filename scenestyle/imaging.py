@@ -15,6 +15,7 @@ import struct
 import tempfile
 import threading
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -404,19 +405,36 @@ def _write_stream(path: Path, pic: Picture, fmt: str, quality: int) -> None:
     def encode(f: BinaryIO) -> None:
         start = f.tell()
         writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
+        handed = 0  # rows handed to the writer so far (it may still be encoding the last band)
+        pending: Future | None = None
 
-        def emit(row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
-            nonlocal writer
-            if row != writer.rows_written:
-                if row != 0:
-                    raise ValueError(f"rows from {row} came after {writer.rows_written} rows")
-                f.seek(start)  # the computation started over
-                f.truncate()
-                writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
-            samples = np.concatenate([colour, alpha[..., None]], axis=2) if keep_alpha else colour
-            writer.write(_tiff_ready(samples) if fmt == "TIFF" else samples)
+        def settle() -> None:
+            nonlocal pending
+            if pending is not None:
+                done, pending = pending, None
+                done.result()
 
-        stream.produce(bits, keep_alpha, emit)
+        # One band is encoded on a thread while the next is computed (zlib, numpy and Pillow's
+        # encoder release the GIL); at most one is in flight, so memory grows by one band.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+
+            def emit(row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+                nonlocal writer, handed, pending
+                if row != handed:
+                    if row != 0:
+                        raise ValueError(f"rows from {row} came after {handed} rows")
+                    settle()
+                    f.seek(start)  # the computation started over
+                    f.truncate()
+                    writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
+                # a copy: the producer reuses its band for the next rows
+                samples = np.concatenate([colour, alpha[..., None]], axis=2) if keep_alpha else colour.copy()
+                settle()
+                pending = pool.submit(writer.write, _tiff_ready(samples) if fmt == "TIFF" else samples)
+                handed = row + samples.shape[0]
+
+            stream.produce(bits, keep_alpha, emit)
+            settle()
         writer.close()
 
     _atomic_write(path, encode)

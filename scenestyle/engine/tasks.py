@@ -213,7 +213,9 @@ class _TiledRows(RowStream):
         model_w, c = self.model_size[1], self.shape[2]
         resizing = self.shape[:2] != self.model_size
         dtype = np.uint16 if bits == 16 else np.uint8
-        band = np.empty((0, model_w, c), np.float32 if resizing else dtype)  # one window row of model output
+        # one window row of model output, quantised; 16-bit before a resize (half the memory of
+        # float32, and 1/65535 steps stay far below the final 8/16-bit quantisation)
+        band = np.empty((0, model_w, c), np.uint16 if resizing else dtype)
         resizer: BandResizer | None = None
 
         def hand_on(row: int, samples: np.ndarray) -> None:
@@ -232,10 +234,7 @@ class _TiledRows(RowStream):
             if self.strength < 1.0:  # stylize/denoise only: the output lines up with the photo
                 out = blend(self.pixels[row : row + rows, col : col + cols], out, self.strength)
             try:
-                if resizing:
-                    band[:, col : col + cols] = out
-                else:
-                    quantise_into(band[:, col : col + cols], out)
+                quantise_into(band[:, col : col + cols], out)
                 if col + cols < model_w:
                     return
                 if not resizing:  # the window row is done
@@ -244,7 +243,7 @@ class _TiledRows(RowStream):
                 if row == 0:  # the first window row, or the run started over
                     resizer = BandResizer(*self.model_size, *self.shape[:2])
                 for r in range(0, rows, FEED_ROWS):  # in pieces: the resize's temporaries stay small
-                    for first, resized in resizer.feed(band[r : r + FEED_ROWS]):
+                    for first, resized in resizer.feed(band[r : r + FEED_ROWS].astype(np.float32) / 65535):
                         samples = np.empty(resized.shape, dtype)
                         quantise_into(samples, resized)
                         hand_on(first, samples)
