@@ -70,6 +70,48 @@ def write_array(writer: RowWriter, samples: np.ndarray, block_bytes: int = 1 << 
     writer.close()
 
 
+class _StripWriter(RowWriter):
+    """A RowWriter whose format is encoded in strips of ``strip_rows`` rows (the last may be
+    shorter): rows are gathered, copied, until a strip is whole, then go to ``_strip``."""
+
+    strip_rows: int  # set by the subclass
+
+    def __init__(self, f: BinaryIO, height: int, width: int, channels: int, dtype: np.dtype) -> None:
+        super().__init__(f, height, width, channels, dtype)
+        self._pending: list[np.ndarray] = []
+        self._gathered = 0
+
+    def _write(self, rows: np.ndarray) -> None:
+        while rows.shape[0]:
+            take = min(rows.shape[0], self.strip_rows - self._gathered)
+            self._pending.append(np.array(rows[:take]))  # a copy: the caller reuses its band
+            self._gathered += take
+            rows = rows[take:]
+            if self._gathered == self.strip_rows:
+                self._next_strip()
+
+    def _next_strip(self) -> None:
+        strip = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._gathered = [], 0
+        self._strip(strip)
+
+    def _close(self) -> None:
+        if self._gathered:
+            self._next_strip()
+        self._finish()
+
+    def _strip(self, rows: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+
+def jpeg_subsampling(quality: int) -> int:
+    """Pillow's JPEG ``subsampling`` for colour at ``quality``: none (4:4:4) from 90 up, else 4:2:0."""
+    return 0 if quality >= 90 else 2
+
+
 def _strip_exif_header(exif: bytes) -> bytes:
     return exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
 
@@ -149,7 +191,7 @@ class PngWriter(RowWriter):
         self.f.write(_chunk(b"IDAT", self.compressor.flush()) + _chunk(b"IEND", b""))
 
 
-class TiffWriter(RowWriter):
+class TiffWriter(_StripWriter):
     """uint8/uint16 grey, RGB or RGBA (grey+alpha at 8 bits only, which is all Pillow reads
     back) little-endian TIFF, deflate-compressed strips, unassociated alpha. The IFD's size
     does not depend on the strip offsets: a placeholder goes first, the real one over it at
@@ -161,18 +203,16 @@ class TiffWriter(RowWriter):
         bits = 8 * self.dtype.itemsize
         if self.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4) or (channels == 2 and bits == 16):
             raise ValueError(f"TIFF cannot hold {channels} channels of {self.dtype} here")
-        self.rows_per_strip = max(1, TIFF_STRIP_BYTES // max(1, width * channels * bits // 8))
+        self.strip_rows = max(1, TIFF_STRIP_BYTES // max(1, width * channels * bits // 8))
         self.sample = "<u2" if bits == 16 else "u1"
-        self.ifd = _tiff_ifd(width, height, channels, bits, self.rows_per_strip, icc_profile, exif)
-        n_strips = -(-height // self.rows_per_strip)
+        self.ifd = _tiff_ifd(width, height, channels, bits, self.strip_rows, icc_profile, exif)
+        n_strips = -(-height // self.strip_rows)
         self.base = f.tell()
         self.placeholder = self._directory((0,) * n_strips, (0,) * n_strips)
         f.write(b"II*\x00" + struct.pack("<L", 8) + self.placeholder)
         self.offsets: list[int] = []
         self.counts: list[int] = []
         self.at = 0  # bytes of strips so far, counted from the end of the placeholder
-        self.pending: list[bytes] = []  # rows of the strip being gathered
-        self.pending_rows = 0
 
     def _directory(self, offsets: tuple[int, ...], counts: tuple[int, ...]) -> bytes:
         # tobytes() adds the end of the IFD and its out-of-line values to every strip offset
@@ -180,26 +220,14 @@ class TiffWriter(RowWriter):
         self.ifd.tagtype[273] = self.ifd.tagtype[279] = TiffTags.LONG
         return self.ifd.tobytes(8)
 
-    def _write(self, rows: np.ndarray) -> None:
-        while rows.shape[0]:
-            take = min(rows.shape[0], self.rows_per_strip - self.pending_rows)
-            self.pending.append(np.ascontiguousarray(rows[:take], dtype=self.sample).tobytes())  # a copy: the caller reuses its band
-            self.pending_rows += take
-            rows = rows[take:]
-            if self.pending_rows == self.rows_per_strip:
-                self._flush()
-
-    def _flush(self) -> None:
-        strip = zlib.compress(b"".join(self.pending), 6)
+    def _strip(self, rows: np.ndarray) -> None:
+        strip = zlib.compress(np.ascontiguousarray(rows, dtype=self.sample).tobytes(), 6)
         self.offsets.append(self.at)
         self.counts.append(len(strip))
         self.at += len(strip)
         self.f.write(strip)
-        self.pending, self.pending_rows = [], 0
 
-    def _close(self) -> None:
-        if self.pending_rows:
-            self._flush()
+    def _finish(self) -> None:
         end = self.f.tell()
         final = self._directory(tuple(self.offsets), tuple(self.counts))
         assert len(final) == len(self.placeholder)
@@ -255,7 +283,7 @@ def _jpeg_parts(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
             return segments, data[i:-2]
 
 
-class JpegWriter(RowWriter):
+class JpegWriter(_StripWriter):
     """8-bit grey or RGB baseline JPEG: Pillow encodes strips of whole MCU rows and their
     scans are joined with restart markers (the restart interval is one strip)."""
 
@@ -268,8 +296,8 @@ class JpegWriter(RowWriter):
             raise ValueError(f"JPEG cannot hold {width}x{height}: its sides stop at {JPEG_MAX_SIDE} px; use PNG or TIFF")
         self.options: dict[str, object] = {"quality": quality}
         if channels == 3:
-            self.options["subsampling"] = 0 if quality >= 90 else 2  # 4:4:4 / 4:2:0
-        mcu = 16 if channels == 3 and quality < 90 else 8
+            self.options["subsampling"] = jpeg_subsampling(quality)
+        mcu = 16 if self.options.get("subsampling") == 2 else 8  # 4:2:0 halves chroma both ways
         mcu_columns = -(-width // mcu)
         by_bytes = max(1, JPEG_STRIP_BYTES // max(1, width * channels) // mcu)
         self.mcu_rows = min(by_bytes, max(1, 0xFFFF // mcu_columns))  # the restart interval is 16-bit
@@ -278,21 +306,8 @@ class JpegWriter(RowWriter):
         self.header_options = {k: v for k, v in (("icc_profile", icc_profile), ("exif", exif)) if v}
         self.tables: list[bytes] | None = None  # the first strip's quantisation and Huffman tables
         self.strips = 0
-        self.pending: list[np.ndarray] = []
-        self.pending_rows = 0
 
-    def _write(self, rows: np.ndarray) -> None:
-        while rows.shape[0]:
-            take = min(rows.shape[0], self.strip_rows - self.pending_rows)
-            self.pending.append(np.array(rows[:take]))  # a copy: the caller reuses its band
-            self.pending_rows += take
-            rows = rows[take:]
-            if self.pending_rows == self.strip_rows:
-                self._flush()
-
-    def _flush(self) -> None:
-        strip = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        self.pending, self.pending_rows = [], 0
+    def _strip(self, strip: np.ndarray) -> None:
         im = Image.fromarray(strip[..., 0] if self.channels == 1 else strip, "L" if self.channels == 1 else "RGB")
         buf = io.BytesIO()
         im.save(buf, format="JPEG", **self.options, **(self.header_options if self.strips == 0 else {}))
@@ -316,9 +331,7 @@ class JpegWriter(RowWriter):
         self.f.write(scan)
         self.strips += 1
 
-    def _close(self) -> None:
-        if self.pending_rows:
-            self._flush()
+    def _finish(self) -> None:
         self.f.write(_EOI)
 
 
@@ -326,4 +339,4 @@ WRITERS = {"PNG": PngWriter, "TIFF": TiffWriter, "JPEG": JpegWriter}
 
 
 __all__ = ["FILTER_BLOCK_BYTES", "JPEG_STRIP_BYTES", "TIFF_STRIP_BYTES", "JpegWriter", "PngWriter",
-           "RowWriter", "TiffWriter", "WRITERS", "write_array"]
+           "RowWriter", "TiffWriter", "WRITERS", "jpeg_subsampling", "write_array"]

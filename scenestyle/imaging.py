@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from scenestyle import _png16
-from scenestyle._writers import JPEG_MAX_SIDE, WRITERS, PngWriter, TiffWriter, write_array
+from scenestyle._writers import JPEG_MAX_SIDE, WRITERS, PngWriter, TiffWriter, jpeg_subsampling, write_array
 from scenestyle.errors import InputImageError, OutputError, ScenestyleError, UsageError
 
 DEFAULT_MAX_PIXELS = 200_000_000
@@ -555,7 +555,7 @@ def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: Binary
     if pic.exif:
         options["exif"] = pic.exif
     if fmt == "JPEG":
-        options.update(quality=quality, subsampling=0 if quality >= 90 else 2)
+        options.update(quality=quality, subsampling=jpeg_subsampling(quality))
     elif fmt == "WEBP":
         options.update(quality=quality)
         if mode in ("L", "LA", "RGBX"):

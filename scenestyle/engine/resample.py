@@ -44,18 +44,24 @@ def axis_weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return first, w.astype(np.float32)
 
 
-def _apply(x: torch.Tensor, first: np.ndarray, w: np.ndarray, dim: int) -> torch.Tensor:
-    """Σ_t w[:, t] · x[first + t] along ``dim`` (0 = rows, 1 = columns) of an R×C×K tensor."""
-    size = x.shape[dim]
+def _rows(x: torch.Tensor, first: np.ndarray, w: np.ndarray) -> torch.Tensor:
+    """Σ_t w[:, t] · x[first + t]: output rows from the R×C×K tensor ``x``'s rows."""
     out = None
     for t in range(w.shape[1]):
         wt = torch.from_numpy(np.ascontiguousarray(w[:, t]))
         if not wt.any():
             continue
-        idx = torch.from_numpy(np.minimum(first + t, size - 1))
-        term = x.index_select(dim, idx) * (wt[:, None, None] if dim == 0 else wt[None, :, None])
+        term = x.index_select(0, torch.from_numpy(np.minimum(first + t, x.shape[0] - 1))) * wt[:, None, None]
         out = term if out is None else out.add_(term)
     return out
+
+
+def _columns(rows: np.ndarray, out_w: int) -> torch.Tensor:
+    """Whole rows (r×W×C) resized to ``out_w`` columns by torch's own kernel, with exactly
+    ``axis_weights``' weights (its pass over the rows is the identity at an unchanged height)."""
+    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = F.interpolate(x, size=(x.shape[2], out_w), mode="bicubic", align_corners=False, antialias=True)
+    return x[0].permute(1, 2, 0).contiguous()
 
 
 class BandResizer:
@@ -76,11 +82,7 @@ class BandResizer:
 
     def feed(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         """Take the next input rows (r×W×C float); yield the output rows they complete."""
-        x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).permute(2, 0, 1)[None]
-        # whole rows: torch's own kernel does the columns with exactly these weights (the rows'
-        # pass is the identity at an unchanged height)
-        x = F.interpolate(x, size=(x.shape[2], self.out_w), mode="bicubic", align_corners=False, antialias=True)
-        x = x[0].permute(1, 2, 0).contiguous()
+        x = _columns(rows, self.out_w)
         self.held = x if self.held.shape[0] == 0 else torch.cat([self.held, x])
         self.received += rows.shape[0]
         ready = int(np.searchsorted(self.row_end, self.received, side="right"))  # rows whose inputs have all arrived
@@ -88,7 +90,7 @@ class BandResizer:
             ready = self.out_h
         if ready > self.made:
             first = self.row_first[self.made : ready] - self.held_from
-            out = _apply(self.held, first, self.row_w[self.made : ready], 0).clamp_(0, 1)
+            out = _rows(self.held, first, self.row_w[self.made : ready]).clamp_(0, 1)
             yield self.made, out.numpy()
             self.made = ready
             keep = int(self.row_first[ready]) if ready < self.out_h else self.received
@@ -102,9 +104,7 @@ def resize_band(src: np.ndarray, out_h: int, out_w: int, first: int, last: int) 
     squeeze = src.ndim == 2
     arr = src[..., None] if squeeze else src
     row_first, row_w = axis_weights(arr.shape[0], out_h)
-    col_first, col_w = axis_weights(arr.shape[1], out_w)
     lo = int(row_first[first])
     hi = min(arr.shape[0], int(row_first[last - 1]) + row_w.shape[1])
-    x = _apply(torch.from_numpy(np.ascontiguousarray(arr[lo:hi], dtype=np.float32)), col_first, col_w, 1)
-    out = _apply(x, row_first[first:last] - lo, row_w[first:last], 0).clamp_(0, 1).numpy()
+    out = _rows(_columns(arr[lo:hi], out_w), row_first[first:last] - lo, row_w[first:last]).clamp_(0, 1).numpy()
     return out[..., 0] if squeeze else out
