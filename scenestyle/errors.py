@@ -3,7 +3,8 @@
 Exit codes (documented in the README):
   0 every input processed, 1 at least one input failed, 2 usage error (bad flag, bad path,
   nothing to do), 3 weights error (missing, tampered, wrong architecture, offline with an
-  empty cache), 4 output error (folder not writable, disk full), 130 interrupted.
+  empty cache), 4 output error (folder not writable, disk full), 130 interrupted (143 when
+  by SIGTERM).
 """
 
 from __future__ import annotations
@@ -37,3 +38,9 @@ class OutputError(ScenestyleError):
     """An output cannot be written (read-only folder, disk full, would overwrite an input)."""
 
     exit_code = 4
+
+
+class Interrupted(ScenestyleError):
+    """Ctrl-C (or SIGTERM) stopped a batch; ``str(err)`` says what was finished."""
+
+    exit_code = 130

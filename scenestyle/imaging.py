@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 import tempfile
 import threading
@@ -26,6 +27,11 @@ from PIL import Image, UnidentifiedImageError
 from scenestyle import _png16
 from scenestyle._writers import JPEG_MAX_SIDE, WRITERS, PngWriter, TiffWriter, jpeg_subsampling, write_array
 from scenestyle.errors import InputImageError, OutputError, ScenestyleError, UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; stale temp files are then removed unconditionally
+    fcntl = None  # type: ignore[assignment]
 
 DEFAULT_MAX_PIXELS = 200_000_000
 OUTPUT_FORMATS = ("jpeg", "png", "webp", "tiff")
@@ -563,12 +569,19 @@ def _encode(samples: np.ndarray, pic: Picture, fmt: str, quality: int, f: Binary
     im.save(f, format=fmt, **options)
 
 
+TEMP_SUFFIX = ".tmp"
+# tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX): eight characters of its alphabet in between.
+_TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+
+
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """``write(f)`` into a temp file beside ``path``, fsync, rename; no partial file on any failure."""
     folder = path.parent
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=folder)
+        if fcntl is not None:  # held until closed or the process dies: marks the temp file as live
+            fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -589,6 +602,41 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if isinstance(exc, Exception):
             raise OutputError(f"cannot write {path}: {_one_line(exc)}") from None
         raise
+
+
+def remove_stale_temps(folder: Path, names: set[str]) -> list[Path]:
+    """Delete the temp files that ``_atomic_write`` left in ``folder`` for outputs named ``names``
+    when its process was killed (SIGKILL, power loss); returns those removed.
+
+    Only our exact pattern (``.NAME.XXXXXXXX.tmp``, NAME one of ``names``) is touched, and only
+    when no process holds its lock, so a temp file another run is still writing is kept.
+    """
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return removed  # an unreadable folder fails later, per output, with its own message
+    for entry in entries:
+        m = _TEMP_NAME.fullmatch(entry.name)
+        if m is None or m.group(1) not in names or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a live writer holds it
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _new_file_mode(path: Path) -> int:

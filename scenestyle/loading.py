@@ -166,6 +166,10 @@ def load_model(
     _fit(module, sd, rw.path, arch_name, archs)
     module.eval().requires_grad_(False)
 
+    if entry is not None and entry.sigma is not None and not getattr(module, "noise_level_input", False):
+        # A fixed-σ denoiser removes this much noise from every photo, however clean: the
+        # denoise task compares it with each photo's estimated noise and warns when it is far more.
+        module.fixed_sigma = entry.sigma / 255.0
     model_task = getattr(module, "task", None) or (entry.task if entry else None) or task
     if task is not None and model_task is not None and model_task != task:
         raise WeightsError(f"weights {rw.name} are for the {model_task} task ({arch_name}), but this command needs {task}")

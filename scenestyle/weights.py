@@ -13,6 +13,8 @@ import inspect
 import os
 import pickle
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +30,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import torch
 
-from .errors import UsageError, WeightsError
+from .errors import OutputError, UsageError, WeightsError
 
 TASKS = ("upscale", "denoise", "style", "eval")
 FORMATS = ("pth", "safetensors")
@@ -71,6 +73,7 @@ class WeightsEntry:
     hf: HubSource | None = None
     bundled: str | None = None
     urls: tuple[str, ...] = ()
+    sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class ResolvedWeights:
     path: Path
     entry: WeightsEntry | None
     sha256: str
-    source: str = field(default="path", compare=False)  # bundled | cache | download | path
+    source: str = field(default="path", compare=False)  # bundled | cache | download | path | added
 
     @property
     def name(self) -> str:
@@ -89,7 +92,8 @@ class ResolvedWeights:
 
 # ---------------------------------------------------------------------------------------------- lock
 
-_ENTRY_KEYS = {"task", "arch", "kwargs", "sha256", "size", "licence", "format", "state_dict_key", "hf", "bundled", "urls"}
+_ENTRY_KEYS = {"task", "arch", "kwargs", "sha256", "size", "licence", "format", "state_dict_key", "hf", "bundled", "urls",
+               "sigma"}
 _REQUIRED = ("task", "arch", "sha256", "licence", "format")
 _HF_KEYS = {"repo_id", "filename", "revision"}
 _default_lock: dict[str, WeightsEntry] | None = None
@@ -157,6 +161,11 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         raise bad("urls must be a list of https:// URLs")
     if hf is None and bundled is None and not urls:
         raise bad("needs at least one source: hf, bundled or urls")
+    sigma = raw.get("sigma")
+    if sigma is not None and (not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not 0 < sigma <= 255):
+        raise bad(f"sigma must be a noise std in 8-bit units (0 < sigma <= 255), got {sigma!r}")
+    if sigma is not None and raw["task"] != "denoise":
+        raise bad(f"sigma is only for denoise models, not {raw['task']}")
 
     return WeightsEntry(
         name=name,
@@ -171,6 +180,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         hf=hf,
         bundled=bundled,
         urls=tuple(urls),
+        sigma=float(sigma) if sigma is not None else None,
     )
 
 
@@ -244,7 +254,8 @@ def file_sha256(path: Path) -> str:
 def _check(path: Path, entry: WeightsEntry, *, fix: str | None = None) -> str:
     actual = file_sha256(path)
     if actual != entry.sha256:
-        fix = fix or f"delete it and run `scenestyle weights pull {entry.name}`"
+        if fix is None:
+            fix = f"delete it and run `scenestyle weights pull {entry.name}`" if entry.hf else f"delete it, then {how_to_get(entry)}"
         raise WeightsError(
             f"weights file {path} has sha256 {actual}, expected {entry.sha256} for {entry.name!r} "
             f"(tampered, truncated or a different file); {fix}"
@@ -289,6 +300,70 @@ def _cached_hub_file(src: HubSource) -> Path | None:
     return Path(found) if isinstance(found, str) and os.path.isfile(found) else None
 
 
+# `weights add` files an entry that the Hub does not pin at a commit (dncnn-25 is on GitHub only)
+# under this made-up repo, in the same cache layout, so the cache stays the one place to look.
+_ADDED_ORG = "scenestyle-added"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _added_source(entry: WeightsEntry) -> HubSource:
+    """Where ``weights add`` puts an entry without a Hub source at a commit: a pseudo repo whose
+    "commit" is the file's sha256 prefix (so another file for the name can never be mistaken for it)."""
+    url_name = entry.urls[0].rsplit("/", 1)[-1] if entry.urls else ""
+    suffix = ".safetensors" if entry.format == "safetensors" else ".pth"
+    return HubSource(f"{_ADDED_ORG}/{entry.name}", url_name or f"{entry.name}{suffix}", entry.sha256[:40])
+
+
+def _add_target(entry: WeightsEntry) -> HubSource:
+    # A Hub source pinned at a commit is filed exactly where `hf_hub_download` would put it; a
+    # branch revision cannot be (its commit is unknown offline), so it goes to the pseudo repo.
+    if entry.hf is not None and _COMMIT.fullmatch(entry.hf.revision):
+        return entry.hf
+    return _added_source(entry)
+
+
+def _cached_entry_file(entry: WeightsEntry) -> Path | None:
+    """The entry's file in the Hugging Face cache: downloaded from the Hub or filed by ``weights add``."""
+    found = _cached_hub_file(entry.hf) if entry.hf is not None else None
+    return found or _cached_hub_file(_added_source(entry))
+
+
+def how_to_get(entry: WeightsEntry | None, what: str | None = None) -> str:
+    """The by-hand way to get a file, for error messages: the official URL and the two ways to use it."""
+    if entry is not None and entry.urls:
+        where = " or ".join(entry.urls)
+    elif entry is not None and entry.hf is not None:
+        where = _hub_file_url(entry.hf)
+    else:
+        where = what or "the file"
+    return f"download {where} by hand, then pass --weights FILE or register it once with `scenestyle weights add FILE`"
+
+
+def _hub_file_url(src: HubSource) -> str:
+    endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    return f"{endpoint}/{src.repo_id}/resolve/{src.revision}/{src.filename}"
+
+
+def _umask() -> int:
+    # Linux shows the umask in /proc; os.umask can only read it by setting it, for an instant, process-wide.
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def new_file_mode() -> int:
+    """``0o666 & ~umask``, the mode ``open()`` gives a new file. mkstemp and safetensors make 0600
+    files, which would keep a cached model, a checkpoint or a trained model from being shared."""
+    return 0o666 & ~_umask()
+
+
 class _CallbackBar:
     """Just enough of tqdm for ``hf_hub_download(tqdm_class=...)``: forwards byte counts to a callback."""
 
@@ -324,9 +399,53 @@ def _bar_class(progress: ProgressCallback | None, desc: str) -> type:
     return Bar
 
 
-def _download(src: HubSource, what: str, progress: ProgressCallback | None) -> Path:
+def _unreachable(exc: BaseException) -> str | None:
+    """The first line of a resolver or connection failure inside ``exc`` (None for other errors).
+    Matched by class name: the hub's HTTP client (requests, httpx, httpx2) differs across versions."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        names = {c.__name__ for c in type(e).__mro__}
+        if names & {"ConnectError", "ConnectTimeout", "ConnectionError", "NameResolutionError", "gaierror"}:
+            text = str(e).strip()
+            return text.splitlines()[0] if text else type(e).__name__
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _probe(src: HubSource, what: str, entry: WeightsEntry | None) -> None:
+    """One request without retries: an unknown host or a refused connection fails here at once,
+    instead of after ``hf_hub_download``'s 25 s of logged retries; any other outcome (even an
+    HTTP error) is left to the download, which retries transient failures."""
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    except ImportError:
+        return
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    kwargs: dict[str, Any] = {"timeout": 10}
+    params = inspect.signature(get_hf_file_metadata).parameters
+    if "retry_on_errors" in params:
+        kwargs["retry_on_errors"] = False
+    if "endpoint" in params:
+        kwargs["endpoint"] = endpoint
+    try:
+        get_hf_file_metadata(hf_hub_url(src.repo_id, src.filename, revision=src.revision, endpoint=endpoint), **kwargs)
+    except Exception as exc:  # anything but a connection failure is the download's business
+        reason = _unreachable(exc)
+        if reason is None:
+            return
+        host = (endpoint or "https://huggingface.co").rstrip("/")
+        raise WeightsError(
+            f"cannot reach the Hugging Face Hub at {host} ({reason}) to download {what}; "
+            f"{how_to_get(entry, _hub_file_url(src))}"
+        ) from None
+
+
+def _download(src: HubSource, what: str, progress: ProgressCallback | None, entry: WeightsEntry | None = None) -> Path:
     from huggingface_hub import hf_hub_download
 
+    _probe(src, what, entry)
     kwargs: dict[str, Any] = dict(
         repo_id=src.repo_id,
         filename=src.filename,
@@ -340,7 +459,9 @@ def _download(src: HubSource, what: str, progress: ProgressCallback | None) -> P
         return Path(hf_hub_download(**kwargs))
     except Exception as exc:  # the hub raises many types (HTTP, network, OS); all mean "not downloaded"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise WeightsError(f"could not download {what} from {src.uri}: {type(exc).__name__}: {detail}") from exc
+        raise WeightsError(
+            f"could not download {what} from {src.uri}: {type(exc).__name__}: {detail}; {how_to_get(entry, _hub_file_url(src))}"
+        ) from exc
 
 
 @contextmanager
@@ -376,10 +497,7 @@ def _looks_like_path(spec: str) -> bool:
 def cache_path(name: str, *, lock: Mapping[str, WeightsEntry] | str | os.PathLike | None = None) -> Path | None:
     """Where the file for lock entry ``name`` already sits locally (bundled or Hub cache), unverified."""
     entry = _lookup(_lock(lock), name, None)
-    found = _bundled_path(entry)
-    if found is None and entry.hf is not None:
-        found = _cached_hub_file(entry.hf)
-    return found
+    return _bundled_path(entry) or _cached_entry_file(entry)
 
 
 def resolve(
@@ -400,7 +518,10 @@ def resolve(
         source = "cache"
         if path is None:
             if offline:
-                raise WeightsError(f"{spec} is not in the Hugging Face cache and downloads are off (offline); run once online")
+                raise WeightsError(
+                    f"{spec} is not in the Hugging Face cache and downloads are off (offline); run once online, or "
+                    f"{how_to_get(None, _hub_file_url(src))}"
+                )
             path, source = _download(src, spec, progress), "download"
         sha = file_sha256(path)
         return ResolvedWeights(path, _entry_by_sha(entries, sha), sha, source)
@@ -419,20 +540,17 @@ def resolve(
     if bundled is not None:
         fix = "the installed package is damaged; reinstall scenestyle"
         return ResolvedWeights(bundled, entry, _check(bundled, entry, fix=fix), "bundled")
-    if entry.hf is None:
-        urls = " or ".join(entry.urls)
-        raise WeightsError(
-            f"weights {entry.name!r} have no Hugging Face source; download {urls} by hand and pass the file's path instead"
-        )
-    cached = _cached_hub_file(entry.hf)
+    cached = _cached_entry_file(entry)
     if cached is not None:
         return ResolvedWeights(cached, entry, _check(cached, entry), "cache")
+    if entry.hf is None:
+        raise WeightsError(f"weights {entry.name!r} are not here and have no Hugging Face source to download; {how_to_get(entry)}")
     if offline:
         raise WeightsError(
             f"weights {entry.name!r} are not in the Hugging Face cache ({_hub_cache_dir() or _default_hub_cache()}) and "
-            f"downloads are off; run `scenestyle weights pull {entry.name}` while online"
+            f"downloads are off; run `scenestyle weights pull {entry.name}` while online, or {how_to_get(entry)}"
         )
-    path = _download(entry.hf, entry.name, progress)
+    path = _download(entry.hf, entry.name, progress, entry)
     fix = f"the Hub copy {entry.hf.uri} is not the pinned file; delete {path} and report it"
     return ResolvedWeights(path, entry, _check(path, entry, fix=fix), "download")
 
@@ -450,6 +568,82 @@ def pull(
     for name in names:
         _lookup(entries, name, None)
     return [resolve(n, offline=offline, progress=progress, lock=entries) for n in names]
+
+
+def add(
+    path: str | os.PathLike,
+    name: str | None = None,
+    *,
+    lock: Mapping[str, WeightsEntry] | str | os.PathLike | None = None,
+) -> ResolvedWeights:
+    """Register a file downloaded by hand: check its sha256 against the lock (against ``name`` if
+    given, else any entry), then file it in the Hugging Face cache as the Hub would, so that lock
+    names, ``weights list | verify | path`` and offline runs find it. The file itself is copied, not moved."""
+    entries = _lock(lock)
+    src_path = Path(path).expanduser()
+    if not src_path.is_file():
+        raise UsageError(f"{path} does not exist (or is not a file); give the weights file you downloaded")
+    try:
+        sha = file_sha256(src_path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if name is not None:
+        entry = _lookup(entries, name, None)
+        if sha != entry.sha256:
+            raise WeightsError(
+                f"{path} has sha256 {sha}, expected {entry.sha256} for {entry.name!r} (a different, truncated or "
+                f"damaged download); download {' or '.join(entry.urls) or 'it'} again"
+            )
+    else:
+        found = _entry_by_sha(entries, sha)
+        if found is None:
+            raise WeightsError(
+                f"{path} (sha256 {sha}) is none of the files pinned in weights.lock ({', '.join(sorted(entries))}), so it "
+                f"cannot be added; use it as it is with --weights {path}"
+            )
+        entry = found
+    bundled = _bundled_path(entry)
+    if bundled is not None:
+        return ResolvedWeights(bundled, entry, sha, "bundled")  # shipped in the package: nothing to add
+    existing = _cached_entry_file(entry)
+    if existing is not None and file_sha256(existing) == sha:
+        return ResolvedWeights(existing, entry, sha, "cache")
+    placed = _place_in_cache(src_path, _add_target(entry), sha)
+    return ResolvedWeights(placed, entry, _check(placed, entry), "added")
+
+
+def _place_in_cache(path: Path, src: HubSource, sha: str) -> Path:
+    """Copy ``path`` into the cache layout of huggingface_hub: ``blobs/<sha256>`` (an LFS file's etag
+    is its sha256) and ``snapshots/<revision>/<filename>`` linking to it; both renamed into place,
+    so an interrupted add leaves no half file under a name the cache lookup trusts."""
+    cache = Path(_hub_cache_dir() or _default_hub_cache())
+    repo_dir = cache / ("models--" + src.repo_id.replace("/", "--"))
+    blob = repo_dir / "blobs" / sha
+    snap = repo_dir / "snapshots" / src.revision / src.filename
+    tmp: str | None = None
+    try:
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{sha[:16]}.", suffix=".incomplete", dir=blob.parent)
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as inp:
+            shutil.copyfileobj(inp, out, _CHUNK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, new_file_mode())
+        os.replace(tmp, blob)
+        tmp = None
+        snap.parent.mkdir(parents=True, exist_ok=True)
+        link = snap.with_name(f".{snap.name}.{os.getpid()}.link")
+        link.unlink(missing_ok=True)
+        try:
+            link.symlink_to(os.path.relpath(blob, snap.parent))
+        except (OSError, NotImplementedError):  # no symlinks (some Windows setups): the hub copies, so do we
+            shutil.copyfile(blob, link)
+        os.replace(link, snap)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write to the Hugging Face cache {cache}: {exc.strerror or exc}") from None
+    return snap
 
 
 def verify(
@@ -493,7 +687,8 @@ def read_state_dict(path: Path, state_dict_key: str | None = None) -> dict[str, 
                 f"{path} is not a plain weights file: unpickling it needs more than tensors and containers "
                 "(scenestyle loads with weights_only=True); re-save its state_dict with torch.save or as .safetensors"
             ) from None
-        raise WeightsError(f"cannot read weights {path}: corrupt or not a PyTorch file ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights {path}: corrupt or not a PyTorch file ({first})") from None
     except OSError as exc:
         raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from None
     except Exception as exc:  # zip/pickle/safetensors readers raise assorted types on damaged files

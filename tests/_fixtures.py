@@ -19,6 +19,7 @@ from scenestyle.nn import build
 TINY_MODELS = {
     "SRVGGNetCompact": dict(num_feat=8, num_conv=2, upscale=2),
     "ResnetGenerator": dict(ngf=8, n_blocks=1),
+    "CompactGenerator": dict(ngf=8, n_blocks=1),
     "DnCNN": dict(in_nc=1, out_nc=1, nc=8, nb=3),
 }
 

@@ -7,7 +7,9 @@ reaches the user as a traceback unless SCENESTYLE_DEBUG=1.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
@@ -53,6 +55,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from scenestyle import __version__
+
+        _console.out.print(f"scenestyle {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Turn scene photos into paintings, upscale and denoise them — on any photo, CPU or GPU."""
+
+
 app.command()(stylize)
 app.command()(upscale)
 app.command()(denoise)
@@ -62,13 +82,22 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
 
+def _on_sigterm(signum, frame) -> None:
+    # Stop as on Ctrl-C, so temp files are removed and the finished photos are reported; a second
+    # SIGTERM kills at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _console.Terminated()
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         app()
-    except KeyboardInterrupt:
-        _console.error("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        word, code = ("terminated", 143) if isinstance(e, _console.Terminated) else ("interrupted", 130)
+        _console.error(word)
+        sys.exit(code)
     except Exception as e:  # the last line of defence: never a traceback for users
         if os.environ.get("SCENESTYLE_DEBUG"):
             raise

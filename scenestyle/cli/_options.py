@@ -9,7 +9,9 @@ import typer
 from scenestyle.errors import UsageError
 
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
-Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model/--style.")]
+# Two texts for one flag: each command names the option --weights replaces, and only one it has.
+Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model.")]
+StyleWeights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --style.")]
 Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]

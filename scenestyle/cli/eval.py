@@ -11,8 +11,8 @@ import typer
 from rich.table import Table
 
 from scenestyle.cli import _console
-from scenestyle.cli._console import handle_errors
-from scenestyle.cli._options import Arch, Device, Json, Offline, Weights, parse_tile
+from scenestyle.cli._console import handle_errors, shown
+from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
 from scenestyle.errors import UsageError
 
 eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs), FID/KID/IS and style measures (SWD, critic, structure).", no_args_is_help=True)
@@ -41,7 +41,7 @@ def _write_sheet(sheet: Path | None, report, panels: dict, json_out: bool, write
     except OSError as exc:
         raise OutputError(f"cannot write the contact sheet {sheet}: {exc.strerror or exc}") from None
     if not json_out:
-        _console.out.print(f"contact sheet: {page} and {page.with_suffix('.png')}")
+        _console.out.print(f"contact sheet: {shown(page)} and {shown(page.with_suffix('.png'))}", soft_wrap=True)
 
 
 def _spec(model: str | None, weights: str | None, default: str | None) -> str:
@@ -68,19 +68,19 @@ def _print_report(report, title: str) -> None:
     for col in ("PSNR dB", "SSIM") + (("LPIPS",) if lp else ()) + ("seconds",):
         table.add_column(col, justify="right")
     for s in report.scores:
-        row = [s.name] + ([s.group] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4)] + ([_fmt(s.lpips, 4)] if lp else [])
+        row = [shown(s.name)] + ([shown(s.group)] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4)] + ([_fmt(s.lpips, 4)] if lp else [])
         table.add_row(*row, f"{s.seconds:.2f}")
     for g, m in report.means().items():
-        row = [f"[bold]mean ({m['images']})[/]"] + ([g] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4)]
+        row = [f"[bold]mean ({m['images']})[/]"] + ([shown(g)] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4)]
         table.add_row(*row, *([_fmt(m.get("lpips"), 4)] if lp else []), "", end_section=True)
     _console.out.print(table)
     if report.model:
         sha = report.model.get("sha256")
-        _console.out.print(f"model {report.model.get('name')} ({report.model.get('arch')})" + (f", sha256 {sha}" if sha else ""))
+        _console.out.print(f"model {shown(report.model.get('name'))} ({report.model.get('arch')})" + (f", sha256 {sha}" if sha else ""))
     proto = report.protocol
-    _console.out.print("protocol: " + "; ".join(f"{k}={v}" for k, v in proto.items()), soft_wrap=True)
+    _console.out.print("protocol: " + shown("; ".join(f"{k}={v}" for k, v in proto.items())), soft_wrap=True)
     for note in report.notes:
-        _console.out.print(f"note: {note}", soft_wrap=True)
+        _console.out.print(f"note: {shown(note)}", soft_wrap=True)
 
 
 def _emit(report, json_out: bool, title: str) -> None:
@@ -211,14 +211,14 @@ def _style_progress(json_out: bool):
 def _print_style(report) -> None:
     from rich import box
 
-    table = Table(title=f"eval style: {report.photos} vs {report.paintings}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table = Table(title=f"eval style: {shown(report.photos)} vs {shown(report.paintings)}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     legend = ("SWD x1e3 against the paintings per pyramid level (1/1 fine texture ... last: colour) and avg; "
               "critic: share of crops called painting (rgb, colour-blind gray); struct: SSIM of blurred luma vs photo")
     table.add_column("set", no_wrap=True)
     for col in list(report.levels) + ["avg", "rgb", "gray", "struct"]:
         table.add_column(col, justify="right", no_wrap=True)
     for r in report.rows:
-        table.add_row(r.name, *[f"{v:.0f}" for v in r.swd], f"[bold]{r.swd_mean:.1f}[/]", f"{r.critic_rgb:.3f}",
+        table.add_row(shown(r.name), *[f"{v:.0f}" for v in r.swd], f"[bold]{r.swd_mean:.1f}[/]", f"{r.critic_rgb:.3f}",
                       f"{r.critic_gray:.3f}", f"{r.structure_ssim:.3f}")
     _console.out.print(table)
     _console.out.print(legend, soft_wrap=True)
@@ -227,12 +227,12 @@ def _print_style(report) -> None:
                            f"photos called photo {a['photos']:.3f})")
     m = report.model
     if m.get("sha256"):
-        _console.out.print(f"model {m.get('name')} ({m.get('arch')}), sha256 {m['sha256']}", soft_wrap=True)
+        _console.out.print(f"model {shown(m.get('name'))} ({m.get('arch')}), sha256 {m['sha256']}", soft_wrap=True)
     elif m.get("outputs"):
-        _console.out.print(f"stylized outputs from {m['outputs']}", soft_wrap=True)
-    _console.out.print(f"seed {report.seed}; protocol: " + "; ".join(f"{k}={v}" for k, v in report.protocol.items()), soft_wrap=True)
+        _console.out.print(f"stylized outputs from {shown(m['outputs'])}", soft_wrap=True)
+    _console.out.print(f"seed {report.seed}; protocol: " + shown("; ".join(f"{k}={v}" for k, v in report.protocol.items())), soft_wrap=True)
     for note in report.notes:
-        _console.out.print(f"note: {note}", soft_wrap=True)
+        _console.out.print(f"note: {shown(note)}", soft_wrap=True)
 
 
 @eval_app.command("style")
@@ -241,7 +241,7 @@ def style(
     photos: Annotated[Path, typer.Option("--photos", help="Folder of photos to stylize (never trained on).")],
     paintings: Annotated[Path, typer.Option("--paintings", help="Folder of target paintings.")],
     style_name: Annotated[Optional[str], typer.Option("--style", help="Style model to run (as in `scenestyle stylize --style`).")] = None,
-    weights: Weights = None, arch: Arch = None,
+    weights: StyleWeights = None, arch: Arch = None,
     outputs: Annotated[Optional[Path], typer.Option("--outputs", help="Folder of already stylized photos, matched to photos by stem ({stem}*).")] = None,
     baselines_only: Annotated[bool, typer.Option("--baselines-only", help="Score only the untouched photos and the colour-transfer baseline.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds crops, descriptors, projections and the critics.")] = 0,

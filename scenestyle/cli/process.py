@@ -11,8 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from scenestyle.cli import _console
-from scenestyle.cli._console import handle_errors
-from scenestyle.cli._options import Arch, Device, Json, Offline, Weights, parse_tile
+from scenestyle._text import encodable_tree
+from scenestyle.cli._console import handle_errors, shown
+from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
 from scenestyle.errors import UsageError
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
@@ -26,7 +27,9 @@ Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | we
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")]
-Manifest = Annotated[Optional[Path], typer.Option("--manifest", help="JSONL manifest path (default: in the output folder).")]
+Manifest = Annotated[Optional[Path], typer.Option("--manifest", help=(
+    "JSONL manifest to append one line per input to (default: scenestyle-COMMAND.jsonl in the -o folder, "
+    "else in the first input's folder)."))]
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
 DEVICES_HELP = "auto, cpu, cuda, cuda:N"
@@ -75,15 +78,15 @@ def _run(task: str, params: dict) -> None:
 
     def on_model(loaded, placement) -> None:
         if not json_out:
-            _console.err.print(f"model {loaded.name or loaded.path} ({loaded.arch}) on {placement.device}, "
-                               f"{placement.precision}: {placement.reason}")
+            _console.err.print(f"model {shown(loaded.name or loaded.path)} ({loaded.arch}) on {placement.device}, "
+                               f"{placement.precision}: {shown(placement.reason)}", soft_wrap=True)
 
     def on_start(job, i, n) -> None:
         if "images" not in state:
             state["images"] = progress.add_task("images", total=n)
         if "tiles" in state:
             progress.remove_task(state.pop("tiles"))
-        state["tiles"] = progress.add_task(job.input.name[:40], total=None)
+        state["tiles"] = progress.add_task(shown(job.input.name[:40]), total=None)
 
     def on_tiles(done, total) -> None:
         if "tiles" in state:
@@ -92,13 +95,13 @@ def _run(task: str, params: dict) -> None:
     def on_done(result) -> None:
         if "images" in state:
             progress.advance(state["images"])
-        if result.status == "failed":
-            _console.error(f"{result.input}: {result.error}")
+        if result.status == "failed":  # most errors already name the file
+            _console.error(result.error if result.input in (result.error or "") else f"{result.input}: {result.error}")
 
     with progress:
         report = process(task, opts, on_download=on_download, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
     if json_out:
-        _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
+        _console.out.print_json(json.dumps(encodable_tree(report.to_dict()), ensure_ascii=False))
     else:
         _summary(report)
     raise typer.Exit(report.exit_code)
@@ -110,11 +113,11 @@ def _summary(report) -> None:
         table.add_column(col, overflow="fold")
     for r in report.results:
         colour = {"ok": "green", "skipped": "yellow", "failed": "red"}[r.status]
-        note = f" ({'; '.join(r.notes)})" if r.notes and r.status == "ok" else ""
-        table.add_row(r.input, r.output, f"[{colour}]{r.status}[/]{note}", f"{r.seconds:.2f}")
+        note = f" ({shown('; '.join(r.notes))})" if r.notes and r.status == "ok" else ""
+        table.add_row(shown(r.input), shown(r.output), f"[{colour}]{r.status}[/]{note}", f"{r.seconds:.2f}")
     _console.out.print(table)
     c = report.to_dict()["counts"]
-    _console.out.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed; manifest: {report.manifest}")
+    _console.out.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed; manifest: {shown(report.manifest)}")
 
 
 @handle_errors
@@ -123,7 +126,10 @@ def stylize(
     output: Out = None,
     style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = "oil",
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
-    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
+    work_size: Annotated[int, typer.Option("--work-size", help=(
+        "Paint photos larger than this many pixels at this size (the scale the style was trained at), then bring "
+        "the painting back to full size with a guided filter that keeps the photo's edges. 0 = paint at full size."))] = 1_000_000,
+    weights: StyleWeights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
     tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
     max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,

@@ -12,11 +12,12 @@ from typing import Callable
 
 import torch
 
-from scenestyle.engine.batch import BatchReport, Job, JobResult, check_writable, plan_jobs, run_jobs
+from scenestyle.engine.batch import (BatchReport, Job, JobResult, check_manifest, check_writable, default_manifest,
+                                     plan_jobs, run_jobs)
 from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError
-from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, write_picture
+from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, remove_stale_temps, write_picture
 from scenestyle.loading import LoadedModel, load_model
 from scenestyle.weights import load_lock
 
@@ -29,6 +30,8 @@ CUDA_TILE_BATCH = 4
 COMMANDS = {"style": "stylize", "upscale": "upscale", "denoise": "denoise"}
 # Largest photo (pixels) batched with others of its size; bigger ones go alone, one decoded ahead.
 GROUP_MAX_PIXELS = 4_000_000
+# stylize's default working size (pixels): the scale the shipped styles were trained at (configs/style-*.toml)
+WORK_PIXELS = 1_000_000
 # --noise-level range (8-bit units): FFDNet's training range.
 MAX_NOISE_LEVEL = 75.0
 # The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
@@ -54,13 +57,14 @@ class RunOptions:
     fmt: str | None = None  # jpeg | png | webp | tiff; None = the input's format
     quality: int = 95  # JPEG/WebP quality
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb limit per input
-    manifest: Path | None = None  # JSONL manifest path; None = in the output folder
+    manifest: Path | None = None  # JSONL manifest path; None = scenestyle-COMMAND.jsonl in the -o folder, else the first input's
     strength: float = 1.0  # stylize/denoise blend of result over input; noise-level denoisers: σ = strength × estimate
     noise_level: float | None = None  # denoise with a noise-level model: σ in 8-bit units (0-75); None = estimate
     scale: int | None = None  # upscale: required model scale (2 or 4)
     outscale: float | None = None  # upscale: final size factor
     denoise: float | None = None  # upscale with general-x4v3: Real-ESRGAN denoise strength
     suffix: str | None = None  # output name suffix; None = the task's default
+    work_size: int = WORK_PIXELS  # stylize: paint photos larger than this many pixels at this size, then guide up; 0 = full size
 
 
 def _model_spec(task: str, opts: RunOptions) -> str:
@@ -136,10 +140,15 @@ def process(
     """Run one task over every input; per-file failures are in the report, not raised."""
     if task not in ("style", "upscale", "denoise"):
         raise UsageError(f"unknown task {task!r}; choose style, upscale or denoise")
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")  # tells this run's manifest lines from earlier runs'
     if not 0.0 <= opts.strength <= 1.0:
         raise UsageError(f"--strength must be between 0 and 1, not {opts.strength}")
     if opts.denoise is not None and not 0.0 <= opts.denoise <= 1.0:
         raise UsageError(f"--denoise must be between 0 and 1, not {opts.denoise}")
+    if opts.work_size < 0 or 0 < opts.work_size < 65_536:
+        raise UsageError(f"--work-size must be 0 (full size) or at least 65536 pixels, not {opts.work_size}")
+    if opts.work_size != WORK_PIXELS and task != "style":
+        raise UsageError(f"--work-size is a stylize option, not a {COMMANDS[task]} one")
     if opts.outscale is not None and not 0 < opts.outscale <= 16:
         raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
     if opts.noise_level is not None:
@@ -150,10 +159,17 @@ def process(
         if opts.strength != 1.0:
             raise UsageError("--strength scales the estimated noise level; give --noise-level or --strength, not both")
 
-    # Plan and check outputs before the (possibly slow) model load.
-    probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive)
+    # Plan and check outputs and the manifest before the (possibly slow) model load. The output
+    # names need the model (a style's name, an upscale factor), so every input found is checked.
+    probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive,
+                           leave_out_outputs=False)
+    if opts.manifest is not None:  # before any output folder is created for a run that cannot start
+        check_manifest(opts.manifest, probe_jobs)
     for folder in sorted({j.output.parent for j in probe_jobs}):
         check_writable(folder)
+    manifest = opts.manifest or default_manifest(opts.inputs, opts.out, COMMANDS[task])
+    if opts.manifest is None:
+        check_manifest(manifest, probe_jobs, given=False)
 
     spec = _model_spec(task, opts)
     loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline, progress=on_download)
@@ -176,20 +192,23 @@ def process(
     factor = opts.outscale if opts.outscale is not None else float(model.scale)
     jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor),
                      fmt=opts.fmt, recursive=opts.recursive)
-    manifest = opts.manifest
-    if manifest is None:
-        root = opts.out if opts.out is not None and opts.out.suffix == "" else jobs[0].output.parent
-        manifest = root / f"scenestyle-{COMMANDS[task]}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+    # A run killed by SIGKILL leaves its temp file beside the output it was writing: ours to remove.
+    by_folder: dict[Path, set[str]] = {}
+    for j in jobs:
+        by_folder.setdefault(j.output.parent, set()).add(j.output.name)
+    for folder, names in by_folder.items():
+        remove_stale_temps(folder, names)
     batch_size = opts.batch_size or (CUDA_TILE_BATCH if placement.device.type == "cuda" else 1)
     proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
                      strength=opts.strength if task != "upscale" else 1.0,
                      noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
-                     outscale=opts.outscale, progress=on_tiles)
+                     outscale=opts.outscale, progress=on_tiles, work_pixels=opts.work_size if task == "style" else 0)
     parameters = {
         "device": str(placement.device), "precision": placement.precision,
         "tile": opts.tile, "batch_size": batch_size, "strength": opts.strength,
         "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
         "noise_level": opts.noise_level, "format": opts.fmt, "quality": opts.quality,
+        "work_size": opts.work_size if task == "style" else None,
     }
     model_info = {"name": loaded.name if loaded.name in load_lock() else None, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
     results = run_jobs(
@@ -202,7 +221,7 @@ def process(
         save=lambda pic, path: write_picture(path, pic, format=opts.fmt, quality=opts.quality),
         overwrite=opts.overwrite,
         manifest=manifest,
-        context={"command": COMMANDS[task], "model": model_info, "parameters": parameters},
+        context={"command": COMMANDS[task], "started": started, "model": model_info, "parameters": parameters},
         on_start=(lambda job, i: on_start(job, i, len(jobs))) if on_start else None,
         on_done=on_done,
     )

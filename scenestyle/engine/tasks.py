@@ -25,8 +25,9 @@ from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_pixels, to_tensor
 from scenestyle.engine.device import AGREEMENT_DB, Placement
+from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
-from scenestyle.engine.noise import estimate_noise
+from scenestyle.engine.noise import estimate_noise, fixed_sigma_note
 from scenestyle.engine.resample import BandResizer, resize_band
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
@@ -55,6 +56,7 @@ class Processor:
     outscale: float | None = None  # upscale: final size factor (default: the model's scale)
     progress: TileProgress | None = None
     stream_pixels: int | None = None  # results this big (output pixels) are computed while written; None = STREAM_PIXELS
+    work_pixels: int = 0  # stylize: photos larger than this are painted at this size, then guided back up (0 = full size)
 
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
@@ -84,7 +86,9 @@ class Processor:
     def annotate(self, pic: Picture) -> Picture:
         """Decide a noise-level denoiser's σ for ``pic`` ahead of ``__call__`` and add it to its notes."""
         if not self.takes_noise_level:
-            return pic
+            fixed = getattr(self.net, "fixed_sigma", None) if self.task == "denoise" else None
+            note = fixed_sigma_note(pic.pixels, fixed, self.strength) if fixed else None  # e.g. DnCNN-25 on a clean photo
+            return dataclasses.replace(pic, notes=(*pic.notes, note)) if note else pic
         level, note = self.sigma(pic.pixels)
         self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
         return dataclasses.replace(pic, notes=(*pic.notes, note))
@@ -143,7 +147,30 @@ class Processor:
         self._int8_misses += 1
         return self.fallback, fallback, f"{fallback.precision}: int8 was only {db:.1f} dB from fp32 on check crops (< {AGREEMENT_DB:.0f})"
 
+    def _paints_small(self, pic: Picture) -> bool:
+        """True when ``pic`` is stylized at the working size (see ``engine.guided``)."""
+        h, w = pic.pixels.shape[:2]
+        return self.task == "style" and 0 < self.work_pixels < h * w
+
+    def _stylize_small(self, pic: Picture) -> Picture:
+        """Paint ``pic`` at the working size in one pass, then guided-upsample it to full size."""
+        h, w, c = pic.pixels.shape
+        hs, ws = work_shape(h, w, self.work_pixels, self.model.size_multiple)
+        small = resize(pic.pixels, hs, ws)
+        model, placement, _ = self.placed_for(small)
+        up = GuidedUpsampler(small, self._run(small, model, placement), h, w)
+        pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
+        if self._streams(pic):
+            return dataclasses.replace(pic, pixels=_GuidedRows(pic, up, self.strength), alpha=None)
+        out = np.empty((h, w, c), np.float32)
+        for r in range(0, h, BAND_ROWS):
+            rows = pic.pixels[r : r + BAND_ROWS]
+            out[r : r + BAND_ROWS] = blend(rows, up.rows(rows, r), self.strength)
+        return dataclasses.replace(pic, pixels=out)
+
     def __call__(self, pic: Picture) -> Picture:
+        if self._paints_small(pic):
+            return self._stylize_small(pic)
         if self.takes_noise_level:
             seen = self._levels.pop(id(pic.pixels), None)
             self.net.noise_level = seen[1] if seen and seen[0] is pic.pixels else self.sigma(pic.pixels)[0]
@@ -165,7 +192,8 @@ class Processor:
                      or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
                      or self.takes_noise_level  # one noise level per image
                      or self.fallback is not None  # int8 is fitted per image
-                     or self._streams(pics[0]))  # a big result is written while computed, one by one
+                     or self._streams(pics[0])  # a big result is written while computed, one by one
+                     or self._paints_small(pics[0]))  # painted at the working size, one by one
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, m) for p in pics])
@@ -254,3 +282,25 @@ class _TiledRows(RowStream):
             self.prepare()
         run_model(self.model, to_tensor(self.pixels, self.model), self.placement, tile=self.tile,
                   batch_size=self.batch_size, progress=self.progress, sink=sink)
+
+
+class _GuidedRows(RowStream):
+    """A working-size painting guided up to full size band by band (``engine.guided``), blended
+    over the photo (``strength``) and quantised as it is written; alpha passes through."""
+
+    def __init__(self, pic: Picture, up: GuidedUpsampler, strength: float) -> None:
+        alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
+        super().__init__(*up.shape, alpha)
+        self.pixels, self.source_alpha, self.up, self.strength = pic.pixels, pic.alpha, up, strength
+
+    def produce(self, bits: int, with_alpha: bool, emit) -> None:
+        dtype = np.uint16 if bits == 16 else np.uint8
+        for r in range(0, self.shape[0], BAND_ROWS):
+            rows = self.pixels[r : r + BAND_ROWS]
+            samples = np.empty(rows.shape[:2] + (self.shape[2],), dtype)
+            quantise_into(samples, blend(rows, self.up.rows(rows, r), self.strength))
+            alpha = None
+            if with_alpha:
+                alpha = np.empty(rows.shape[:2], dtype)
+                quantise_into(alpha, self.source_alpha[r : r + BAND_ROWS])
+            emit(r, samples, alpha)

@@ -132,6 +132,7 @@ def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
 def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: int | None, offline: bool):
     """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
     from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.run import WORK_PIXELS
     from scenestyle.engine.tasks import NEVER, Processor
     from scenestyle.imaging import Picture
     from scenestyle.loading import load_model
@@ -139,7 +140,8 @@ def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: in
     loaded = load_model(spec, arch=arch, task="style", offline=offline)
     placement = choose_placement(device, precision, model=loaded.module)
     proc = Processor(model=prepare(loaded.module, placement), placement=placement, task="style", tile=tile,
-                     stream_pixels=NEVER)  # the scores need the result as an array, whatever its size
+                     stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
+                     work_pixels=WORK_PIXELS)  # as `stylize` runs it
 
     def run(img: np.ndarray) -> np.ndarray:
         pic = Picture(pixels=img.astype(np.float32) / 255.0, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
@@ -237,8 +239,8 @@ def evaluate_style(
                 raise UsageError(f"output {out_paths[i].name} is {o.shape[1]}×{o.shape[0]} but photo {p.name} is "
                                  f"{full.shape[1]}×{full.shape[0]}; eval style compares each output with its photo")
             stylized.append(_shrink(o, max_side))
-        elif stylize is not None:
-            stylized.append(stylize(photos[-1]))
+        elif stylize is not None:  # the photo as a user gives it, then shrunk like the others
+            stylized.append(_shrink(stylize(full), max_side))
             if stylized[-1].shape != photos[-1].shape:
                 raise UsageError(f"the model turned {p.name} ({photos[-1].shape[1]}×{photos[-1].shape[0]}) into "
                                  f"{stylized[-1].shape[1]}×{stylized[-1].shape[0]}; eval style needs same-size outputs")
@@ -298,7 +300,7 @@ def evaluate_style(
         "structure": f"SSIM (BasicSR window) of BT.601 luma blurred with a Gaussian sigma {blur_sigma} px, output vs photo",
         "colour_transfer": "Reinhard et al. 2001 in CIELAB (sRGB D65): per-channel mean/std of all painting pixels, clipped",
         "photos": len(photos), "paintings": len(paintings),
-        "stylized": "model in memory" if stylize else (f"files from {outputs_dir}" if stylized else "none"),
+        "stylized": "model in memory, on the full photo as `stylize` runs it, then shrunk" if stylize else (f"files from {outputs_dir}" if stylized else "none"),
         "precision": precision if stylize else None, "tile": tile if stylize else None,
     }
     return StyleReport(

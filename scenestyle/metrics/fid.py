@@ -114,7 +114,7 @@ def load_fid_inception(spec: str = "inception-fid", *, offline: bool = False):
     try:
         rw = resolve(spec, offline=offline, task="eval")
     except WeightsError as exc:
-        if spec == "inception-fid" and "weights pull" not in str(exc):
+        if spec == "inception-fid" and "weights pull" not in str(exc) and "weights add" not in str(exc):  # no advice yet
             raise WeightsError(f"the FID Inception weights are not available ({exc}); get them with `scenestyle weights pull inception-fid`") from None
         raise
     sd = read_state_dict(rw.path, rw.entry.state_dict_key if rw.entry else None)

@@ -9,6 +9,7 @@ any moment leaves either the previous checkpoint set or the new one, never a tor
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
 import signal
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from scenestyle.errors import OutputError, UsageError
+from scenestyle.weights import new_file_mode  # mkstemp makes 0600 files: checkpoints follow the umask
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -70,6 +72,7 @@ def atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -92,8 +95,28 @@ def load(path: Path) -> dict:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UsageError(f"checkpoint {path} does not exist") from None
+    except pickle.UnpicklingError as exc:
+        # torch's own message advises weights_only=False, i.e. running the file's code: never repeat it.
+        if "weights only" in str(exc).lower():
+            raise UsageError(
+                f"checkpoint {path} is not a plain checkpoint: it holds Python objects{_globals(exc)} beyond tensors and "
+                "containers, which scenestyle refuses to load because unpickling them can run code; use a checkpoint "
+                "written by scenestyle train (RUN/checkpoints/step_*.pt)"
+            ) from None
+        raise UsageError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({_first_line(exc)})") from None
     except Exception as exc:
-        raise UsageError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"cannot read checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _globals(exc: BaseException) -> str:
+    """`` (e.g. builtins.print)``: the object torch's refusal names, without the rest of its advice."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    return f" (e.g. {found.group(1)})" if found else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def rng_state() -> dict:

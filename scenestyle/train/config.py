@@ -47,7 +47,9 @@ class DataConfig:
     a: str = ""  # folder of domain A images (photos), searched recursively
     b: str = ""  # folder of domain B images (paintings), searched recursively
     crop: int = 256  # square training crop in pixels; a multiple of the generator's size_multiple
-    scale_jitter: tuple[float, float] = (1.0, 1.5)  # short side resized to crop * U(lo, hi) before the crop
+    scale_jitter: tuple[float, float] = (1.0, 1.5)  # short side resized to crop * U(lo, hi) before the crop (with work_pixels: the side scaled by U(lo, hi))
+    work_pixels: int = 0  # > 0: images resized to about this many pixels before the crop (stylize's --work-size)
+    effective_pixels: int = 0  # > 0 (with work_pixels): larger images first shrunk to this many pixels, one level of detail for both domains
     hflip: bool = True  # random horizontal flips
     vflip: bool = False  # random vertical flips (wrong for scenes with a sky; off by default)
     workers: int = 2  # DataLoader worker processes; 0 loads in the training process
@@ -74,7 +76,10 @@ class GanConfig:
     gp_weight: float = 10.0  # gradient-penalty weight (wgan-gp only)
     lambda_cycle: float = 10.0  # weight of the L1 cycle losses A->B->A and B->A->B
     lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (upstream convention)
-    lambda_content: float = 1.0  # one_direction only: L1 between 4x-average-pooled a and G_AB(a)
+    lambda_content: float = 1.0  # one_direction only: L1 between content_pool-x-average-pooled a and G_AB(a) (colours)
+    content_pool: int = 4  # one_direction only: average-pool factor of the content term (larger = only the scene's palette)
+    lambda_structure: float = 0.0  # one_direction only: 1 - correlation of a's and G_AB(a)'s luminance, 4x-pooled (edges, not tones)
+    diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color ("" = off)
     pool_size: int = 50  # history of generated images shown to D (0 = only the newest)
     one_direction: bool = False  # train only G_AB + D_B: adversarial + identity + low-frequency content term
 
@@ -330,8 +335,16 @@ def validate_cyclegan(cfg: CycleGANConfig) -> None:
     if d.crop < 16 or d.crop % 4:
         raise UsageError(f"data.crop must be a multiple of 4 and >= 16, not {d.crop}")
     lo, hi = d.scale_jitter
-    if not 1.0 <= lo <= hi:
-        raise UsageError(f"data.scale_jitter must be [lo, hi] with 1.0 <= lo <= hi, not {list(d.scale_jitter)}")
+    least = 0.25 if d.work_pixels else 1.0  # work_pixels scales the image, not the crop: it may shrink it
+    if not least <= lo <= hi:
+        raise UsageError(f"data.scale_jitter must be [lo, hi] with {least} <= lo <= hi, not {list(d.scale_jitter)}")
+    if d.work_pixels < 0 or d.effective_pixels < 0:
+        raise UsageError("data.work_pixels and data.effective_pixels must be >= 0")
+    if g.content_pool < 1:
+        raise UsageError(f"gan.content_pool must be >= 1, not {g.content_pool}")
+    from scenestyle.train.diffaug import check_policy
+
+    check_policy(g.diffaug)
     if d.workers < 0:
         raise UsageError(f"data.workers must be >= 0, not {d.workers}")
     if g.pool_size < 0:

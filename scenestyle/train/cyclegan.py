@@ -3,8 +3,10 @@
 Per step (upstream order): generators forward; G step (adversarial + cycle + identity, D frozen);
 D step (real vs. pooled fakes, + gradient penalty for wgan-gp); schedulers; EMA of G_AB. Rank 0
 alone logs, samples and saves. ``one_direction`` trains only G_AB and D_B: adversarial loss,
-identity loss on B and a low-frequency content loss (L1 between 4x-average-pooled a and G_AB(a))
-that replaces the cycle loss, so styles can be learned without a painting->photo generator.
+identity loss on B, a colour term (L1 between ``content_pool``-x-average-pooled a and G_AB(a)) and
+a structure term (``losses.structure_loss``: luminance correlation) that replace the cycle loss,
+so styles can be learned without a painting->photo generator. ``gan.diffaug`` augments every
+image D sees (``diffaug.py``), for styles with a few dozen paintings.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from scenestyle.errors import UsageError
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
 from scenestyle.train.config import CycleGANConfig, config_hash
-from scenestyle.train.data import DataStream, UnpairedCrops, list_images, make_loader
+from scenestyle.train.data import DataStream, UnpairedCrops, _mix, list_images, make_loader
+from scenestyle.train.diffaug import diff_augment, parse_policy
 from scenestyle.train.ema import EMA
-from scenestyle.train.losses import d_loss, g_loss, gradient_penalty
+from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, structure_loss
 from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
                                    resume_training, run_guarded, runtime, seed_all, to_device, training_state,
                                    write_config)
@@ -100,7 +103,7 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
     files_a, files_b = list_images(d.a, "domain A"), list_images(d.b, "domain B")
     if info.is_main:
         write_config(run, cfg_text)
-    dataset = UnpairedCrops(files_a, files_b, d.crop)
+    dataset = UnpairedCrops(files_a, files_b, d.crop, work_pixels=d.work_pixels, effective_pixels=d.effective_pixels)
     stream = DataStream(len(files_a), len(files_b), batch_size=t.batch_size, crop=d.crop, scale_jitter=d.scale_jitter,
                         hflip=d.hflip, vflip=d.vflip, seed=d.seed, rank=info.rank, world=info.world)
 
@@ -148,6 +151,7 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
 
     loader = make_loader(dataset, stream, step, stop, d.workers, pin_memory=dev.type == "cuda")
     lam_idt = g.lambda_cycle * g.lambda_identity
+    policy = parse_policy(g.diffaug)
     record = {}
     with ckpt.StopFlag() as flag, Reporter(run, t.steps, step, enabled=info.is_main, console=console,
                                             show_bar=show_progress) as report:
@@ -155,6 +159,10 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
         for a, b in loader:
             real_a, real_b = to_device(a, dev, t.channels_last), to_device(b, dev, t.channels_last)
             losses: dict[str, torch.Tensor] = {}
+            aug_gen = torch.Generator().manual_seed(_mix(d.seed, 13, step, info.rank))  # a pure function of the step
+
+            def aug(x: torch.Tensor) -> torch.Tensor:  # DiffAugment: every image any D sees, real or fake
+                return diff_augment(x, policy, aug_gen) if policy else x
 
             # -- G step: D frozen; adversarial + cycle + identity (or content) losses
             for net in discs:
@@ -162,14 +170,18 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
             opt_G.zero_grad(set_to_none=True)
             with amp_ctx():
                 fake_b = fwd["G_AB"](real_a)
-                losses["G_AB"] = g_loss(g.loss, fwd["D_B"](fake_b))
+                losses["G_AB"] = g_loss(g.loss, fwd["D_B"](aug(fake_b)))
                 if g.one_direction:
-                    losses["content"] = g.lambda_content * F.l1_loss(F.avg_pool2d(fake_b.float(), 4), F.avg_pool2d(real_a, 4))
+                    if g.lambda_content > 0:
+                        k = g.content_pool
+                        losses["content"] = g.lambda_content * F.l1_loss(F.avg_pool2d(fake_b.float(), k), F.avg_pool2d(real_a, k))
+                    if g.lambda_structure > 0:
+                        losses["structure"] = g.lambda_structure * structure_loss(fake_b, real_a)
                     if lam_idt > 0:
                         losses["idt_B"] = lam_idt * F.l1_loss(fwd["G_AB"](real_b).float(), real_b)
                 else:
                     fake_a = fwd["G_BA"](real_b)
-                    losses["G_BA"] = g_loss(g.loss, fwd["D_A"](fake_a))
+                    losses["G_BA"] = g_loss(g.loss, fwd["D_A"](aug(fake_a)))
                     losses["cycle_A"] = g.lambda_cycle * F.l1_loss(fwd["G_BA"](fake_b).float(), real_a)
                     losses["cycle_B"] = g.lambda_cycle * F.l1_loss(fwd["G_AB"](fake_a).float(), real_b)
                     if lam_idt > 0:
@@ -191,7 +203,7 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
             loss_D = torch.zeros((), device=dev)
             for name, real, fake in pairs:
                 with amp_ctx():
-                    ld = d_loss(g.loss, fwd[name](real).float(), fwd[name](fake.detach()).float())
+                    ld = d_loss(g.loss, fwd[name](aug(real)).float(), fwd[name](aug(fake.detach())).float())
                 if g.loss == "wgan-gp":
                     ld = ld + g.gp_weight * gradient_penalty(fwd[name], real, fake.detach().to(real.dtype), gp_gen)
                 losses[name] = ld

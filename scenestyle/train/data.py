@@ -33,7 +33,8 @@ def list_images(folder: str | Path, what: str) -> list[Path]:
     """Image files under ``folder`` (recursive, sorted); UsageError if none."""
     root = Path(folder)
     if not str(folder).strip():
-        raise UsageError(f"no folder given for {what}; pass --{what[-1]} DIR or set data.{what[-1]}")
+        flag = what[-1].lower()  # "domain A" -> --a, data.a (the options are lower case)
+        raise UsageError(f"no folder given for {what}; pass --{flag} DIR or set data.{flag}")
     if not root.is_dir():
         raise UsageError(f"{what} folder {root} does not exist or is not a folder")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -125,9 +126,11 @@ class UnpairedCrops(Dataset):
 
     draft = True  # JPEGs may be decoded at a reduced size (subclasses that need native pixels turn it off)
 
-    def __init__(self, files_a: list[Path], files_b: list[Path], crop: int):
+    def __init__(self, files_a: list[Path], files_b: list[Path], crop: int, *, work_pixels: int = 0,
+                 effective_pixels: int = 0):
         self.files = (files_a, files_b)
         self.crop = crop
+        self.work_pixels, self.effective_pixels = work_pixels, effective_pixels
 
     def __len__(self) -> int:  # indices are recipes, not integers; a nominal length for DataLoader
         return max(len(f) for f in self.files)
@@ -138,19 +141,35 @@ class UnpairedCrops(Dataset):
             path = files[(index + k) % len(files)]
             try:
                 with Image.open(path) as im:
-                    if self.draft:
-                        im.draft("RGB", (self.crop * 2, self.crop * 2))  # JPEG: decode at a reduced size when it can
+                    if self.draft:  # JPEG: decode at a reduced size when it can (never below what is used)
+                        need = math.isqrt(self.effective_pixels or self.work_pixels) if self.work_pixels else self.crop * 2
+                        im.draft("RGB", (need // 2, need // 2))
                     return ImageOps.exif_transpose(im).convert("RGB")
             except Exception as exc:  # corrupt, truncated, not an image: skip it, keep training
                 warnings.warn(f"skipping unreadable training image {path}: {exc}", RuntimeWarning, stacklevel=2)
         raise UsageError(f"no readable image among the {len(files)} files of domain {'AB'[domain]}")
 
     def crop_one(self, r: CropRecipe) -> torch.Tensor:
-        """Apply one recipe: resize (short side), crop, flip; CHW float32 in [-1, 1]."""
+        """Apply one recipe: resize, crop, flip; CHW float32 in [-1, 1].
+
+        Resize: by default the short side becomes ``crop * scale``. With ``work_pixels`` the image is
+        brought to about ``work_pixels * scale**2`` pixels, the size ``stylize`` runs its model at, so
+        brush strokes are learnt at the scale they are painted at inference; with ``effective_pixels``
+        larger images are first shrunk to that many pixels, so every image of both domains carries the
+        same detail (large sharp paintings against small soft photos would teach D to judge sharpness).
+        """
         im = self._load(r.domain, r.index)
         w, h = im.size
-        short = max(self.crop, round(self.crop * r.scale))
-        nw, nh = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
+        if self.work_pixels:
+            if self.effective_pixels and w * h > self.effective_pixels:
+                f = math.sqrt(self.effective_pixels / (w * h))
+                im = im.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.BICUBIC, reducing_gap=3.0)
+            f = math.sqrt(self.work_pixels / (w * h)) * r.scale
+            f = max(f, self.crop / min(w, h))  # never smaller than the crop
+            nw, nh = max(self.crop, round(w * f)), max(self.crop, round(h * f))
+        else:
+            short = max(self.crop, round(self.crop * r.scale))
+            nw, nh = (short, max(short, round(h * short / w))) if w <= h else (max(short, round(w * short / h)), short)
         im = im.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
         arr = np.asarray(cut(im, r, self.crop), dtype=np.float32) / 127.5 - 1.0
         return torch.from_numpy(arr.transpose(2, 0, 1).copy())

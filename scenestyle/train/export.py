@@ -86,6 +86,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
         save_file(sd, str(tmp), metadata={"arch": arch, "kwargs": json.dumps(kwargs), "task": task,
                                           "step": str(state["step"]), "ema": str(use_ema),
                                           "config_sha256": state["config_sha256"]})
+        os.chmod(tmp, ckpt.new_file_mode())  # safetensors writes 0600; a trained model is made to be shared
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -38,3 +38,18 @@ def gradient_penalty(d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
     out = d(x)
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: float = 1e-3) -> torch.Tensor:
+    """``1 - corr`` between the luminance of ``fake`` and ``real``, both ``pool``x average-pooled, per image.
+
+    A correlation ignores brightness and contrast, so a style may change tones and paint strokes finer
+    than ``pool`` pixels, but it must keep where the edges and shapes are. ``eps`` (variance, images in
+    [-1, 1]) keeps flat crops such as clear sky from demanding structure they do not have.
+    """
+    weights = torch.tensor([0.299, 0.587, 0.114], device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
+    lum = [F.avg_pool2d((t.float() * weights).sum(1, keepdim=True), pool).flatten(1) for t in (fake, real)]
+    f, r = (t - t.mean(1, keepdim=True) for t in lum)
+    cov = (f * r).mean(1)
+    corr = cov / torch.sqrt((f.pow(2).mean(1) + eps) * (r.pow(2).mean(1) + eps))
+    return (1.0 - corr).mean()

@@ -205,7 +205,11 @@ class VGG19Features(nn.Module):
             else:
                 mods.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*mods)
-        sd = torch.load(weights, map_location="cpu", weights_only=True) if isinstance(weights, (str, Path)) else weights
+        if isinstance(weights, (str, Path)):  # the shared reader: tensors only, and one-line errors on any other file
+            from scenestyle.weights import read_state_dict
+
+            weights = read_state_dict(Path(weights))
+        sd = weights
         sd = {k.removeprefix("module."): v for k, v in sd.items()}
         own = self.state_dict()
         missing = [k for k in own if k not in sd]

@@ -1,0 +1,82 @@
+"""The style-training terms: crops at the working size, one level of detail, DiffAugment, structure loss."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from scenestyle.errors import UsageError
+from scenestyle.train.config import load_config
+from scenestyle.train.cyclegan import train_cyclegan
+from scenestyle.train.data import CropRecipe, UnpairedCrops
+from scenestyle.train.diffaug import check_policy, diff_augment
+from scenestyle.train.losses import structure_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sharp(path: Path, w: int, h: int) -> Path:
+    """A checkerboard of 2-px squares: all its energy is at the finest scale."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    arr = (((yy // 2 + xx // 2) % 2) * 255).astype(np.uint8)
+    Image.fromarray(np.stack([arr] * 3, -1)).save(path)
+    return path
+
+
+def _hf_energy(x: torch.Tensor) -> float:
+    return float((x[:, 1:, :] - x[:, :-1, :]).abs().mean())
+
+
+def test_work_pixels_sets_the_scale_and_effective_pixels_removes_detail(tmp_path):
+    big = _sharp(tmp_path / "big.png", 1200, 900)  # 1.08 MP
+    r = CropRecipe(1, 0, 1.0, 0.5, 0.5, False, False)
+    detailed = UnpairedCrops([big], [big], 64, work_pixels=1_080_000)  # native size: squares intact
+    soft = UnpairedCrops([big], [big], 64, work_pixels=1_080_000, effective_pixels=67_500)  # via 1/16 of the pixels
+    e_native, e_soft = (_hf_energy(d.crop_one(r)) for d in (detailed, soft))
+    assert e_native > 0.8  # [-1, 1] samples flipping every 2 px: half the row pairs differ by 2
+    assert e_soft < 0.2 * e_native  # shrunk 4x first: the squares are gone, only then brought to the working size
+    assert detailed.crop_one(r).shape == (3, 64, 64)
+
+
+def test_structure_loss_ignores_tone_but_not_shape():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear")  # shapes larger than the 4x pooling
+    # eps (a variance floor for flat crops) keeps a perfect match a little above 0
+    assert structure_loss(x, x) < 0.05
+    assert structure_loss(0.5 * x + 0.3, x) < 0.05  # brighter and flatter: same structure
+    assert structure_loss(x.flip(-1), x) > 0.5  # mirrored: different structure
+    flat = torch.zeros_like(x)
+    assert abs(float(structure_loss(x, flat)) - 1.0) < 1e-6  # a flat photo asks for nothing in particular
+
+
+def test_diffaug_is_seeded_differentiable_and_checked():
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    a = diff_augment(x, ["color", "translation", "cutout"], torch.Generator().manual_seed(1))
+    b = diff_augment(x, ["color", "translation", "cutout"], torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b)
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(UsageError, match="translation, cutout, color"):
+        check_policy("translation,blur")
+
+
+def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
+    cfg = load_config(REPO / "configs" / "style-oil.toml", ["data.workers=0", "data.crop=32", "train.sample_every=0",
+                                                           "model.generator_kwargs={ngf = 4, n_blocks = 1}",
+                                                           "model.discriminator_kwargs={ndf = 4, n_layers = 2}"])
+    assert cfg.data.work_pixels == 1_000_000 and cfg.gan.diffaug
+    for d in "ab":
+        (tmp_path / d).mkdir()
+        for i in range(2):
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8)).filter(
+                ImageFilter.SMOOTH).save(tmp_path / d / f"{i}.png")
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, a=str(tmp_path / "a"), b=str(tmp_path / "b")))
+    result = train_cyclegan(cfg, run=tmp_path / "run", max_steps=2, show_progress=False)
+    assert result.step == 2
+    assert {"loss_structure", "loss_content", "loss_D_B"} <= set(result.metrics)
