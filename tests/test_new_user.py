@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from scenestyle import weights as w
 from scenestyle.cli import app
 from scenestyle.errors import UsageError, WeightsError
-from test_weights import COMMIT, TINY, put_in_cache, sha, write_lock
+from test_weights import COMMIT, TINY, hub_cache, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -43,15 +43,6 @@ def one_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, text
     return lines[0]
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    return cache
 
 
 @pytest.fixture

@@ -57,12 +57,12 @@ def test_structure_loss_ignores_tone_but_not_shape():
 
 def test_diffaug_is_seeded_differentiable_and_checked():
     x = torch.rand(2, 3, 32, 32, requires_grad=True)
-    a = diff_augment(x, ["color", "translation", "cutout"], torch.Generator().manual_seed(1))
-    b = diff_augment(x, ["color", "translation", "cutout"], torch.Generator().manual_seed(1))
+    a = diff_augment(x, ["color", "hue", "translation", "cutout"], torch.Generator().manual_seed(1))
+    b = diff_augment(x, ["color", "hue", "translation", "cutout"], torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b)
     a.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    with pytest.raises(UsageError, match="translation, cutout, color"):
+    with pytest.raises(UsageError, match="translation, cutout, color, hue"):
         check_policy("translation,blur")
 
 
@@ -80,3 +80,11 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
     result = train_cyclegan(cfg, run=tmp_path / "run", max_steps=2, show_progress=False)
     assert result.step == 2
     assert {"loss_structure", "loss_content", "loss_D_B"} <= set(result.metrics)
+
+
+def test_hue_rotation_keeps_luma_and_changes_hue():
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    y = diff_augment(x, ["hue"], torch.Generator().manual_seed(3))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((x * luma).sum(1), (y * luma).sum(1), atol=1e-5)
+    assert (x - y).abs().mean() > 0.05

@@ -79,7 +79,7 @@ class GanConfig:
     lambda_content: float = 1.0  # one_direction only: L1 between content_pool-x-average-pooled a and G_AB(a) (colours)
     content_pool: int = 4  # one_direction only: average-pool factor of the content term (larger = only the scene's palette)
     lambda_structure: float = 0.0  # one_direction only: 1 - correlation of a's and G_AB(a)'s luminance, 4x-pooled (edges, not tones)
-    diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color ("" = off)
+    diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color, hue ("" = off)
     pool_size: int = 50  # history of generated images shown to D (0 = only the newest)
     one_direction: bool = False  # train only G_AB + D_B: adversarial + identity + low-frequency content term
 

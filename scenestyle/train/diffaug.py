@@ -6,7 +6,10 @@ step too, so the gradient flows through the augmentation) keeps D from memorisin
 the augmentation leak into what G paints. Policies follow the reference implementation
 (mit-han-lab/data-efficient-gans, ``DiffAugment_pytorch.py``): ``translation`` shifts by up to 1/8
 of the side with zero padding, ``cutout`` blanks a square of half the side, ``color`` jitters
-brightness, saturation and contrast. Draws come from a ``torch.Generator`` so runs are repeatable.
+brightness, saturation and contrast. ``hue`` (ours) rotates the chroma plane of YIQ by a random
+angle, so D cannot judge by hue: with the colour term the scene keeps its hues (a desert stays
+sand-coloured) while brushwork, tones and saturation follow the paintings. Draws come from a
+``torch.Generator`` so runs are repeatable.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 
 from scenestyle.errors import UsageError
 
-POLICIES = ("translation", "cutout", "color")
+POLICIES = ("translation", "cutout", "color", "hue")
 
 
 def parse_policy(policy: str) -> list[str]:
@@ -64,7 +67,20 @@ def _cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Te
     return x * (~inside).unsqueeze(1).to(device=x.device, dtype=x.dtype)
 
 
-_OPS = {"color": _color, "translation": _translation, "cutout": _cutout}
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _hue(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n = x.shape[0]
+    theta = (torch.rand(n, generator=g) * 2 - 1) * torch.pi
+    c, s = torch.cos(theta), torch.sin(theta)
+    rot = torch.zeros(n, 3, 3)
+    rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, c, -s, s, c
+    m = (torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ).to(device=x.device, dtype=x.dtype)  # N×3×3, RGB -> RGB
+    return torch.einsum("nij,njhw->nihw", m, x)
+
+
+_OPS = {"color": _color, "translation": _translation, "cutout": _cutout, "hue": _hue}
 
 
 def diff_augment(x: torch.Tensor, policy: list[str], g: torch.Generator) -> torch.Tensor:
