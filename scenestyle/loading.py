@@ -40,11 +40,8 @@ def _registry():
 
 def _detect(sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, dict[str, Any]]:
     snn, _ = _registry()
-    detect = getattr(snn, "detect_arch", None)
-    if detect is None:
-        raise WeightsError(f"cannot tell which architecture {path.name} is for; pass --arch")
     try:
-        found = detect(sd)
+        found = snn.detect_arch(sd)
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"cannot tell which architecture {path.name} is for ({exc}); pass --arch") from None
     if found is None:

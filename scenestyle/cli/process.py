@@ -32,7 +32,6 @@ Manifest = Annotated[Optional[Path], typer.Option("--manifest", help=(
     "else in the first input's folder)."))]
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
-DEVICES_HELP = "auto, cpu, cuda, cuda:N"
 
 
 def _batch(value: str) -> int | None:

@@ -24,10 +24,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-try:  # MATLAB-compatible bicubic, written alongside this module; fall back when it is absent
-    from scenestyle.metrics.resize import imresize as _imresize
-except ImportError:  # pragma: no cover - depends on the checkout
-    _imresize = None
+from scenestyle.metrics.resize import imresize as _imresize  # MATLAB-compatible bicubic (the SR protocol's LR)
 
 __all__ = [
     "KERNEL_KINDS", "NOISE_DEFAULTS", "NOISE_KINDS", "RealESRGANDegradation", "add_noise", "bicubic_pair", "degrade",
@@ -291,11 +288,9 @@ def _random_resize_factor(g: torch.Generator, probs: Sequence[float], rng: tuple
 def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(HR cropped to a multiple of ``scale``, its bicubic LR), the classic SR protocol.
 
-    With ``scenestyle.metrics.resize.imresize`` present, LR is MATLAB ``imresize`` (Keys a=-0.5,
-    antialiased, edge replicate); ``quantize`` runs it on 8-bit values with MATLAB's rounding after
-    each pass, which reproduces the official ``LR_bicubic`` sets. Without that module the fallback
-    is ``F.interpolate(mode="bicubic", antialias=True)`` (PyTorch's a=-0.75 Keys kernel, so it is
-    close to but not bit-identical with MATLAB). ``quantize`` also rounds LR to 1/255 steps.
+    LR is MATLAB ``imresize`` (``scenestyle.metrics.resize``: Keys a=-0.5, antialiased, edge
+    replicate); ``quantize`` runs it on 8-bit values with MATLAB's rounding after each pass, which
+    reproduces the official ``LR_bicubic`` sets.
     """
     _check_batch(hr, "hr")
     if not isinstance(scale, int) or scale < 1:
@@ -305,18 +300,12 @@ def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[t
     if h == 0 or w == 0:
         raise ValueError(f"hr {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
     hr = hr[:, :, :h, :w]
-    if _imresize is not None:
-        arr = hr.detach().permute(0, 2, 3, 1).cpu().double().numpy()
-        if quantize:
-            arr = np.clip(np.floor(arr * 255 + 0.5), 0, 255).astype(np.uint8)
-        lr = np.stack([_imresize(a, size=(h // scale, w // scale)) for a in arr]).astype(np.float64)
-        lr = torch.from_numpy(lr / 255.0 if quantize else lr).permute(0, 3, 1, 2)
-        lr = lr.to(hr.device, hr.dtype)
-    else:
-        lr = F.interpolate(hr, size=(h // scale, w // scale), mode="bicubic", align_corners=False, antialias=True)
-        if quantize:
-            lr = (lr.clamp(0, 1) * 255).round() / 255
-    return hr, lr.contiguous()
+    arr = hr.detach().permute(0, 2, 3, 1).cpu().double().numpy()
+    if quantize:
+        arr = np.clip(np.floor(arr * 255 + 0.5), 0, 255).astype(np.uint8)
+    lr = np.stack([_imresize(a, size=(h // scale, w // scale)) for a in arr]).astype(np.float64)
+    lr = torch.from_numpy(lr / 255.0 if quantize else lr).permute(0, 3, 1, 2)
+    return hr, lr.to(hr.device, hr.dtype).contiguous()
 
 
 # --- Real-ESRGAN second-order degradation ------------------------------------------------------
