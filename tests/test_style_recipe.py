@@ -88,3 +88,27 @@ def test_hue_rotation_keeps_luma_and_changes_hue():
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     assert torch.allclose((x * luma).sum(1), (y * luma).sum(1), atol=1e-5)
     assert (x - y).abs().mean() > 0.05
+
+
+def test_colour_pool_keeps_the_photos_palette_and_is_local():
+    from scenestyle.nn import build
+
+    torch.manual_seed(0)
+    g = build("CompactGenerator", ngf=4, n_blocks=1, norm="none", colour_pool=9).eval()
+    x = torch.rand(1, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+        plain = build("CompactGenerator", ngf=4, n_blocks=1, norm="none").eval()
+        plain.load_state_dict(g.state_dict())
+        y0 = plain(x)
+    chroma = lambda t: t.mean((2, 3)) - (t.mean((2, 3)) * torch.tensor([0.299, 0.587, 0.114])).sum(1, keepdim=True)
+    assert torch.allclose(chroma(y), chroma(x), atol=0.01)  # the photo's overall colour
+    assert not torch.allclose(chroma(y0), chroma(x), atol=0.01)  # which the bare net does not keep
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((y * luma).sum(1), (y0 * luma).sum(1), atol=1e-5)  # tones are the net's
+    h = g.halo  # a crop with the halo around it gives the same interior: tiles stay seamless
+    with torch.no_grad():
+        part = g(x[..., 8 : 96, 4 : 96])
+    assert h >= 4 and torch.allclose(part[..., h : 88 - h, h : 92 - h], y[..., 8 + h : 96 - h, 4 + h : 96 - h], atol=1e-5)
+    with pytest.raises(ValueError, match="colour_pool"):
+        build("CompactGenerator", colour_pool=8)

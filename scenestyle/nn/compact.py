@@ -13,6 +13,11 @@ The default (``ngf=32``, ``n_blocks=9``, 0.43 M parameters) costs 2.84 GMAC at 2
 of the CycleGAN ResNet-9 generator (56.8 GMAC counted the same way; see ``macs.count_macs``). Only
 plain, 1x1 and depthwise 3x3 convs, which oneDNN runs well on CPU (channels_last helps).
 
+``colour_pool`` > 0 gives the output the photo's colours at that scale: the chroma (colour less
+luma) of ``photo - output``, box-blurred over ``colour_pool`` pixels, is added back, so brushwork,
+tones and fine colour variation are the net's but the scene's palette stays (no colour cast). The
+blur has stride 1, so it is the same in tiles as on the whole image.
+
 ``norm``: ``instance`` (affine-free, as CycleGAN; tiles then need whole-image statistics),
 ``batch`` (local at inference, so tiling is exact; foldable into the convs) or ``none``.
 Convs followed by a norm carry a bias only when ``norm == "none"``; depthwise convs never do.
@@ -24,10 +29,28 @@ Keys: ``stem.1``, ``down.1``, ``down.5``, ``blocks.N.conv_block.{1,2,6,7}``, ``u
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._blocks import check_choice, norm_layer, round_up
 from ._registry import register
+
+
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
+
+def _box(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over k×k windows (k odd), stride 1, borders averaged over what is inside: two 1-D passes."""
+    x = F.avg_pool2d(x, (k, 1), 1, (k // 2, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, k), 1, (0, k // 2), count_include_pad=False)
+
+
+def keep_colours(photo: torch.Tensor, painted: torch.Tensor, k: int) -> torch.Tensor:
+    """``painted`` plus the box-blurred chroma of ``photo - painted`` (luma untouched)."""
+    d = photo - painted
+    w = torch.tensor(_LUMA, device=d.device, dtype=d.dtype).view(1, 3, 1, 1)
+    chroma = d - (d * w).sum(1, keepdim=True)  # weights sum to 1: no luma left
+    return painted + _box(chroma, k)
 
 
 def _separable(in_nc: int, out_nc: int, norm: str, use_bias: bool) -> list[nn.Module]:
@@ -58,11 +81,14 @@ class CompactGenerator(nn.Module):
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                 norm: str = "instance"):
+                 norm: str = "instance", colour_pool: int = 0):
         super().__init__()
         check_choice("norm", norm, ("batch", "instance", "none"))
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        if colour_pool < 0 or (colour_pool and (colour_pool % 2 == 0 or input_nc != 3 or output_nc != 3)):
+            raise ValueError(f"colour_pool must be 0 or an odd window on RGB in and out, got {colour_pool}")
+        self.colour_pool = colour_pool
         use_bias = norm == "none"
         self.stem = nn.Sequential(nn.ReflectionPad2d(3),
                                   nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias),
@@ -86,15 +112,17 @@ class CompactGenerator(nn.Module):
         # Receptive-field radius in input pixels: 15 + 8 per block (two 3x3 convs at stride 4),
         # as measured from gradients in tests/test_nn.py; 9 blocks -> 88. With instance norm a
         # tile also needs whole-image statistics to match whole-image output.
-        self.halo = round_up(15 + 8 * n_blocks, 4)
+        self.halo = round_up(15 + 8 * n_blocks + colour_pool // 2, 4)
         self.task = "style"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.up(self.blocks(self.down(self.stem(x)))))
+        y = self.head(self.up(self.blocks(self.down(self.stem(x)))))
+        return keep_colours(x, y, self.colour_pool) if self.colour_pool else y
 
 
 @register("compact_generator")
 def compact_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                      norm: str = "instance") -> CompactGenerator:
+                      norm: str = "instance", colour_pool: int = 0) -> CompactGenerator:
     """Default compact variant: ``ngf=32``, 9 separable blocks, instance norm (2.84 GMAC at 256x256)."""
-    return CompactGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm)
+    return CompactGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm,
+                            colour_pool=colour_pool)
