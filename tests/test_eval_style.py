@@ -253,7 +253,7 @@ def outputs_run(folders, tmp_path_factory):
 def test_cli_outputs_json_and_sheet(folders, outputs_run):
     rep, sheet = outputs_run
     rows = {row["name"]: row for row in rep["rows"]}
-    assert list(rows) == ["stylized", "photos (untouched)", "colour transfer (Lab)"]
+    assert list(rows) == ["stylized", "photos (untouched)", "colour transfer (Lab)", "posterize + mode filter"]
     assert rep["levels"] == ["1/1", "1/2", "1/4"] and list(rows["stylized"]["swd"]) == rep["levels"]
     assert rows["photos (untouched)"]["structure_ssim"] == pytest.approx(1.0, abs=1e-12)
     assert rows["stylized"]["structure_ssim"] > 0.9  # stripes are texture: blurred away
@@ -262,7 +262,7 @@ def test_cli_outputs_json_and_sheet(folders, outputs_run):
     assert rep["critic_accuracy"]["gray"]["balanced"] > 0.9
     assert rep["seed"] == 0 and {"torch", "numpy", "scenestyle"} <= set(rep["versions"])
     assert rep["protocol"]["critic"]["steps"] == 60 and rep["model"]["outputs"] == str(folders / "outputs")
-    assert len(rep["images"]) == 18
+    assert len(rep["images"]) == 24  # 6 photos x 4 rows
     assert sheet.with_suffix(".png").is_file() and "eval style" in sheet.with_suffix(".html").read_text()
 
 

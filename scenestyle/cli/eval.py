@@ -251,7 +251,7 @@ def style(
     device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
     sheet: Sheet = None,
 ) -> None:
-    """Style measures (SWD per pyramid level, critic shares, structure SSIM) beside two baselines."""
+    """Style measures (SWD per pyramid level, critic shares, structure SSIM) beside three baselines."""
     from dataclasses import replace
 
     from scenestyle.evaluate.critic import CriticConfig

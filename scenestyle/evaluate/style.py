@@ -1,8 +1,9 @@
 """``eval style``: weight-free style measures of stylized photos against a folder of paintings.
 
-Three rows are scored the same way — the stylized outputs (from a model or a folder), the
-untouched photos and a colour-transfer baseline (Reinhard, Lab mean/std of the paintings) — so
-that a result which only copies the palette is seen to do no better than the baseline:
+Four rows are scored the same way — the stylized outputs (from a model or a folder), the
+untouched photos, a colour-transfer baseline (Reinhard, Lab mean/std of the paintings) and a crude
+posterize + mode-filter baseline — so that a result which only copies the palette or flattens
+the photo is seen to do no better than a baseline:
 
 * SWD ×1e3 per Laplacian-pyramid level against the paintings (coarse: colour, fine: texture);
 * the share of crops a cross-fitted critic calls "painting", in an RGB and a colour-blind
@@ -28,6 +29,7 @@ from scenestyle.metrics.colour import colour_transfer, lab_stats
 from scenestyle.metrics.structure import structure_ssim
 
 STYLIZED, PHOTOS, TRANSFER = "stylized", "photos (untouched)", "colour transfer (Lab)"
+POSTER = "posterize + mode filter"  # a crude filter a style must beat: 3-bit levels, 5x5 mode filter
 WEAK_CRITIC = 0.75  # below this held-out accuracy the report warns that the critic's shares are noisy
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 Panels = Callable[[str, Mapping[str, np.ndarray]], None]  # (photo name, row name → uint8 image)
@@ -129,6 +131,13 @@ def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
     return to_u8(resize(img.astype(np.float32) / 255.0, max(1, round(h * s)), max(1, round(w * s))))
 
 
+def _posterize(img: np.ndarray) -> np.ndarray:
+    """The crude 'painting' filter baseline: 3 bits per channel, then a 5x5 mode filter (Pillow)."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    return np.asarray(ImageOps.posterize(Image.fromarray(img), 3).filter(ImageFilter.ModeFilter(5)))
+
+
 def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: int | None, offline: bool):
     """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
     from scenestyle.engine.device import choose_placement, prepare
@@ -203,9 +212,9 @@ def evaluate_style(
     on_progress: Progress | None = None,
     on_panels: Panels | None = None,
 ) -> StyleReport:
-    """Score stylized photos (``model_spec`` run in memory, or ``outputs_dir`` matched by stem) and both baselines.
+    """Score stylized photos (``model_spec`` run in memory, or ``outputs_dir`` matched by stem) and the baselines.
 
-    With neither, only the two baseline rows are scored. ``on_panels(name, images)`` receives each
+    With neither, only the baseline rows are scored. ``on_panels(name, images)`` receives each
     photo's row images (uint8, after the ``max_side`` downscale) for a contact sheet.
     """
     if outputs_dir is not None and model_spec is not None:
@@ -255,7 +264,7 @@ def evaluate_style(
         transfer.append(to_u8(colour_transfer(p, target)))
         step("colour transfer", i + 1, len(photos))
     rows = {STYLIZED: stylized} if stylized else {}
-    rows.update({PHOTOS: photos, TRANSFER: transfer})
+    rows.update({PHOTOS: photos, TRANSFER: transfer, POSTER: [_posterize(p) for p in photos]})
 
     try:
         levels = S.count_levels([im.shape for im in photos + paintings], min_res=min_res)
@@ -299,6 +308,7 @@ def evaluate_style(
                    "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out"},
         "structure": f"SSIM (BasicSR window) of BT.601 luma blurred with a Gaussian sigma {blur_sigma} px, output vs photo",
         "colour_transfer": "Reinhard et al. 2001 in CIELAB (sRGB D65): per-channel mean/std of all painting pixels, clipped",
+        "posterize": "Pillow ImageOps.posterize(3 bits) then ImageFilter.ModeFilter(5), on the shrunk photo",
         "photos": len(photos), "paintings": len(paintings),
         "stylized": "model in memory, on the full photo as `stylize` runs it, then shrunk" if stylize else (f"files from {outputs_dir}" if stylized else "none"),
         "precision": precision if stylize else None, "tile": tile if stylize else None,
