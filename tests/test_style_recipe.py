@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_diffaug_is_seeded_differentiable_and_checked():
 
 def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
     cfg = load_config(REPO / "configs" / "style-oil.toml", ["data.workers=0", "data.crop=32", "train.sample_every=0",
-                                                           "model.generator_kwargs={ngf = 4, n_blocks = 1}",
+                                                           "model.generator_kwargs={ngf = 4, n_blocks = 1, colour_pool = 9}",
                                                            "model.discriminator_kwargs={ndf = 4, n_layers = 2}"])
     assert cfg.data.work_pixels == 1_000_000 and cfg.gan.diffaug
     for d in "ab":
@@ -80,6 +81,13 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
     result = train_cyclegan(cfg, run=tmp_path / "run", max_steps=2, show_progress=False)
     assert result.step == 2
     assert {"loss_structure", "loss_content", "loss_D_B"} <= set(result.metrics)
+    from safetensors import safe_open
+
+    from scenestyle.train.export import export_generator
+
+    out = export_generator(tmp_path / "run", "tiny-style", fp16=True).path
+    kwargs = json.loads(safe_open(str(out), "pt").metadata()["kwargs"])
+    assert kwargs["colour_pool"] == 9  # a setting the keys cannot show travels in the metadata
 
 
 def test_hue_rotation_keeps_luma_and_changes_hue():

@@ -71,8 +71,8 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     model = build(arch, **kwargs)
     try:  # name the canonical architecture (as the loader detects it), if it builds the same network
         found, found_kw = detect_arch(sd)
-        if type(build(found, **found_kw)) is type(model):
-            arch, kwargs = found, found_kw
+        if type(build(found, **found_kw)) is type(model):  # keep what keys cannot show (colour_pool)
+            arch, kwargs = found, {**kwargs, **found_kw}
     except ValueError:
         pass
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
