@@ -1,0 +1,83 @@
+"""Build docs/styles.jpg: each shipped style on the same evaluation scenes, and one scene at 1 MP and 25 MP.
+
+    python docs/make_gallery.py --shared ../shared [--styles oil ukiyoe ...] [-o docs/styles.jpg]
+
+Rows: six scenes of ``data/photos/sun_hays_half`` (never trained on); columns: the photo, then one
+per style, each run through ``scenestyle stylize --style NAME`` exactly as a user would. The last
+row is the 25 MP wallpaper stylized at full size beside the same photo first shrunk to 1 MP: with
+the working size the two must look alike (a centre crop of each, at the same field of view).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+SCENES = ("sunhays80_img_001.jpg", "sunhays80_img_009.jpg", "sunhays80_img_017.jpg",
+          "sunhays80_img_033.jpg", "sunhays80_img_057.jpg", "sunhays80_img_071.jpg")
+CELL = 240  # cell height in pixels
+
+
+def stylize(src: Path, style: str, out: Path) -> Path:
+    cmd = [sys.executable, "-m", "scenestyle", "stylize", str(src), "--style", style, "-o", str(out), "--overwrite"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def fit(im: Image.Image, h: int = CELL) -> Image.Image:
+    return im.convert("RGB").resize((round(im.width * h / im.height), h), Image.Resampling.LANCZOS)
+
+
+def label(im: Image.Image, text: str) -> Image.Image:
+    d = ImageDraw.Draw(im)
+    d.rectangle((0, 0, 8 * len(text) + 8, 16), fill=(0, 0, 0))
+    d.text((4, 2), text, fill=(255, 255, 255))
+    return im
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    ap.add_argument("--styles", nargs="+", default=["oil"])
+    ap.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "styles.jpg")
+    args = ap.parse_args()
+    photos = args.shared / "data" / "photos"
+    rows: list[list[Image.Image]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        for scene in SCENES:
+            src = photos / "sun_hays_half" / scene
+            row = [label(fit(Image.open(src)), "photo")]
+            for style in args.styles:
+                row.append(label(fit(Image.open(stylize(src, style, t / f"{style}_{scene}"))), style))
+            rows.append(row)
+        big = photos / "wallpapers" / sorted(p.name for p in (photos / "wallpapers").iterdir())[0]
+        with Image.open(big) as im:
+            small = im.convert("RGB").resize((1224, 816), Image.Resampling.LANCZOS)  # about 1 MP
+        small.save(t / "small.png")
+        out_big = Image.open(stylize(big, args.styles[0], t / "big.jpg"))
+        out_small = Image.open(stylize(t / "small.png", args.styles[0], t / "small_out.png"))
+        w, h = out_big.size
+        box = (w * 3 // 8, h * 3 // 8, w * 5 // 8, h * 5 // 8)  # the centre quarter of the field of view
+        sbox = tuple(round(v * out_small.width / w) for v in box)
+        rows.append([label(fit(out_small.crop(sbox)), f"{args.styles[0]} 1 MP"),
+                     label(fit(out_big.crop(box)), f"{args.styles[0]} {w * h / 1e6:.0f} MP")])
+    width = max(sum(c.width for c in r) for r in rows)
+    sheet = Image.new("RGB", (width, CELL * len(rows)), (255, 255, 255))
+    for y, row in enumerate(rows):
+        x = 0
+        for cell in row:
+            sheet.paste(cell, (x, y * CELL))
+            x += cell.width
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.output, quality=85, optimize=True)
+    print(f"{args.output}: {sheet.width}x{sheet.height}, {args.output.stat().st_size / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

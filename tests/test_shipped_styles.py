@@ -1,0 +1,75 @@
+"""The styles that ship inside the package: pinned, small, fp16, and usable with no network and no --weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors import safe_open
+from typer.testing import CliRunner
+
+import scenestyle
+from scenestyle import weights as w
+from scenestyle.cli import app
+
+SHIPPED = ("oil",)  # every style `stylize --style NAME` must reach out of the box
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+
+
+def _photo(path: Path) -> Path:
+    yy, xx = np.mgrid[0:96, 0:128]
+    rgb = np.stack([xx * 2, yy * 2, 255 - xx - yy], -1).clip(0, 255).astype(np.uint8)
+    rgb[30:60, 40:90] = (200, 60, 40)
+    Image.fromarray(rgb).save(path)
+    return path
+
+
+@pytest.mark.parametrize("style", SHIPPED)
+def test_lock_entry_points_at_a_small_fp16_file_with_its_sha256(style):
+    entry = w.load_lock()[f"style-{style}"]
+    assert entry.task == "style" and entry.bundled and entry.format == "safetensors"
+    path = Path(scenestyle.__file__).parent / entry.bundled
+    data = path.read_bytes()
+    assert len(data) <= 2_000_000 and entry.size == len(data)
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    with safe_open(str(path), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
+    card = path.with_suffix(".md")
+    assert card.is_file() and "scenestyle train cyclegan" in card.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("style", SHIPPED)
+def test_stylize_style_works_offline_without_weights(tmp_path, style):
+    src = _photo(tmp_path / "photo.png")
+    r = runner.invoke(app, ["stylize", str(src), "--style", style, "--offline", "--json"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / f"photo_{style}.png"
+    a, b = np.asarray(Image.open(src), np.float32), np.asarray(Image.open(out), np.float32)
+    assert a.shape == b.shape and np.abs(a - b).mean() > 2  # it painted something
+    [res] = json.loads(r.stdout)["results"]
+    assert res["status"] == "ok"
+
+
+def test_oil_is_the_default_style(tmp_path):
+    src = _photo(tmp_path / "photo.png")
+    r = runner.invoke(app, ["stylize", str(src), "--offline"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "photo_oil.png").is_file()
+
+
+def test_weights_list_shows_the_shipped_styles_as_bundled():
+    r = runner.invoke(app, ["weights", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    for style in SHIPPED:
+        assert rows[f"style-{style}"]["local"], rows[f"style-{style}"]
