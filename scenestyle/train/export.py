@@ -72,7 +72,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     try:  # name the canonical architecture (as the loader detects it), if it builds the same network
         found, found_kw = detect_arch(sd)
         if type(build(found, **found_kw)) is type(model):  # keep what keys cannot show (colour_pool)
-            arch, kwargs = found, {**kwargs, **found_kw}
+            arch, kwargs = found, {**found_kw, **kwargs}
     except ValueError:
         pass
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
