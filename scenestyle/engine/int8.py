@@ -55,18 +55,23 @@ def _kernels_fail() -> str | None:
         return "this torch build has no x86 quantised kernels"
     try:
         torch.backends.quantized.engine = "x86"
-        conv = nn.Conv2d(2, 3, 3, padding=1)
+        with torch.random.fork_rng(devices=[]):  # a fixed probe: the verdict must not vary run to run
+            torch.manual_seed(0)
+            conv = nn.Conv2d(4, 6, 3, padding=1)
+            x = torch.rand(1, 4, 20, 20)
         q = Int8Conv(conv)
-        x = torch.linspace(-1, 1, 2 * 8 * 8).reshape(1, 2, 8, 8)
         q.mode = "calibrating"
-        q(x)
-        q.freeze()
+        with torch.no_grad():
+            ref = q(x)
+        q.freeze(margin=0.0)
         q.mode = "int8"
         with torch.no_grad():
-            err = float((q(x) - conv(x)).abs().max())
+            err = float((q(x) - ref).abs().max())
+        span = float(ref.max() - ref.min())
     except Exception as exc:  # noqa: BLE001 - any failure means no int8 on this install
         return f"this torch's quantised conv failed ({type(exc).__name__})"
-    return None if err < 0.1 else f"this torch's quantised conv is off by {err:.2g}"
+    # some CPUs' kernels saturate their accumulators (off by ~10 % of the range): no int8 there
+    return None if err < 0.02 * span else f"this torch's quantised conv is off by {err / span:.0%} of its range"
 
 
 def int8_blocker(model: nn.Module) -> str | None:
