@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from scenestyle import weights as w
 from scenestyle.cli import app
 from scenestyle.errors import UsageError, WeightsError
-from test_weights import COMMIT, TINY, hub_cache, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
+from test_weights import COMMIT, TINY, hub_cache, point_hub_at, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -114,18 +114,11 @@ def test_code_pickle_weights_are_refused_without_unsafe_advice(tmp_path):
 @pytest.fixture
 def closed_hub(hub_cache, monkeypatch) -> str:
     """HF_ENDPOINT at a loopback port nothing listens on: every connection is refused."""
-    import huggingface_hub.constants as hc
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)  # the hub reads this once, at import
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    point_hub_at(monkeypatch, url)
     return url
 
 

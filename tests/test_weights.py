@@ -74,6 +74,18 @@ def put_in_cache(cache: Path, repo_id: str, filename: str, data: bytes, *, commi
     return snap
 
 
+
+def point_hub_at(monkeypatch, url: str) -> None:
+    """Send huggingface_hub to ``url`` (a loopback endpoint), bypassing proxies and offline mode."""
+    import huggingface_hub.constants as hc
+
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)  # the hub reads this once, at import
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "hub"
@@ -355,19 +367,12 @@ class FakeHub:
 
 @pytest.fixture
 def fake_hub(hub_cache, monkeypatch):
-    import huggingface_hub.constants as hc
-
     hubs = []
 
     def start(files):
         hub = FakeHub(files)
         hubs.append(hub)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(hc, "HF_HUB_OFFLINE", False)  # the hub reads this once, at import
-        for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-            monkeypatch.delenv(var, raising=False)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        point_hub_at(monkeypatch, hub.url)
         return hub
 
     yield start
