@@ -123,3 +123,29 @@ def test_work_size_bad_values_are_usage_errors(tmp_path, tiny_weights, args, nee
     r = runner.invoke(app, [args[0], str(src), *args[1:], "--weights", str(tiny_weights["CompactGenerator"])])
     assert r.exit_code == 2, r.output
     assert needle in r.output
+
+
+def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_weights):
+    """Results big enough to be written while computed go through the same guided rows, band by band."""
+    import torch
+
+    from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.tasks import Processor
+    from scenestyle.imaging import Picture, write_picture
+    from scenestyle.loading import load_model
+
+    loaded = load_model(str(tiny_weights["CompactGenerator"]), task="style", offline=True)
+    placement = choose_placement("cpu", "fp32", model=loaded.module)
+    model = prepare(loaded.module, placement)
+    photo = _scene(600, 300, seed=4)
+    alpha = np.linspace(0, 1, 600 * 300, dtype=np.float32).reshape(600, 300)
+    pic = Picture(pixels=photo, alpha=alpha, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    outs = []
+    for name, stream_pixels in (("whole", 1 << 40), ("streamed", 1)):
+        proc = Processor(model=model, placement=placement, task="style", tile=0, strength=0.7,
+                         work_pixels=40_000, stream_pixels=stream_pixels)
+        with torch.inference_mode():
+            write_picture(tmp_path / f"{name}.png", proc(pic))
+        outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))
+    assert outs[0].shape == (600, 300, 4)
+    np.testing.assert_array_equal(outs[0], outs[1])
