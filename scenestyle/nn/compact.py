@@ -5,8 +5,9 @@ blocks at ``4*ngf`` channels, two x2 ups, 7x7 head, tanh), made cheap:
 
 * residual blocks are depthwise-separable: (reflect pad, depthwise 3x3, pointwise 1x1, norm,
   ReLU) twice, plus the identity;
-* ups are resize-convs: nearest x2, reflect pad, depthwise 3x3, pointwise 1x1, norm, ReLU (no
-  transposed conv, so no checkerboard);
+* ups are resize-convs: x2 resize (``upsample``: ``nearest``, or ``bilinear``, which leaves no
+  4-px block pattern for the convs to undo), reflect pad, depthwise 3x3, pointwise 1x1, norm,
+  ReLU (no transposed conv, so no checkerboard);
 * reflection padding everywhere, tanh output in [-1, 1].
 
 The default (``ngf=32``, ``n_blocks=9``, 0.43 M parameters) costs 2.84 GMAC at 256x256, 1/20
@@ -81,9 +82,10 @@ class CompactGenerator(nn.Module):
     """
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                 norm: str = "instance", colour_pool: int = 0):
+                 norm: str = "instance", colour_pool: int = 0, upsample: str = "nearest"):
         super().__init__()
         check_choice("norm", norm, ("batch", "instance", "none"))
+        check_choice("upsample", upsample, ("nearest", "bilinear"))
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         if colour_pool < 0 or (colour_pool and (colour_pool % 2 == 0 or input_nc != 3 or output_nc != 3)):
@@ -100,8 +102,8 @@ class CompactGenerator(nn.Module):
             norm_layer(norm, 4 * ngf), nn.ReLU(True))
         self.blocks = nn.Sequential(*[SeparableResnetBlock(4 * ngf, norm, use_bias) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"), *_separable(4 * ngf, 2 * ngf, norm, use_bias), nn.ReLU(True),
-            nn.Upsample(scale_factor=2, mode="nearest"), *_separable(2 * ngf, ngf, norm, use_bias), nn.ReLU(True))
+            nn.Upsample(scale_factor=2, mode=upsample), *_separable(4 * ngf, 2 * ngf, norm, use_bias), nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode=upsample), *_separable(2 * ngf, ngf, norm, use_bias), nn.ReLU(True))
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh())
 
         self.in_channels = input_nc
@@ -110,9 +112,9 @@ class CompactGenerator(nn.Module):
         self.value_range = (-1.0, 1.0)
         self.size_multiple = 4
         # Receptive-field radius in input pixels: 15 + 8 per block (two 3x3 convs at stride 4),
-        # as measured from gradients in tests/test_nn.py; 9 blocks -> 88. With instance norm a
+        # as measured from gradients in tests/test_nn.py; 9 blocks -> 88; bilinear ups reach 3 more. With instance norm a
         # tile also needs whole-image statistics to match whole-image output.
-        self.halo = round_up(15 + 8 * n_blocks + colour_pool // 2, 4)
+        self.halo = round_up(15 + 8 * n_blocks + colour_pool // 2 + 3 * (upsample == "bilinear"), 4)
         self.task = "style"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +124,7 @@ class CompactGenerator(nn.Module):
 
 @register("compact_generator")
 def compact_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                      norm: str = "instance", colour_pool: int = 0) -> CompactGenerator:
+                      norm: str = "instance", colour_pool: int = 0, upsample: str = "nearest") -> CompactGenerator:
     """Default compact variant: ``ngf=32``, 9 separable blocks, instance norm (2.84 GMAC at 256x256)."""
     return CompactGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm,
-                            colour_pool=colour_pool)
+                            colour_pool=colour_pool, upsample=upsample)
