@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -92,17 +93,23 @@ def test_sigkill_then_resume_is_bitwise_identical(domains, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_143(domains, tmp_path: Path) -> None:
+@pytest.mark.parametrize("group", [False, True], ids=["process", "process-group-with-workers"])
+def test_sigterm_saves_and_exits_143(domains, tmp_path: Path, group: bool) -> None:
+    """SIGTERM to the trainer, or to its whole process group as SLURM and `timeout` send it (the
+    DataLoader workers then get it too), saves a checkpoint and exits 143."""
     a, b = domains
     run = tmp_path / "run"
-    proc = subprocess.Popen([PY, "-m", "scenestyle", "train", "cyclegan",
-                             *_args(a, b, run, "train.steps=100000", "train.checkpoint_every=100000"), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    extra = ["train.steps=100000", "train.checkpoint_every=100000"] + (["data.workers=2"] if group else [])
+    proc = subprocess.Popen([PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *extra), "--device", "cpu"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=group)
     deadline = time.monotonic() + 60
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    if group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     found = ckpt.list_checkpoints(run)

@@ -14,6 +14,7 @@ used instead), never a crashed epoch.
 from __future__ import annotations
 
 import math
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,9 +199,18 @@ def _first(batch: list) -> tuple[torch.Tensor, torch.Tensor]:
     return batch[0]
 
 
+def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
+    # SIGTERM/SIGINT sent to the whole process group (SLURM, `timeout`, Ctrl-C) would kill the
+    # workers before the training process could save its stop checkpoint; the trainer handles the
+    # signal and shuts the workers down itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def make_loader(dataset: UnpairedCrops, stream: DataStream, start: int, stop: int, workers: int,
                 pin_memory: bool = False) -> DataLoader:
     """A DataLoader yielding ``(a, b)`` batches for steps ``start .. stop-1`` in order."""
     return DataLoader(dataset, sampler=_StepSampler(stream, start, stop), batch_size=1, collate_fn=_first,
                       num_workers=workers, pin_memory=pin_memory, persistent_workers=False,
-                      prefetch_factor=2 if workers else None)
+                      prefetch_factor=2 if workers else None,
+                      worker_init_fn=_leave_stop_signals_to_the_trainer if workers else None)
