@@ -243,8 +243,6 @@ def test_missing_weights_messages_point_to_add_and_weights(hub_cache, tmp_path):
 
 def test_weights_add_cli_with_the_real_dncnn(hub_cache, shared_dir, tmp_path, umask_022):
     src = shared_dir / "weights" / "kair_dncnn" / "dncnn_25.pth"
-    if not src.is_file():
-        pytest.skip(f"{src} not found")
     r = invoke("weights", "verify", "dncnn-25")
     assert r.exit_code == 0 and "dncnn-25: missing" in r.stdout and "weights add FILE" in r.stdout
     r = invoke("weights", "add", src)
@@ -423,8 +421,6 @@ def test_lock_sigma_reaches_the_loaded_model(tmp_path):
 
 def test_denoise_warns_when_dncnn25_meets_a_clean_photo(shared_dir, tmp_path):
     weights = shared_dir / "weights" / "kair_dncnn" / "dncnn_25.pth"
-    if not weights.is_file():
-        pytest.skip(f"{weights} not found")
     clean, noisy = _photo(tmp_path / "clean.png"), _photo(tmp_path / "noisy.png", noise=25)
     r = invoke("denoise", clean, noisy, "--weights", weights, "-o", tmp_path / "out", "--json")
     assert r.exit_code == 0, r.output
