@@ -33,17 +33,28 @@ TINY: dict[str, dict] = {
 }
 
 
+# shared/README.md opens with this line; it tells the data folder from any other "shared".
+SHARED_TITLE = "# shared/: data and protocols for scenestyle"
+
+
 def _shared_candidates() -> list[Path]:
     env = os.environ.get("SCENESTYLE_SHARED")
-    paths = [Path(env)] if env else []
-    return paths + [REPO.parent / "shared", REPO / "shared", Path("/work/shared")]
+    # ../shared beside the checkout; a git worktree kept in a folder under the main checkout's
+    # parent finds it one or more levels further up
+    return ([Path(env)] if env else []) + [REPO / "shared"] + [up / "shared" for up in REPO.parents]
+
+
+def _is_shared(path: Path) -> bool:
+    readme = path / "README.md"
+    return readme.is_file() and readme.read_text(encoding="utf-8").startswith(SHARED_TITLE)
 
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only shared/ folder (``$SCENESTYLE_SHARED``, else ``../shared`` beside the
-    checkout, else ``/work/shared``); the test is skipped when none exists."""
+    """The read-only shared/ folder: ``$SCENESTYLE_SHARED``, else ``../shared`` beside the checkout
+    (or beside a folder above it). Tests that need it fail when it is missing: CI always has it."""
     for path in _shared_candidates():
-        if (path / "README.md").is_file():
+        if _is_shared(path):
             return path
-    pytest.skip("shared/ folder not found (set SCENESTYLE_SHARED or put it beside the checkout)")
+    looked = ", ".join(str(p) for p in _shared_candidates())
+    pytest.fail(f"shared/ folder not found (looked in {looked}); set SCENESTYLE_SHARED or put it beside the checkout")

@@ -109,11 +109,20 @@ def test_pair_rgb_y_and_mismatch(tmp_path):
     assert r.exit_code == 2 and "only.png" in r.output
 
 
-@pytest.mark.parametrize("name,expected,tol", [("Set5", 28.43, 0.05), ("Set14", 26.09, 0.1)])
-def test_bicubic_reference_on_shared(shared_dir, name, expected, tol):
+# shared/README.md reference figures, bicubic x4 of the given LR, Y channel, crop 4. The literature
+# has Set14 at 26.00 dB; shared/README.md measured 26.09 with PIL upsampling and puts the gap on
+# MATLAB's own upsampling. Our MATLAB-compatible upsampling also gives 26.09, so the figure pins
+# this protocol on these files, not the published number.
+BICUBIC_X4_DB = {"Set5": 28.43, "Set14": 26.09}
+# shared/README.md, KAIR protocol: dncnn_25.pth on Set12 at sigma 25, seed 0.
+DNCNN25_SET12_DB = 30.44
+
+
+@pytest.mark.parametrize("name", sorted(BICUBIC_X4_DB))
+def test_bicubic_reference_on_shared(shared_dir, name):
     out = _json(_invoke("sr", "--dataset", str(shared_dir / "data/eval" / name), "--model", "bicubic", "--json"))
     assert "LR_bicubic" in out["notes"][0]
-    assert out["means"][""]["psnr"] == pytest.approx(expected, abs=tol)
+    assert out["means"][""]["psnr"] == pytest.approx(BICUBIC_X4_DB[name], abs=0.01)  # the README's two decimals
 
 
 @pytest.mark.slow
@@ -122,7 +131,7 @@ def test_dncnn25_set12_sigma25_reference(shared_dir):
     out = _json(_invoke("denoise", "--dataset", str(shared_dir / "data/eval/Set12"), "--weights", str(weights),
                         "--sigma", "25", "--seed", "0", "--json", "--device", "cpu"))
     assert out["model"]["name"] == "dncnn-25" and out["means"]["sigma=25"]["images"] == 12
-    assert out["means"]["sigma=25"]["psnr"] == pytest.approx(30.44, abs=0.05)
+    assert out["means"]["sigma=25"]["psnr"] == pytest.approx(DNCNN25_SET12_DB, abs=0.01)
 
 
 def test_denoise_contact_sheet(tmp_path, tiny_weights):

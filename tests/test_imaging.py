@@ -375,7 +375,7 @@ def test_write_failure_is_one_line_and_leaves_nothing(
     assert out.read_bytes() == b"previous result"  # untouched, not half-written
 
 
-@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX folder permissions")
 def test_read_only_folder(tmp_path: Path) -> None:
     mk.make_rgb(tmp_path / "in.png")
     pic = read_picture(tmp_path / "in.png")
@@ -384,7 +384,7 @@ def test_read_only_folder(tmp_path: Path) -> None:
     locked.chmod(0o555)
     try:
         if os.access(locked, os.W_OK):
-            pytest.skip("running as root: permissions are not enforced")
+            pytest.skip("running as root, which a 0o555 folder does not stop from writing")
         with pytest.raises(OutputError, match="not writable"):
             write_picture(locked / "out.png", pic)
         assert list(locked.iterdir()) == []

@@ -16,7 +16,6 @@ from torch import nn
 import scenestyle.nn as snn
 from scenestyle.errors import UsageError, WeightsError
 from scenestyle.loading import LoadedModel, load_model
-from scenestyle.nn import _registry
 from scenestyle.weights import file_sha256
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
@@ -45,7 +44,7 @@ class OtherNet(nn.Module):
 def test_archs(monkeypatch):
     added = {"_TestTinyNet": TinyNet, "_TestOtherNet": OtherNet}
     for name, cls in added.items():
-        monkeypatch.setitem(_registry.ARCHS, name, cls)
+        monkeypatch.setitem(snn.ARCHS, name, cls)
 
     def detect(sd):
         if "head.weight" in sd:
@@ -186,13 +185,6 @@ def test_legacy_instance_norm_stats_are_dropped(tmp_path, test_archs):
 # ------------------------------------------------------------------------ official layouts via nn.build
 
 
-def need(arch: str) -> None:
-    if arch not in _registry.ARCHS:
-        pytest.skip(f"{arch} is not registered in scenestyle.nn yet")
-    if not hasattr(snn, "detect_arch"):
-        pytest.skip("scenestyle.nn.detect_arch does not exist yet")
-
-
 OFFICIAL = [
     ("RRDBNet", dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=4, scale=4), "params_ema", "upscale"),
     ("SRVGGNetCompact", dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4, act_type="prelu"), "params", "upscale"),
@@ -202,9 +194,8 @@ OFFICIAL = [
 
 @pytest.mark.parametrize("arch, kwargs, wrap, task", OFFICIAL, ids=[o[0] for o in OFFICIAL])
 def test_official_layout_round_trip(tmp_path, arch, kwargs, wrap, task):
-    need(arch)
     torch.manual_seed(0)
-    ref = _registry.build(arch, **kwargs).eval()
+    ref = snn.build(arch, **kwargs).eval()
     path = tmp_path / f"{arch}.pth"
     torch.save({wrap: ref.state_dict()} if wrap else ref.state_dict(), path)
     m = load_model(str(path), task=task)
@@ -215,10 +206,8 @@ def test_official_layout_round_trip(tmp_path, arch, kwargs, wrap, task):
 
 
 def test_official_srvgg_forced_into_rrdbnet_fails_cleanly(tmp_path):
-    need("RRDBNet")
-    need("SRVGGNetCompact")
     torch.manual_seed(0)
-    ref = _registry.build("SRVGGNetCompact", num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4, act_type="prelu")
+    ref = snn.build("SRVGGNetCompact", num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=4, act_type="prelu")
     path = tmp_path / "srvgg.pth"
     torch.save({"params": ref.state_dict()}, path)
     with pytest.raises(WeightsError) as err:
@@ -227,11 +216,8 @@ def test_official_srvgg_forced_into_rrdbnet_fails_cleanly(tmp_path):
     assert "\n" not in msg and "do not fit RRDBNet" in msg and "missing keys" in msg and "--arch" in msg
 
 
-def test_real_dncnn_25_loads_from_shared():
-    path = Path(__file__).resolve().parents[2] / "shared" / "weights" / "kair_dncnn" / "dncnn_25.pth"
-    if not path.exists():
-        pytest.skip("../shared not present")
-    need("DnCNN")
+def test_real_dncnn_25_loads_from_shared(shared_dir):
+    path = shared_dir / "weights" / "kair_dncnn" / "dncnn_25.pth"
     m = load_model(str(path), task="denoise")
     assert (m.name, m.arch, m.task) == ("dncnn-25", "DnCNN", "denoise")
     x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))

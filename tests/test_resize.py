@@ -65,12 +65,14 @@ def test_downscale_reproduces_official_lr(shared_dir, name, count):
         np.testing.assert_array_equal(mine, lr, err_msg=hr_path.name)
 
 
-@pytest.mark.parametrize("name,expected,tol", [("Set5", 28.43, 0.05), ("Set14", 26.09, 0.1)])
-def test_pil_bicubic_upsampling_baseline(shared_dir, name, expected, tol):
+# shared/README.md: PIL bicubic x4 of the given LR, Y channel, crop 4. The literature's Set14
+# figure is 26.00 dB, with MATLAB's upsampling; this test pins the PIL figure the README measured.
+@pytest.mark.parametrize("name,expected", [("Set5", 28.43), ("Set14", 26.09)])
+def test_pil_bicubic_upsampling_baseline(shared_dir, name, expected):
     scores = []
     for hr_path, lr_path in _pairs(shared_dir, name):
         lr = Image.open(lr_path).convert("RGB")
         up = np.asarray(lr.resize((lr.width * 4, lr.height * 4), Image.BICUBIC))
         hr = np.asarray(Image.open(hr_path).convert("RGB"))[: up.shape[0], : up.shape[1]]
         scores.append(psnr(up, hr, crop_border=4, test_y=True))
-    assert np.mean(scores) == pytest.approx(expected, abs=tol)
+    assert np.mean(scores) == pytest.approx(expected, abs=0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from scenestyle import _writers
 from scenestyle.engine.device import Placement
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, RowStream, _pillow_image, _samples, read_picture, sample_buffer, write_picture
+from scenestyle.imaging import Picture, RowStream, read_picture, sample_buffer, write_picture
 from scenestyle.nn import build
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
@@ -117,16 +118,24 @@ def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, 
 
 
 
-def test_rgbx_buffer_is_wrapped_by_pillow_without_a_copy():
-    pixels, alpha = sample_buffer(5, 7, 3, False, 8)
-    assert alpha is None and pixels.shape == (5, 7, 3) and pixels.base.shape == (5, 7, 4)
-    im = _pillow_image(pixels)
-    assert im.mode == "RGBX"
-    pixels[2, 3] = (10, 20, 30)  # written after wrapping: visible only if Pillow reads the buffer in place
-    assert im.getpixel((3, 2))[:3] == (10, 20, 30)
-    rgb, a = sample_buffer(5, 7, 3, True, 8)
-    assert rgb.base.shape == (5, 7, 4) and a is not None and a.base is rgb.base
-    assert _samples(rgb, a, 8) is rgb.base  # colour + alpha are encoded from the buffer itself
+@pytest.mark.parametrize("channels", [3, 1])
+def test_colour_and_alpha_in_one_sample_buffer_are_written_without_a_copy(tmp_path: Path, channels):
+    h, w = 1000, 1200
+    pixels, alpha = sample_buffer(h, w, channels, True, 8)
+    assert alpha is not None and alpha.base is pixels.base  # views of one H×W×(C+1) buffer
+    rng = np.random.default_rng(4)
+    pixels[:] = rng.integers(0, 256, pixels.shape, dtype=np.uint8)
+    alpha[:] = rng.integers(1, 256, alpha.shape, dtype=np.uint8)
+    pic = Picture(pixels=pixels, alpha=alpha, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    tracemalloc.start()  # numpy's allocations are traced: a copy of the samples would show here
+    try:
+        write_picture(tmp_path / "out.png", pic)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (pixels.nbytes + alpha.nbytes) / 4, peak
+    back = read_picture(tmp_path / "out.png")
+    assert np.array_equal(np.round(back.pixels * 255), pixels) and np.array_equal(np.round(back.alpha * 255), alpha)
 
 
 @pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint16, 3), (np.uint8, 2), (np.uint16, 4)])
