@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from bench_inference import test_image
-from scenestyle.engine import tiles
+from scenestyle.engine import norm_stats, tiles
 from scenestyle.engine.convert import UnitRange
 from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.nn import build
@@ -52,7 +52,7 @@ def main() -> None:
             whole = net(x)
         cells = []
         for _, k in rows:
-            tiles.EXACT_NORMS = k
+            norm_stats.EXACT_NORMS = k
             cells.append(psnr(tiles.run_model(net, x, placement, tile=512), whole))
         cells.append(psnr(tiles.run_model(net, x, placement, tile=512, stats_max_pixels=10**9), whole))
         print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |", flush=True)

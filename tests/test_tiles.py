@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from scenestyle.engine import tiles
+from scenestyle.engine import memory, norm_stats, tiles
 from scenestyle.engine.device import Placement
-from scenestyle.engine.tiles import frozen_instance_norm, instance_norm_stats, run_model, window_starts
+from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_stats
+from scenestyle.engine.tiles import run_model
+from scenestyle.engine.windows import axis_weights, even_core, window_starts
 from scenestyle.errors import ScenestyleError, UsageError
+from scenestyle.nn import build
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 NCHW = Placement(torch.device("cpu"), torch.float32, False, None, "test")
@@ -186,7 +189,7 @@ def test_bf16_placement_returns_float32_close_to_fp32():
 
 @pytest.mark.parametrize("length,core,multiple,halo", [(4096, 670, 2, 6), (1000, 512, 4, 20), (37, 8, 1, 3), (300, 300, 4, 8)])
 def test_even_cores_keep_neighbouring_windows_overlapping_by_a_few_halos(length, core, multiple, halo):
-    even = tiles.even_core(length, core, multiple)
+    even = even_core(length, core, multiple)
     assert even <= core and even % multiple == 0 and -(-length // even) == -(-length // core)
     window = min(even + 2 * halo, length)
     starts = window_starts(length, window, even, halo)
@@ -201,7 +204,7 @@ def test_even_cores_keep_neighbouring_windows_overlapping_by_a_few_halos(length,
 def _reference_blend(model, x, tile, halo, scale):
     """The blend written the plain way: every window's weighted output and weight added into full-size maps."""
     _, c, h, w = x.shape
-    core_h, core_w = tiles.even_core(h, tile), tiles.even_core(w, tile)
+    core_h, core_w = even_core(h, tile), even_core(w, tile)
     win_h, win_w = min(core_h + 2 * halo, h), min(core_w + 2 * halo, w)
     acc = torch.zeros(c, h * scale, w * scale)
     wsum = torch.zeros(h * scale, w * scale)
@@ -209,7 +212,7 @@ def _reference_blend(model, x, tile, halo, scale):
         for xs in window_starts(w, win_w, core_w, halo):
             with torch.no_grad():
                 y = model(x[:, :, ys : ys + win_h, xs : xs + win_w])[0]
-            wt = tiles._axis_weights(ys, win_h, h, scale, halo)[:, None] * tiles._axis_weights(xs, win_w, w, scale, halo)[None]
+            wt = axis_weights(ys, win_h, h, scale, halo)[:, None] * axis_weights(xs, win_w, w, scale, halo)[None]
             acc[:, ys * scale : (ys + win_h) * scale, xs * scale : (xs + win_w) * scale] += y * wt
             wsum[ys * scale : (ys + win_h) * scale, xs * scale : (xs + win_w) * scale] += wt
     return (acc / wsum)[None]
@@ -255,7 +258,7 @@ def test_wrong_input_is_rejected():
 
 def test_auto_tile_whole_image_when_memory_is_plenty(monkeypatch):
     model = seeded(TinyDnCNN())
-    monkeypatch.setattr(tiles, "available_memory", lambda device: 1 << 40)
+    monkeypatch.setattr(memory, "available_memory", lambda device: 1 << 40)
     calls: list[tuple[int, int]] = []
     run_model(model, image(40, 40), FP32, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (1, 1)
@@ -264,9 +267,9 @@ def test_auto_tile_whole_image_when_memory_is_plenty(monkeypatch):
 def test_auto_tile_splits_when_memory_is_short(monkeypatch):
     model = seeded(TinyDnCNN())
     x = image(96, 96)
-    bpp = tiles.bytes_per_input_pixel(model, FP32)
+    bpp = memory.bytes_per_input_pixel(model, FP32)
     assert bpp > 16 * 4  # 16 float32 feature maps at least
-    monkeypatch.setattr(tiles, "available_memory", lambda device: int(2 * bpp * 40 * 40) + 4 * x.numel())
+    monkeypatch.setattr(memory, "available_memory", lambda device: int(2 * bpp * 40 * 40) + 4 * x.numel())
     calls: list[tuple[int, int]] = []
     out = run_model(model, x, FP32, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1][1] > 1
@@ -347,25 +350,16 @@ def test_frozen_instance_norm_restores_on_error():
     assert all("forward" not in m.__dict__ for m in stats)
 
 
-def _resnet_generator() -> nn.Module:
-    try:
-        from scenestyle.nn import build
-
-        return seeded(build("ResnetGenerator", ngf=8, n_blocks=2))
-    except Exception:  # noqa: BLE001 - scenestyle.nn not there yet: the stand-in has the same layout
-        return seeded(TinyResnetGenerator())
-
-
 @pytest.mark.slow
 def test_instance_norm_global_stats_beat_per_tile_stats(monkeypatch):
-    model = _resnet_generator()
+    model = seeded(build("ResnetGenerator", ngf=8, n_blocks=2))
     x = image(1024, 1024, -1, 1)
     whole = run_model(model, x, FP32, tile=0)
     tiled = run_model(model, x, FP32, tile=256)
     global_db = psnr(tiled, whole, peak=2.0)
 
     # naive tiling: no whole-image pass, each tile normalised by its own statistics
-    monkeypatch.setattr(tiles, "_whole_image_stats", lambda *a, **k: {})
+    monkeypatch.setattr(tiles, "whole_image_stats", lambda *a, **k: {})
     naive = run_model(model, x, FP32, tile=256)
     naive_db = psnr(naive, whole, peak=2.0)
     assert global_db >= 35, global_db
@@ -377,7 +371,7 @@ def test_stats_from_downscaled_image_beat_per_tile_stats(monkeypatch):
     x = image(256, 256, -1, 1)
     full = run_model(model, x, FP32, tile=0)
     approx_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=128 * 128), full, peak=2.0)
-    monkeypatch.setattr(tiles, "_whole_image_stats", lambda *a, **k: {})
+    monkeypatch.setattr(tiles, "whole_image_stats", lambda *a, **k: {})
     naive_db = psnr(run_model(model, x, FP32, tile=64), full, peak=2.0)
     # a random net on fine texture is a hard case (about 21 vs 15 dB); trained generators fare better
     assert approx_db > naive_db + 3, (approx_db, naive_db)
@@ -389,12 +383,12 @@ def test_exact_statistics_from_tiled_prefix_passes_match_the_whole_image(monkeyp
     full = run_model(model, x, FP32, tile=0)
     # the ceiling: statistics from one whole-image pass (tiles still differ a little: halo, feathering)
     ceiling_db = psnr(run_model(model, x, FP32, tile=64), full, peak=2.0)
-    monkeypatch.setattr(tiles, "EXACT_NORMS", 10**6)  # every norm from tiled prefix passes
+    monkeypatch.setattr(norm_stats, "EXACT_NORMS", 10**6)  # every norm from tiled prefix passes
     exact_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
     assert exact_db > ceiling_db - 0.1 and exact_db > 50, (exact_db, ceiling_db)
-    monkeypatch.setattr(tiles, "EXACT_NORMS", 0)
+    monkeypatch.setattr(norm_stats, "EXACT_NORMS", 0)
     copy_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
-    monkeypatch.setattr(tiles, "EXACT_NORMS", 1)
+    monkeypatch.setattr(norm_stats, "EXACT_NORMS", 1)
     first_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
     assert copy_db < first_db < exact_db, (copy_db, first_db, exact_db)
 
@@ -410,12 +404,7 @@ REAL_ARCHS = [
 
 @pytest.mark.parametrize("name,kwargs,vrange", REAL_ARCHS, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(REAL_ARCHS)])
 def test_real_architectures_tiled_match_whole(name, kwargs, vrange):
-    nn_pkg = pytest.importorskip("scenestyle.nn")
-    try:
-        model = nn_pkg.build(name, **kwargs)
-    except (KeyError, TypeError) as err:
-        pytest.skip(f"{name} not buildable here: {err}")
-    model = seeded(model)
+    model = seeded(build(name, **kwargs))
     lo, hi = vrange
     x = image(52, 68, lo, hi)
     whole = run_model(model, x, FP32, tile=0)

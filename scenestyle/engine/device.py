@@ -41,6 +41,7 @@ __all__ = [
     "agreement_db",
     "check_image",
     "bf16_conv_speedup",
+    "to_placement",
 ]
 
 AGREEMENT_DB = 40.0
@@ -368,3 +369,10 @@ def prepare(model: nn.Module, placement: Placement) -> nn.Module:
     if placement.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model.eval()
+
+
+def to_placement(x: torch.Tensor, placement: Placement, model: nn.Module | None = None) -> torch.Tensor:
+    """``x`` on the placement's device, dtype and memory format, as ``model``'s input."""
+    # a model that maps its input's value range itself (UnitRange) takes float32 and casts after
+    x = x.to(device=placement.device, dtype=getattr(model, "input_dtype", None) or placement.dtype)
+    return x.contiguous(memory_format=torch.channels_last) if placement.channels_last else x

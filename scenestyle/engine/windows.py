@@ -1,0 +1,180 @@
+"""Window geometry and feathered blending for tiled inference.
+
+The input is (virtually) reflect-padded to the model's ``size_multiple``. Along each axis the
+padded length is covered by windows of one fixed size ``tile + 2*halo`` (clamped inside the
+image, so every window has the same shape and windows can be batched). Every pixel lies in some
+window at least ``halo`` pixels from that window's interior edges. Window outputs are blended
+with separable feathering weights: zero for the outer ``halo/2`` of an interior edge (the part
+whose receptive field is cut off), then a linear ramp over ``halo`` pixels, one elsewhere; the
+weight sum is normalised at the end. The windows form a grid, so the weight sum is the outer
+product of two 1-D sums and no full-size weight map is allocated.
+
+Only partial sums are float32: one window of output (the strip) and the rows the next window row
+overlaps (the carry). Finished blocks go to a sink as soon as no later window touches them, so a
+caller that quantises them at once never holds a full-size float output.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["BlockSink", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "blend_windows"]
+
+# Receives finished output blocks: (first row, first column, float32 C×N×M view, valid during the call and
+# the sink's to change in place).
+BlockSink = Callable[[int, int, Tensor], None]
+
+
+def window_starts(length: int, window: int, core: int, halo: int) -> list[int]:
+    """Starts of equal windows of size ``window`` covering ``[0, length)`` with cores of ``core`` pixels.
+
+    Each core ``[c, c + core)`` lies inside its window at least ``halo`` pixels from any
+    edge that is not an image border. ``window >= length`` gives a single window at 0.
+    """
+    if window >= length:
+        return [0]
+    starts: list[int] = []
+    for c in range(0, length, core):
+        s = min(max(c - halo, 0), length - window)
+        if not starts or starts[-1] != s:
+            starts.append(s)
+    return starts
+
+
+def even_core(length: int, core: int, multiple: int = 1) -> int:
+    """The core size (at most ``core``, a multiple of ``multiple``) that covers ``length`` with as
+    many windows as ``core`` needs, spread evenly: a last window clamped inside the image would
+    otherwise overlap its neighbour by up to a whole tile (wasted compute, a tall carry band)."""
+    if core >= length:
+        return core
+    n = -(-length // core)
+    return min(core, round_up(-(-length // n), multiple))
+
+
+def axis_weights(start: int, size: int, length: int, scale: int, halo: int) -> Tensor:
+    """Feathering weights (output pixels) of one window along one axis."""
+    n = size * scale
+    w = torch.ones(n, dtype=torch.float32)
+    ramp = halo * scale
+    if ramp == 0:
+        return w
+    d = torch.arange(n, dtype=torch.float32)
+    # zero over the outer halo/2, then linear over halo: two neighbours cross-fade to a sum of 1
+    feather = lambda dist: ((dist + 0.5 - ramp / 2) / ramp).clamp(0, 1)  # noqa: E731
+    if start > 0:
+        w *= feather(d)
+    if start + size < length:
+        w *= feather(n - 1 - d)
+    return w
+
+
+def round_up(n: int, m: int) -> int:
+    """``n`` rounded up to a multiple of ``m``."""
+    return -(-n // m) * m
+
+
+def pad_to(x: Tensor, h: int, w: int) -> Tensor:
+    """``x`` padded at the bottom and right to ``h`` x ``w`` (reflected where the image allows)."""
+    ph, pw = h - x.shape[-2], w - x.shape[-1]
+    if ph == 0 and pw == 0:
+        return x
+    # reflect needs the pad smaller than the side; only images thinner than size_multiple miss that
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def blend_windows(
+    x: Tensor,
+    out_shape: tuple[int, int, int],
+    tile: int,
+    halo: int,
+    multiple: int,
+    scale: int,
+    batch_size: int,
+    forward: Callable[[Tensor], Tensor],
+    progress: Callable[[int, int], None] | None,
+    sink: BlockSink,
+) -> None:
+    """Run ``forward`` over the windows of ``x`` in row-major order, ``batch_size`` at a time, and
+    hand each finished output block to ``sink`` as soon as no later window touches it.
+
+    ``forward`` takes a float32 CPU ``NxCxHxW`` batch of windows and returns the model's output
+    for it (any device and dtype), ``scale`` times larger. ``tile`` 0 is one window.
+
+    Only partial sums are held in float: a ``strip`` of one window (output columns from the
+    current window's left edge) and a ``carry`` of the rows the next window row will add to
+    (full width, about ``2 * halo * scale`` rows). After window (i, j) the columns left of
+    window j + 1 are final in the rows above window row i + 1; they are normalised and handed
+    over, the rows below go to the next carry, and the strip slides right.
+    """
+    _, _, h, w = x.shape
+    out_ch, out_h, out_w = out_shape
+    hp, wp = round_up(h, multiple), round_up(w, multiple)
+    core = tile if tile else max(hp, wp)
+    core_h, core_w = even_core(hp, core, multiple), even_core(wp, core, multiple)
+    win_h, win_w = min(core_h + 2 * halo, hp), min(core_w + 2 * halo, wp)
+    ys = window_starts(hp, win_h, core_h, halo)
+    xs = window_starts(wp, win_w, core_w, halo)
+    wy = [axis_weights(s, win_h, hp, scale, halo) for s in ys]
+    wx = [axis_weights(s, win_w, wp, scale, halo) for s in xs]
+    sum_y = torch.zeros(hp * scale)
+    sum_x = torch.zeros(wp * scale)
+    for s, wt in zip(ys, wy):
+        sum_y[s * scale : (s + win_h) * scale] += wt
+    for s, wt in zip(xs, wx):
+        sum_x[s * scale : (s + win_w) * scale] += wt
+
+    sh, sw = win_h * scale, win_w * scale
+    if len(ys) == len(xs) == 1:  # one window: nothing to blend
+        if progress:
+            progress(0, 1)
+        y = forward(pad_to(x, win_h, win_w))
+        sink(0, 0, y[0, :, :out_h, :out_w].float().cpu())
+        if progress:
+            progress(1, 1)
+        return
+    strip = torch.zeros((out_ch, sh, sw))
+    carry = torch.zeros((out_ch, 0, out_w))  # partial sums of the rows starting at this window row's top
+    next_carry = carry
+
+    def add_carry(k: int, c0: int, c1: int) -> None:
+        """Strip columns from ``k`` on get the carried sums of output columns ``[c0, c1)``."""
+        c1 = min(c1, out_w)
+        if c1 > c0 and carry.shape[1]:
+            strip[:, : carry.shape[1], k : k + c1 - c0] += carry[:, :, c0:c1]
+
+    windows = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+    total = len(windows)
+    if progress:
+        progress(0, total)
+    for b0 in range(0, total, batch_size):
+        batch = windows[b0 : b0 + batch_size]
+        crops = [pad_to(x[:, :, ys[i] : min(ys[i] + win_h, h), xs[j] : min(xs[j] + win_w, w)], win_h, win_w) for i, j in batch]
+        y = forward(torch.cat(crops)).float().cpu()
+        for k, (i, j) in enumerate(batch):
+            top, left = ys[i] * scale, xs[j] * scale
+            ny, nx = min(sh, out_h - top), min(sw, out_w - left)
+            below = ys[i + 1] * scale if i + 1 < len(ys) else out_h  # the next window row's top
+            right = xs[j + 1] * scale if j + 1 < len(xs) else out_w
+            if j == 0:
+                strip.zero_()
+                add_carry(0, 0, sw)
+                next_carry = torch.zeros((out_ch, max(0, top + ny - below), out_w))
+            strip[:, :ny, :nx].addcmul_(y[k, :, :ny, :nx], wy[i][:ny, None] * wx[j][None, :nx])
+            done = strip[:, : below - top, : right - left]
+            done.div_(sum_y[top:below, None]).div_(sum_x[None, left:right])
+            sink(top, left, done)
+            next_carry[:, :, left:right] = strip[:, below - top : ny, : right - left]
+            d = right - left
+            strip[:, :, : sw - d] = strip[:, :, d:].clone()
+            strip[:, :, sw - d :] = 0
+            if j + 1 < len(xs):
+                add_carry(sw - d, left + sw, right + sw)
+            else:
+                carry = next_carry
+        if progress:
+            progress(b0 + len(batch), total)
