@@ -1,6 +1,6 @@
 """16-bit PNG and TIFF of a 25 MP photo: the writers and readers before and after the move to
 imagecodecs/tifffile, side by side in one run, each case in its own process (wall time and
-peak RSS, ru_maxrss).
+peak RSS, VmHWM).
 
 The 6144x4096 wallpaper from ../shared is decoded and widened to 16-bit RGB: its 8 bits are
 the high byte and the low byte is noise, as in a model's output quantised to 16 bits (it does
@@ -36,13 +36,16 @@ ROOT = HERE.parent
 WALLPAPER = ROOT.parent / "shared" / "data" / "photos" / "wallpapers" / "budgie_sunset-beach_6144x4096_CC0.jpg"
 
 CHILD = r"""
-import io, json, resource, sys, time
+import io, json, sys, time
 import numpy as np
 sys.path.insert(0, {old!r})
 case, data, out = {case!r}, {data!r}, {out!r}
 
 def rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries the parent's peak across fork and exec into ru_maxrss
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 
 def writer_case(make):
     samples = np.load(data)
