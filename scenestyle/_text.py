@@ -41,6 +41,12 @@ def one_line(text: object) -> str:
     return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNSHOWN else c for c in s)
 
 
+def exception_line(exc: BaseException) -> str:
+    """An exception's message on one line (whitespace runs collapsed), at most 200 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
 # Controls (newline, ESC), invisible format characters (right-to-left overrides that reorder
 # what is shown) and line/paragraph separators.
 _UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp"})

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 import _images as mk
-from scenestyle import _writers, imaging
+from scenestyle.imaging import atomic, png, tiff
+from scenestyle.imaging.rows import write_array
 from scenestyle.errors import InputImageError, OutputError, UsageError
 from scenestyle.imaging import Picture, output_format_for, read_picture, write_picture
 
@@ -22,6 +27,13 @@ def as8(a: np.ndarray) -> np.ndarray:
 
 def as16(a: np.ndarray) -> np.ndarray:
     return np.round(a * 65535).astype(np.int64)
+
+
+def exif_tags_of(exif: bytes) -> tuple[dict[int, object], dict[int, object]]:
+    """(IFD0 tags, Exif sub-IFD tags) of an EXIF block."""
+    tags = Image.Exif()
+    tags.load(exif)
+    return dict(tags), dict(tags.get_ifd(0x8769))
 
 
 def exif_tags(path: Path) -> tuple[dict[int, object], dict[int, object]]:
@@ -185,6 +197,21 @@ def test_16bit_tiff_round_trips_exactly(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.asarray(im), arr[..., 0])
 
 
+def test_tiff_writer_puts_exif_sub_ifds_and_resolution_where_pillow_finds_them() -> None:
+    exif = Image.Exif()
+    exif[282], exif[283], exif[296], exif[0x010F] = 300.0, 300.0, 2, "ScenestyleCam"
+    exif.get_ifd(0x8769)[0x9003] = "2021:06:01 12:00:00"
+    exif.get_ifd(0x8825)[1] = "N"
+    f = io.BytesIO()
+    f.write(b"ahead")  # offsets are relative to where the TIFF starts
+    write_array(tiff.TiffWriter(f, 9, 7, 3, np.uint16, b"profile" * 9, exif.tobytes()), np.ones((9, 7, 3), np.uint16))
+    with Image.open(io.BytesIO(f.getvalue()[5:])) as im:
+        tags = im.getexif()
+        assert im.info["icc_profile"] == b"profile" * 9
+        assert (tags[282], tags[296], tags[0x010F]) == (300.0, 2, "ScenestyleCam")
+        assert tags.get_ifd(0x8769)[0x9003] == "2021:06:01 12:00:00" and tags.get_ifd(0x8825)[1] == "N"
+
+
 def test_16bit_png_written_by_us_is_read_by_pillow_as_16bit_grey(tmp_path: Path) -> None:
     src = tmp_path / "deep.png"
     arr = mk.make_16bit_png(src, channels=1)
@@ -198,7 +225,7 @@ def test_16bit_png_written_by_us_is_read_by_pillow_as_16bit_grey(tmp_path: Path)
 def test_16bit_png_encoder_filters_survive_noise_and_block_edges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 240 * 64)  # 64 rows of 40 RGB16 pixels
+    monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 240 * 64)  # 64 rows of 40 RGB16 pixels
     rng = np.random.default_rng(1)
     noisy = rng.random((700, 40, 3)).astype(np.float32)
     noisy[:300] = np.linspace(0, 1, 40, dtype=np.float32)[None, :, None]  # smooth rows
@@ -206,6 +233,50 @@ def test_16bit_png_encoder_filters_survive_noise_and_block_edges(
     out = tmp_path / "n.png"
     write_picture(out, pic)
     np.testing.assert_array_equal(as16(read_picture(out).pixels), as16(noisy))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_16bit_png_exif_after_the_pixels_is_read_and_applied(tmp_path: Path) -> None:
+    src = tmp_path / "deep.png"
+    arr = mk.make_16bit_png(src, channels=3)
+    data = src.read_bytes()  # eXIf goes just before IEND, after IDAT (allowed by the PNG spec)
+    src.write_bytes(data[:-12] + _png_chunk(b"eXIf", mk.exif_bytes(orientation=3)) + data[-12:])
+    pic = read_picture(src)
+    assert pic.bit_depth == 16
+    np.testing.assert_array_equal(as16(pic.pixels), arr[::-1, ::-1])  # orientation 3: turned 180°
+    ifd0, exif_ifd = exif_tags_of(pic.exif)
+    assert ifd0[0x0112] == 1 and ifd0[0x010F] == "ScenestyleCam" and exif_ifd[0x9003] == "2021:06:01 12:00:00"
+
+
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+@pytest.mark.parametrize("extra", [None, "unspecified", "unassalpha"])
+def test_16bit_tiff_from_another_writer_reads_exactly(tmp_path: Path, byteorder: str, extra: str | None) -> None:
+    src = tmp_path / "deep.tif"
+    arr = mk.pattern(channels=3 if extra is None else 4, bits=16)
+    tifffile.imwrite(src, arr, byteorder=byteorder, photometric="rgb", compression="zlib", predictor=True,
+                     rowsperstrip=5, extrasamples=None if extra is None else (extra,))
+    pic = read_picture(src)
+    assert pic.bit_depth == 16
+    np.testing.assert_array_equal(as16(pic.pixels), arr[..., :3])
+    assert (pic.alpha is not None) == (extra == "unassalpha")
+    if pic.alpha is not None:
+        np.testing.assert_array_equal(as16(pic.alpha), arr[..., 3])
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif"])
+def test_truncated_16bit_colour_file_is_one_line(tmp_path: Path, ext: str) -> None:
+    rng = np.random.default_rng(0)
+    pic = Picture(rng.random((64, 48, 3), dtype=np.float32), None, 16, None, None, "PNG")
+    src = tmp_path / f"half{ext}"
+    write_picture(src, pic)
+    data = src.read_bytes()
+    src.write_bytes(data[: len(data) // 2])  # inside the pixel data (noise: it fills most of the file)
+    with pytest.raises(InputImageError) as info:
+        read_picture(src)
+    assert "\n" not in str(info.value) and str(src) in str(info.value) and "corrupt or truncated" in str(info.value)
 
 
 def test_16bit_source_to_jpeg_is_quantised_to_8bit(tmp_path: Path) -> None:
@@ -366,7 +437,7 @@ def test_write_failure_is_one_line_and_leaves_nothing(
         raise error
 
     module, name = where.split(".")
-    monkeypatch.setattr(getattr(imaging, module), name, fail)
+    monkeypatch.setattr(getattr(atomic, module), name, fail)
     with pytest.raises(OutputError) as info:
         write_picture(out, pic)
     assert "\n" not in str(info.value) and str(out) in str(info.value)

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from scenestyle import _writers
 from scenestyle.engine.device import Placement
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, RowStream, read_picture, sample_buffer, write_picture
+from scenestyle.imaging import Picture, RowStream, jpeg, png, read_picture, sample_buffer, tiff, write_picture
+from scenestyle.imaging.rows import write_array
 from scenestyle.nn import build
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
@@ -43,9 +43,9 @@ def _picture(h: int, w: int, channels: int, alpha: bool, bits: int) -> Picture:
                                                      (3, True, 16, "tif"), (3, False, 16, "jpg"), (3, False, 8, "tif"),
                                                      (1, True, 16, "tif"), (3, True, 8, "webp"), (1, False, 8, "jpg")])
 def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path, monkeypatch, streamed, channels, alpha, bits, fmt):
-    monkeypatch.setattr(_writers, "JPEG_STRIP_BYTES", 1)  # a strip per MCU row: many restarts
-    monkeypatch.setattr(_writers, "TIFF_STRIP_BYTES", 999)
-    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 999)
+    monkeypatch.setattr(jpeg, "JPEG_STRIP_BYTES", 1)  # a strip per MCU row: many restarts
+    monkeypatch.setattr(tiff, "TIFF_STRIP_BYTES", 999)
+    monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 999)
     proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, stream_pixels=0 if streamed else 10**9)
     pic = _picture(21, 30, channels, alpha, bits)
     quantised = proc(pic)
@@ -140,18 +140,18 @@ def test_colour_and_alpha_in_one_sample_buffer_are_written_without_a_copy(tmp_pa
 
 @pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint16, 3), (np.uint8, 2), (np.uint16, 4)])
 def test_png_and_tiff_band_writers_of_a_strided_view_decode_to_the_samples(tmp_path: Path, monkeypatch, dtype, channels):
-    monkeypatch.setattr(_writers, "FILTER_BLOCK_BYTES", 999)  # many blocks: filters cross block edges
-    monkeypatch.setattr(_writers, "TIFF_STRIP_BYTES", 999)  # many strips
+    monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 999)  # many blocks: filters cross block edges
+    monkeypatch.setattr(tiff, "TIFF_STRIP_BYTES", 999)  # many strips
     rng = np.random.default_rng(1)
     top = np.iinfo(dtype).max
     buf = rng.integers(0, top + 1, size=(37, 23, channels + 1), dtype=dtype)
     view = buf[..., :channels]  # not contiguous
-    for kind, ext in ((_writers.PngWriter, "png"), (_writers.TiffWriter, "tif")):
-        if kind is _writers.TiffWriter and dtype == np.uint16 and channels == 2:
+    for kind, ext in ((png.PngWriter, "png"), (tiff.TiffWriter, "tif")):
+        if kind is tiff.TiffWriter and dtype == np.uint16 and channels == 2:
             continue
         f = io.BytesIO()
         f.write(b"ahead")  # the TIFF writer patches its IFD relative to where it started
-        _writers.write_array(kind(f, 37, 23, channels, dtype), view, block_bytes=500)  # bands of a few rows
+        write_array(kind(f, 37, 23, channels, dtype), view, block_bytes=500)  # bands of a few rows
         path = tmp_path / f"band.{ext}"
         path.write_bytes(f.getvalue()[5:])
         pic = read_picture(path)
@@ -161,15 +161,15 @@ def test_png_and_tiff_band_writers_of_a_strided_view_decode_to_the_samples(tmp_p
 
 @pytest.mark.parametrize("shape,quality", [((70, 53, 3), 95), ((70, 53, 3), 75), ((41, 90, 1), 80), ((45, 16, 3), 50)])
 def test_jpeg_strips_joined_by_restarts_decode_to_the_pixels_of_a_whole_image_encode(monkeypatch, shape, quality):
-    monkeypatch.setattr(_writers, "JPEG_STRIP_BYTES", 1)  # one MCU row per strip
+    monkeypatch.setattr(jpeg, "JPEG_STRIP_BYTES", 1)  # one MCU row per strip
     rng = np.random.default_rng(2)
     smooth = np.cumsum(rng.random(shape), axis=1)
     samples = (smooth / smooth.max() * 255).astype(np.uint8)
     f = io.BytesIO()
     icc, exif = b"profile" * 20_000, Image.Exif()  # a 140 kB profile spans several APP2 markers
     exif[0x010F] = "scenestyle-test"
-    w = _writers.JpegWriter(f, shape[0], shape[1], shape[2], np.uint8, icc, exif.tobytes(), quality=quality)
-    _writers.write_array(w, samples, block_bytes=7 * shape[1] * shape[2])  # bands not aligned to strips
+    w = jpeg.JpegWriter(f, shape[0], shape[1], shape[2], np.uint8, icc, exif.tobytes(), quality=quality)
+    write_array(w, samples, block_bytes=7 * shape[1] * shape[2])  # bands not aligned to strips
     assert w.strips == -(-shape[0] // w.strip_rows) > 1
     whole = io.BytesIO()
     options = {"subsampling": 0 if quality >= 90 else 2} if shape[2] == 3 else {}
@@ -276,7 +276,7 @@ def test_opaque_integer_alpha_is_dropped_for_jpeg_and_transparent_refused(tmp_pa
 def test_disk_full_in_the_middle_of_a_stream_is_one_line_and_leaves_the_old_file(tmp_path: Path, monkeypatch, kind):
     import errno
 
-    writer = getattr(_writers, kind)
+    writer = {"PngWriter": png.PngWriter, "TiffWriter": tiff.TiffWriter, "JpegWriter": jpeg.JpegWriter}[kind]
     real, calls = writer._write, []
 
     def full_on_second_band(self, rows):

@@ -18,7 +18,8 @@ from typing import Callable, Iterable
 
 from scenestyle._text import encodable, encodable_tree
 from scenestyle.errors import InputImageError, Interrupted, OutputError, ScenestyleError, UsageError
-from scenestyle.imaging import _write_error, output_format_for
+from scenestyle.imaging import output_format_for
+from scenestyle.imaging.atomic import write_error
 from scenestyle.weights import file_sha256
 
 IMAGE_SUFFIXES = frozenset(
@@ -478,7 +479,7 @@ def _open_manifest(path: Path):
     try:
         return open(path, "a", encoding="utf-8")
     except OSError as e:
-        raise OutputError(_write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None
+        raise OutputError(write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None
 
 
 def _log(manifest_f, path: Path | None, r: JobResult, context: dict) -> None:
@@ -488,4 +489,4 @@ def _log(manifest_f, path: Path | None, r: JobResult, context: dict) -> None:
             manifest_f.write(json.dumps(line, ensure_ascii=False) + "\n")
             manifest_f.flush()
         except OSError as e:  # disk full: the record of the run cannot be kept, so the run stops
-            raise OutputError(_write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None
+            raise OutputError(write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None
