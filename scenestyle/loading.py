@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .errors import UsageError, WeightsError
-from .weights import ProgressCallback, WeightsEntry, read_state_dict, resolve
+from .weights import ProgressCallback, resolve
+from .weights.lock import LockArg
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,60 @@ class LoadedModel:
     sha256: str
     path: Path
     task: str
+
+
+# Wrappers a training script puts the weights under, tried in this order.
+_WRAPPERS = ("params_ema", "params", "state_dict")
+
+
+def read_state_dict(path: Path, state_dict_key: str | None = None) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file, unwrapped (params_ema / params / state_dict / ``key``) and DDP-stripped."""
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        else:
+            # weights_only: a weights file must never be able to run code on load.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise WeightsError(
+                f"{path} is not a plain weights file: unpickling it needs more than tensors and containers "
+                "(scenestyle loads with weights_only=True); re-save its state_dict with torch.save or as .safetensors"
+            ) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights {path}: corrupt or not a PyTorch file ({first})") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # zip/pickle/safetensors readers raise assorted types on damaged files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights {path}: corrupt or truncated ({first})") from None
+
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path} holds a {type(obj).__name__}, not a state dict (a mapping of names to tensors)")
+    if state_dict_key is not None:
+        if state_dict_key not in obj:
+            raise WeightsError(f"{path} has no {state_dict_key!r} entry; top-level keys: {', '.join(map(str, list(obj)[:8]))}")
+        obj = obj[state_dict_key]
+    for key in _WRAPPERS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: the state dict is a {type(obj).__name__}, not a mapping of names to tensors")
+    bad = [(k, v) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        k, v = bad[0]
+        raise WeightsError(
+            f"{path} holds {len(bad)} non-tensor entr{'y' if len(bad) == 1 else 'ies'} (e.g. {k!r}: {type(v).__name__}); "
+            "it is a training checkpoint, not a state dict: give the key of its weights"
+        )
+    sd = {str(k): v for k, v in obj.items()}
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
 
 
 def _registry():
@@ -131,7 +186,7 @@ def load_model(
     task: str | None = None,
     offline: bool = False,
     progress: ProgressCallback | None = None,
-    lock: Mapping[str, WeightsEntry] | str | os.PathLike | None = None,
+    lock: LockArg = None,
 ) -> LoadedModel:
     """Resolve ``spec`` (lock name, path or hf:// URI), build its architecture and load the weights strictly."""
     rw = resolve(spec, offline=offline, task=task, progress=progress, lock=lock)

@@ -21,6 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from scenestyle import weights as w
+from scenestyle.weights import lock as wlock
 from scenestyle.cli import app
 from scenestyle.errors import WeightsError
 from test_weights import COMMIT, fake_hub, hub_cache, sha  # noqa: F401 (fixtures reused)
@@ -85,7 +86,7 @@ def with_entry(monkeypatch, tmp_path):
 
     def put(name: str, data: bytes) -> w.WeightsEntry:
         entry = _entry(name, data, tmp_path)
-        monkeypatch.setattr(w, "_default_lock", {**w.load_lock(), name: entry})
+        monkeypatch.setattr(wlock, "_default_lock", {**w.load_lock(), name: entry})
         return entry
 
     return put

@@ -15,8 +15,11 @@ from torch import nn
 
 import scenestyle.nn as snn
 from scenestyle.errors import UsageError, WeightsError
-from scenestyle.loading import LoadedModel, load_model
+from scenestyle.loading import LoadedModel, load_model, read_state_dict
+from scenestyle.nn import _registry
 from scenestyle.weights import file_sha256
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
@@ -224,3 +227,86 @@ def test_real_dncnn_25_loads_from_shared(shared_dir):
     with torch.no_grad():
         assert m.module(x).shape == x.shape
     assert os.path.samefile(m.path, path)
+
+
+# ------------------------------------------------------------------------------------ read_state_dict
+
+
+def small_sd() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {"conv.weight": torch.randn(4, 3, 3, 3, generator=g), "conv.bias": torch.randn(4, generator=g)}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unwraps_params_ema_before_params(tmp_path):
+    sd = small_sd()
+    p = tmp_path / "realesrgan.pth"
+    torch.save({"params_ema": sd, "params": {k: v * 0 for k, v in sd.items()}}, p)
+    assert_same(read_state_dict(p), sd)
+    assert_same(read_state_dict(p, "params"), {k: v * 0 for k, v in sd.items()})
+    torch.save({"params": sd}, p)
+    assert_same(read_state_dict(p), sd)
+    torch.save({"state_dict": sd, "epoch_tensor": torch.tensor(3)}, p)
+    assert_same(read_state_dict(p), sd)
+    with pytest.raises(WeightsError, match="no 'g_ema' entry"):
+        read_state_dict(p, "g_ema")
+
+
+def test_strips_ddp_module_prefix(tmp_path):
+    sd = small_sd()
+    p = tmp_path / "ddp.pth"
+    torch.save({f"module.{k}": v for k, v in sd.items()}, p)
+    assert_same(read_state_dict(p), sd)
+
+
+def test_reads_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    sd = small_sd()
+    p = tmp_path / "m.safetensors"
+    save_file(sd, str(p))
+    assert_same(read_state_dict(p), sd)
+
+
+class NotATensor:
+    pass
+
+
+def test_pickle_needing_more_than_weights_is_refused(tmp_path):
+    p = tmp_path / "evil.pth"
+    torch.save({"conv.weight": torch.zeros(1), "extra": NotATensor()}, p)
+    with pytest.raises(WeightsError, match="not a plain weights file") as err:
+        read_state_dict(p)
+    assert "\n" not in str(err.value)
+
+
+def test_non_tensor_values_are_refused(tmp_path):
+    p = tmp_path / "ckpt.pth"
+    torch.save({"conv.weight": torch.zeros(1), "epoch": 3}, p)
+    with pytest.raises(WeightsError, match="non-tensor entry .*'epoch'"):
+        read_state_dict(p)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_corrupt_file_is_one_line_weights_error(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    good = tmp_path / f"good{suffix}"
+    if suffix == ".pth":
+        torch.save(small_sd(), good)
+    else:
+        save_file(small_sd(), str(good))
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="cannot read weights") as err:
+        read_state_dict(bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(not (SHARED / "weights/kair_dncnn/dncnn_25.pth").exists(), reason="../shared not present")
+def test_reads_kair_dncnn():
+    sd = read_state_dict(SHARED / "weights/kair_dncnn/dncnn_25.pth")
+    assert len(sd) == 34 and sd["model.0.weight"].shape == (64, 1, 3, 3) and "model.32.bias" in sd

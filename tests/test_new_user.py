@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from scenestyle import weights as w
 from scenestyle.cli import app
 from scenestyle.errors import UsageError, WeightsError
+from scenestyle.loading import read_state_dict
 from test_weights import COMMIT, TINY, hub_cache, point_hub_at, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +101,7 @@ def test_code_pickle_weights_are_refused_without_unsafe_advice(tmp_path):
     path = tmp_path / "vgg19.pth"
     torch.save({"features.0.weight": Payload(marker)}, path)
     with pytest.raises(WeightsError) as err:
-        w.read_state_dict(path)
+        read_state_dict(path)
     assert "not a plain weights file" in str(err.value) and "False" not in str(err.value)
     with pytest.raises(WeightsError) as err:  # was a raw UnpicklingError quoting torch's advice
         VGG19Features(["conv1_1"], path)

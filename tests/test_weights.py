@@ -1,4 +1,4 @@
-"""weights.lock and scenestyle.weights: lock validation, Hub cache layout, a loopback Hub, state dict reading.
+"""scenestyle.weights: resolving names, paths and hf:// URIs, the Hub cache layout, a loopback Hub.
 
 Everything runs offline against real huggingface_hub code: a fake cache in tmp, or a tiny HTTP
 server on 127.0.0.1 that speaks the part of the Hub file API that ``hf_hub_download`` uses.
@@ -18,9 +18,8 @@ import torch
 
 from scenestyle import weights as w
 from scenestyle.errors import UsageError, WeightsError
+from scenestyle.weights import files, resolver
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY = b"scenestyle tiny weights file\n" * 7
 
@@ -95,83 +94,6 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-# ------------------------------------------------------------------------------------------ the lock
-
-
-def test_root_lock_is_the_packaged_lock():
-    """One source: the top-level weights.lock is a link to the file the package ships."""
-    assert (REPO_ROOT / "weights.lock").resolve() == (REPO_ROOT / "scenestyle" / "weights.lock").resolve()
-
-
-def test_lock_parses_and_names_are_unique():
-    text = (REPO_ROOT / "weights.lock").read_text()
-    headers = re.findall(r"^\[models\.([^\].]+)\]", text, flags=re.M)
-    assert len(headers) == len(set(headers))
-    lock = w.load_lock()
-    assert set(lock) == set(headers)
-    assert {"realesrgan-x4plus", "realesrgan-x2plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3", "inception-fid", "dncnn-25"} <= set(lock)
-    for name, e in lock.items():
-        assert re.fullmatch(r"[0-9a-f]{64}", e.sha256), name
-        assert e.task in w.TASKS and e.format in w.FORMATS
-        assert e.hf or e.bundled or e.urls, name
-        if e.hf is not None and re.fullmatch(r"[0-9a-f]{40}", e.hf.revision) is None:
-            assert "revision unverified offline" in text, name
-    assert len({e.sha256 for e in lock.values()}) == len(lock)
-
-
-def test_lock_pins_the_given_checkpoints():
-    lock = w.load_lock()
-    x4 = lock["realesrgan-x4plus"]
-    assert x4.sha256 == "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1"
-    assert (x4.arch, x4.state_dict_key, dict(x4.kwargs)["num_block"], dict(x4.kwargs)["scale"]) == ("RRDBNet", "params_ema", 23, 4)
-    assert dict(lock["realesrgan-x2plus"].kwargs)["scale"] == 2
-    gen = lock["realesr-general-x4v3"]
-    assert (gen.size, gen.state_dict_key, dict(gen.kwargs)["num_conv"], gen.kwargs["act_type"]) == (4885111, "params", 32, "prelu")
-    assert lock["inception-fid"].size == 95628359 and lock["inception-fid"].task == "eval"
-    assert lock["dncnn-25"].sha256 == "0451a70de9b672ae037270498fbb1c17a1c1c4403785df586ff65df5b858e5b0"
-
-
-def test_lock_archs_are_registered():
-    from scenestyle.nn import _registry
-
-    archs = {e.arch for e in w.load_lock().values()}
-    assert archs <= set(_registry.ARCHS), archs - set(_registry.ARCHS)
-
-
-@pytest.mark.skipif(not (SHARED / "weights/kair_dncnn/dncnn_25.pth").exists(), reason="../shared not present")
-def test_shared_dncnn_file_is_recognised_as_lock_entry():
-    path = SHARED / "weights/kair_dncnn/dncnn_25.pth"
-    rw = w.resolve(str(path))
-    assert rw.entry is not None and rw.entry.name == "dncnn-25"
-    assert rw.entry.size == path.stat().st_size
-    assert rw.sha256 == (SHARED / "weights/kair_dncnn/dncnn_25.pth.sha256").read_text().split()[0]
-
-
-@pytest.mark.parametrize(
-    "patch, needle",
-    [
-        (('sha256 = "', 'sha256 = "00'), "sha256 must be 64"),
-        (('task = "denoise"', 'task = "paint"'), "task 'paint'"),
-        (('licence = "MIT"\nformat', 'licnce = "MIT"\nformat'), "unknown key(s) licnce"),
-        (('format = "pth"\n[models.tiny.hf]', 'format = "onnx"\n[models.tiny.hf]'), "format 'onnx'"),
-    ],
-)
-def test_malformed_lock_names_the_entry(tmp_path, patch, needle):
-    p = write_lock(tmp_path)
-    p.write_text(p.read_text().replace(*patch, 1))
-    with pytest.raises(WeightsError) as err:
-        w.load_lock(p)
-    assert "'tiny'" in str(err.value) and needle in str(err.value)
-    assert "\n" not in str(err.value)
-
-
-def test_lock_entry_without_any_source_is_refused(tmp_path):
-    p = write_lock(tmp_path)
-    p.write_text(p.read_text().replace('urls = ["https://example.org/other.pth"]', ""))
-    with pytest.raises(WeightsError, match="'other'.*at least one source"):
-        w.load_lock(p)
-
-
 # ---------------------------------------------------------------------------- resolve: specs and cache
 
 
@@ -221,7 +143,7 @@ def test_second_resolve_does_not_rehash(hub_cache, tmp_path, monkeypatch):
             calls.append(1)
             return real(*a)
 
-    monkeypatch.setattr(w, "hashlib", Spy)
+    monkeypatch.setattr(files, "hashlib", Spy)
     w.resolve("tiny", lock=lock, offline=True)
     w.resolve("tiny", lock=lock, offline=True)
     assert len(calls) == 1
@@ -270,7 +192,7 @@ def test_bundled_file_comes_first(hub_cache, tmp_path, monkeypatch):
     put_in_cache(hub_cache, "org/tiny", "sub/tiny.pth", TINY)
     bundled = tmp_path / "bundled.pth"
     bundled.write_bytes(TINY)
-    monkeypatch.setattr(w, "_bundled_path", lambda entry: bundled)
+    monkeypatch.setattr(resolver, "bundled_path", lambda entry: bundled)
     rw = w.resolve("tiny", lock=lock, offline=True)
     assert (rw.path, rw.source) == (bundled, "bundled")
 
@@ -418,86 +340,3 @@ def test_hub_missing_file_is_a_weights_error(fake_hub, hub_cache, tmp_path):
     fake_hub({})
     with pytest.raises(WeightsError, match="could not download tiny from hf://org/tiny/sub/tiny.pth"):
         w.resolve("tiny", lock=write_lock(tmp_path))
-
-
-# ------------------------------------------------------------------------------------ read_state_dict
-
-
-def small_sd() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return {"conv.weight": torch.randn(4, 3, 3, 3, generator=g), "conv.bias": torch.randn(4, generator=g)}
-
-
-def assert_same(a, b):
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_unwraps_params_ema_before_params(tmp_path):
-    sd = small_sd()
-    p = tmp_path / "realesrgan.pth"
-    torch.save({"params_ema": sd, "params": {k: v * 0 for k, v in sd.items()}}, p)
-    assert_same(w.read_state_dict(p), sd)
-    assert_same(w.read_state_dict(p, "params"), {k: v * 0 for k, v in sd.items()})
-    torch.save({"params": sd}, p)
-    assert_same(w.read_state_dict(p), sd)
-    torch.save({"state_dict": sd, "epoch_tensor": torch.tensor(3)}, p)
-    assert_same(w.read_state_dict(p), sd)
-    with pytest.raises(WeightsError, match="no 'g_ema' entry"):
-        w.read_state_dict(p, "g_ema")
-
-
-def test_strips_ddp_module_prefix(tmp_path):
-    sd = small_sd()
-    p = tmp_path / "ddp.pth"
-    torch.save({f"module.{k}": v for k, v in sd.items()}, p)
-    assert_same(w.read_state_dict(p), sd)
-
-
-def test_reads_safetensors(tmp_path):
-    from safetensors.torch import save_file
-
-    sd = small_sd()
-    p = tmp_path / "m.safetensors"
-    save_file(sd, str(p))
-    assert_same(w.read_state_dict(p), sd)
-
-
-class NotATensor:
-    pass
-
-
-def test_pickle_needing_more_than_weights_is_refused(tmp_path):
-    p = tmp_path / "evil.pth"
-    torch.save({"conv.weight": torch.zeros(1), "extra": NotATensor()}, p)
-    with pytest.raises(WeightsError, match="not a plain weights file") as err:
-        w.read_state_dict(p)
-    assert "\n" not in str(err.value)
-
-
-def test_non_tensor_values_are_refused(tmp_path):
-    p = tmp_path / "ckpt.pth"
-    torch.save({"conv.weight": torch.zeros(1), "epoch": 3}, p)
-    with pytest.raises(WeightsError, match="non-tensor entry .*'epoch'"):
-        w.read_state_dict(p)
-
-
-@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_corrupt_file_is_one_line_weights_error(tmp_path, suffix):
-    from safetensors.torch import save_file
-
-    good = tmp_path / f"good{suffix}"
-    if suffix == ".pth":
-        torch.save(small_sd(), good)
-    else:
-        save_file(small_sd(), str(good))
-    bad = tmp_path / f"bad{suffix}"
-    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    with pytest.raises(WeightsError, match="cannot read weights") as err:
-        w.read_state_dict(bad)
-    assert "\n" not in str(err.value)
-
-
-@pytest.mark.skipif(not (SHARED / "weights/kair_dncnn/dncnn_25.pth").exists(), reason="../shared not present")
-def test_reads_kair_dncnn():
-    sd = w.read_state_dict(SHARED / "weights/kair_dncnn/dncnn_25.pth")
-    assert len(sd) == 34 and sd["model.0.weight"].shape == (64, 1, 3, 3) and "model.32.bias" in sd

@@ -14,6 +14,7 @@ from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors, shown
 from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
 from scenestyle.errors import UsageError
+from scenestyle.weights import load_defaults
 
 eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs), FID/KID/IS and style measures (SWD, critic, structure).", no_args_is_help=True)
 
@@ -128,7 +129,7 @@ def _sigmas(text: str) -> tuple[float, ...]:
 @handle_errors
 def denoise(
     dataset: Annotated[Path, typer.Option("--dataset", help="Folder of clean images (e.g. Set12, CBSD68).")],
-    model: Annotated[Optional[str], typer.Option("--model", help="weights.lock name (default dncnn-25).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help=f"weights.lock name (default {load_defaults().denoise}).")] = None,
     weights: Weights = None, arch: Arch = None,
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels on the 0-255 scale, comma-separated.")] = "25",
     seed: Annotated[int, typer.Option("--seed", help="np.random.seed before the first image of each sigma.")] = 0,
@@ -140,7 +141,7 @@ def denoise(
     from scenestyle.evaluate.denoise import evaluate_denoise
 
     keep, panels = _collector(sheet)
-    report = evaluate_denoise(dataset, model=_spec(model, weights, "dncnn-25"), arch=arch, sigmas=_sigmas(sigma), seed=seed,
+    report = evaluate_denoise(dataset, model=_spec(model, weights, load_defaults().denoise), arch=arch, sigmas=_sigmas(sigma), seed=seed,
                               gray=gray, device=device, precision=precision, tile=parse_tile(tile), offline=offline, on_output=keep)
     _emit(report, json_out, f"eval denoise: {dataset}")
     _write_sheet(sheet, report, panels, json_out)

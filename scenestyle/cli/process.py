@@ -13,8 +13,10 @@ from rich.table import Table
 from scenestyle.cli import _console
 from scenestyle._text import encodable_tree
 from scenestyle.cli._console import handle_errors, shown
+from scenestyle.cli._download import download_callback
 from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
 from scenestyle.errors import UsageError
+from scenestyle.weights import load_defaults
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
 Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input.")]
@@ -27,6 +29,8 @@ Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | we
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]
 Model = Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")]
+# Shown as --style's default in the help; the name without the lock's "style-" prefix.
+DEFAULT_STYLE = (load_defaults().style or "").removeprefix("style-")
 Manifest = Annotated[Optional[Path], typer.Option("--manifest", help=(
     "JSONL manifest to append one line per input to (default: scenestyle-COMMAND.jsonl in the -o folder, "
     "else in the first input's folder)."))]
@@ -68,12 +72,7 @@ def _run(task: str, params: dict) -> None:
         console=_console.err, transient=True, disable=json_out or not _console.err.is_terminal,
     )
     state: dict = {}
-
-    def on_download(desc: str, done: int, total: int | None) -> None:
-        key = f"download {desc}"
-        if key not in state:
-            state[key] = progress.add_task(f"downloading {desc}", total=total)
-        progress.update(state[key], completed=done, total=total)
+    on_download = download_callback(progress, "downloading {}")
 
     def on_model(loaded, placement) -> None:
         if not json_out:
@@ -123,7 +122,7 @@ def _summary(report) -> None:
 def stylize(
     inputs: Inputs,
     output: Out = None,
-    style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = "oil",
+    style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = DEFAULT_STYLE,
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
     work_size: Annotated[int, typer.Option("--work-size", help=(
         "Paint photos larger than this many pixels at this size (the scale the style was trained at), then bring "

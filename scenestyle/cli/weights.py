@@ -45,10 +45,10 @@ def list_(json_out: JsonOpt = False) -> None:
 @handle_errors
 def pull(names: Annotated[list[str], typer.Argument(help="Model names from `scenestyle weights list`.")]) -> None:
     """Download weights into the Hugging Face cache and verify their sha256."""
+    from scenestyle.cli._download import download_progress
     from scenestyle.weights import pull as pull_weights
-    from scenestyle.weights import rich_download_progress
 
-    with rich_download_progress(_console.err) as progress:
+    with download_progress(_console.err) as progress:
         for r in pull_weights(names, progress=progress):
             _console.out.print(f"{r.entry.name if r.entry else r.path}: ok ({r.source}) {r.path}")
 

@@ -19,11 +19,8 @@ from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError
 from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, remove_stale_temps, write_picture
 from scenestyle.loading import LoadedModel, load_model
-from scenestyle.weights import load_lock
+from scenestyle.weights import load_defaults, load_lock
 
-# Default lock entry per task when neither --model nor --weights is given.
-DEFAULT_UPSCALER = {4: "realesr-general-x4v3", 2: "realesrgan-x2plus"}
-DEFAULT_DENOISER = "dncnn-25"
 # Tiles per forward pass under --batch-size auto on CUDA (on CPU batching buys no speed, only memory).
 CUDA_TILE_BATCH = 4
 # Command names per task, for reports and manifest file names.
@@ -34,8 +31,6 @@ GROUP_MAX_PIXELS = 4_000_000
 WORK_PIXELS = 1_000_000
 # --noise-level range (8-bit units): FFDNet's training range.
 MAX_NOISE_LEVEL = 75.0
-# The weak-denoise twin that Real-ESRGAN interpolates with general-x4v3 for --denoise.
-WDN_PAIR = {"realesr-general-x4v3": "realesr-general-wdn-x4v3"}
 
 
 @dataclass(frozen=True)
@@ -68,11 +63,12 @@ class RunOptions:
 
 
 def _model_spec(task: str, opts: RunOptions) -> str:
+    """The weights spec to load: --weights, else the named model, else the lock's default for the task."""
     if opts.weights:
         return opts.weights
-    lock = load_lock()
+    lock, defaults = load_lock(), load_defaults()
     if task == "style":
-        name = opts.model or "oil"
+        name = opts.model or defaults.require("style").removeprefix("style-")
         key = name if name.startswith("style-") else f"style-{name}"
         if key not in lock:
             styles = sorted(k.removeprefix("style-") for k, e in lock.items() if e.task == "style")
@@ -83,10 +79,10 @@ def _model_spec(task: str, opts: RunOptions) -> str:
         if opts.model:
             return opts.model
         scale = opts.scale or 4
-        if scale not in DEFAULT_UPSCALER:
-            raise UsageError(f"--scale must be 2 or 4, not {scale}")
-        return DEFAULT_UPSCALER[scale]
-    return opts.model or DEFAULT_DENOISER
+        if scale not in defaults.upscale:
+            raise UsageError(f"--scale must be {' or '.join(map(str, sorted(defaults.upscale)))}, not {scale}")
+        return defaults.upscale[scale]
+    return opts.model or defaults.require("denoise")
 
 
 def _group_key(pic) -> tuple | None:
@@ -177,9 +173,11 @@ def process(
         if opts.scale is not None and loaded.module.scale != opts.scale:
             raise UsageError(f"--scale {opts.scale} but model {loaded.name or spec} upscales x{loaded.module.scale}")
         if opts.denoise is not None:
-            twin = WDN_PAIR.get(loaded.name)
+            entry = load_lock().get(loaded.name)
+            twin = entry.wdn if entry is not None else None
             if twin is None:
-                raise UsageError(f"--denoise works with {', '.join(WDN_PAIR)} only, not {loaded.name or spec}")
+                paired = sorted(n for n, e in load_lock().items() if e.wdn)
+                raise UsageError(f"--denoise works with {', '.join(paired)} only, not {loaded.name or spec}")
             _interpolate(loaded, load_model(twin, task=task, offline=opts.offline, progress=on_download), opts.denoise)
     if opts.noise_level is not None and not getattr(loaded.module, "noise_level_input", False):
         raise UsageError(f"--noise-level needs a model that takes a noise level ({_noise_level_models()}); "

@@ -17,7 +17,7 @@ from scenestyle.metrics.psnr_ssim import psnr, ssim
 def evaluate_denoise(
     dataset: Path,
     *,
-    model: str = "dncnn-25",
+    model: str | None = None,  # None: the lock's default denoiser
     arch: str | None = None,
     sigmas: tuple[float, ...] = (25.0,),
     seed: int = 0,
@@ -42,8 +42,9 @@ def evaluate_denoise(
 
     from scenestyle.engine.device import choose_placement, prepare
     from scenestyle.loading import load_model
+    from scenestyle.weights import load_defaults
 
-    loaded = load_model(model, arch=arch, task="denoise", offline=offline)
+    loaded = load_model(model or load_defaults().require("denoise"), arch=arch, task="denoise", offline=offline)
     placement = choose_placement(device, precision, loaded.module, int8=False)
     net = prepare(loaded.module, placement)
     cleans = [read_u8(p, "gray" if gray else "keep") for p in images]

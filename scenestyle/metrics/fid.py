@@ -109,7 +109,8 @@ def load_fid_inception(spec: str = "inception-fid", *, offline: bool = False):
 
     from scenestyle.errors import WeightsError
     from scenestyle.nn.inception import InceptionV3FID
-    from scenestyle.weights import read_state_dict, resolve
+    from scenestyle.loading import read_state_dict
+    from scenestyle.weights import resolve
 
     try:
         rw = resolve(spec, offline=offline, task="eval")

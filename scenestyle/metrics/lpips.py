@@ -102,7 +102,8 @@ class LPIPS(nn.Module):
 
 def load_lpips(path: Path) -> tuple[LPIPS, str]:
     """An eval-mode LPIPS from a user-given full state dict (backbone detected from its keys), and the file's sha256."""
-    from scenestyle.weights import file_sha256, read_state_dict
+    from scenestyle.loading import read_state_dict
+    from scenestyle.weights import file_sha256
 
     path = Path(path)
     if not path.is_file():

@@ -87,7 +87,8 @@ def build_networks(cfg: SRGANConfig | DenoiseConfig, kind: str) -> dict[str, nn.
 
 def _perceptual(cfg_loss, device: torch.device) -> PerceptualLoss:
     """The VGG19 perceptual loss from weights pinned in weights.lock; UsageError without them."""
-    from scenestyle.weights import load_lock, read_state_dict, resolve
+    from scenestyle.loading import read_state_dict
+    from scenestyle.weights import load_lock, resolve
 
     name = cfg_loss.vgg_weights
     if name not in load_lock():

@@ -206,7 +206,7 @@ class VGG19Features(nn.Module):
                 mods.append(nn.MaxPool2d(2, 2))
         self.features = nn.Sequential(*mods)
         if isinstance(weights, (str, Path)):  # the shared reader: tensors only, and one-line errors on any other file
-            from scenestyle.weights import read_state_dict
+            from scenestyle.loading import read_state_dict
 
             weights = read_state_dict(Path(weights))
         sd = weights
