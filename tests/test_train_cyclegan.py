@@ -17,7 +17,8 @@ from PIL import Image
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
-from scenestyle.train.data import DataStream, UnpairedCrops, list_images
+from scenestyle.image_files import list_images
+from scenestyle.train.data import DataStream, UnpairedCrops
 
 PY = sys.executable
 
@@ -52,7 +53,7 @@ def _weights(run: Path) -> dict:
 
 def test_stream_is_deterministic_sharded_and_skips_corrupt(domains) -> None:
     a, b = domains
-    files_a, files_b = list_images(a, "domain A"), list_images(b, "domain B")
+    files_a, files_b = list_images(a, "domain A", recursive=True), list_images(b, "domain B", recursive=True)
     assert len(files_a) == 4 and any(p.parent.name == "sub" for p in files_a)  # recursive
     kw = dict(batch_size=2, crop=32, scale_jitter=(1.0, 1.5), hflip=True, vflip=False, seed=3)
     s1, s2 = DataStream(4, 3, **kw), DataStream(4, 3, **kw)
