@@ -21,7 +21,8 @@ from PIL import Image
 
 from scenestyle._colour import BT601_LUMA
 from scenestyle.train.data import CropRecipe, DataStream, UnpairedCrops, _mix, cut
-from scenestyle.train.degradations import RealESRGANDegradation, add_noise, bicubic_pair, degrade, usm_sharp
+from scenestyle.train.degradations import RealESRGANDegradation, bicubic_pair, degrade, usm_sharp
+from scenestyle.train.noise_synthesis import add_noise
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, target, pixel target, sigma map
 _EMPTY = torch.zeros(0)  # "no sigma map" (a tensor, so the batch tuple collates and pins like the others)
