@@ -23,7 +23,7 @@ from scenestyle.errors import UsageError
 from scenestyle.image_files import list_images
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
-from scenestyle.train.config import CycleGANConfig, config_hash
+from scenestyle.train.config import config_hash
 from scenestyle.train.data import DataStream, UnpairedCrops, _mix, make_loader
 from scenestyle.train.diffaug import diff_augment, parse_policy
 from scenestyle.train.ema import EMA
@@ -34,6 +34,7 @@ from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
+from scenestyle.train.schemas import CycleGANConfig
 
 
 FORMAT = "scenestyle-cyclegan/1"

@@ -32,7 +32,7 @@ from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast
                                    write_config)
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.progress import Reporter, save_sheet
-from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
+from scenestyle.train.schemas import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
 from scenestyle.train.sr_losses import FeatureMatchingLoss, GANLoss, PerceptualLoss, PixelLoss, VGG19Features
 
 ROOTS = {"srgan": SRGANConfig, "denoise": DenoiseConfig}
