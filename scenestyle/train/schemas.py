@@ -171,7 +171,6 @@ def validate_cyclegan(cfg: CycleGANConfig) -> None:
     validate_optim(cfg.optim)
 
 
-
 # --- SR-GAN and denoise ---------------------------------------------------------------------------
 
 SR_GENERATORS = ("SRVGGNetCompact", "RRDBNet")
