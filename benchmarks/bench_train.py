@@ -21,8 +21,8 @@ from PIL import Image
 
 from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
-from scenestyle.train.restore import train_denoise, train_srgan
-from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig
+from scenestyle.train.schemas import DenoiseConfig, SRGANConfig
+from scenestyle.train.sr_denoise import train_denoise, train_srgan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 D_SMALL = "model.discriminator_kwargs={num_feat = 32}"

@@ -23,7 +23,6 @@ Then scenestyle's own int8 path (:mod:`scenestyle.engine.int8`), as the CLI runs
 from __future__ import annotations
 
 import glob
-import math
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from PIL import Image
 
 from scenestyle.engine.device import cpu_flags, cpu_model_name
 from scenestyle.loading import load_model
+from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import build
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -70,18 +70,13 @@ def row(name: str, model: torch.nn.Module, x: torch.Tensor, calibration: list[to
     tq = time.perf_counter() - t0
     out, t8 = timed(quantised, x)
     lo, hi = model.value_range
-    mse = torch.mean((out.double() - ref.double()) ** 2).item()
-    db = 10 * math.log10((hi - lo) ** 2 / mse)
+    db = psnr(out.numpy(), ref.numpy(), peak=hi - lo)
     return f"| {name} | {weights} | {x.shape[-1]}² | {t32 * 1e3:.0f} | {t8 * 1e3:.0f} | {t32 / t8:.2f}x | {db:.1f} | {tq:.1f} |"
 
 
 def noisy_gray(path: str, gen: torch.Generator) -> torch.Tensor:
     clean = torch.from_numpy(np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255)[None, None]
     return clean + torch.randn(clean.shape, generator=gen) * 25 / 255
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * math.log10(1 / torch.mean((a.double() - b.double()) ** 2).item())
 
 
 def our_int8_on_set12(model: torch.nn.Module, photos: list[torch.Tensor]) -> None:
@@ -102,7 +97,7 @@ def our_int8_on_set12(model: torch.nn.Module, photos: list[torch.Tensor]) -> Non
         with torch.inference_mode():
             ours, ref = proc.model(x), proc.fallback(x)  # --precision int8 falls back to fp32: the reference
             fx_out = fx(x)
-        print(f"| {k + 1:02d} | {check:.1f} | {psnr(ours, ref):.1f} | {psnr(fx_out, ref):.1f} |", flush=True)
+        print(f"| {k + 1:02d} | {check:.1f} | {psnr(ours.numpy(), ref.numpy(), peak=1.0):.1f} | {psnr(fx_out.numpy(), ref.numpy(), peak=1.0):.1f} |", flush=True)
 
 
 def depthwise_row() -> str:

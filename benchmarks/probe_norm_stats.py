@@ -12,7 +12,6 @@ partial passes (scenestyle uses K = 3); all norms exact (one whole-image statist
 from __future__ import annotations
 
 import glob
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +22,10 @@ from bench_inference import test_image
 from scenestyle.engine import norm_stats, tiles
 from scenestyle.engine.convert import UnitRange
 from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import build
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return 10 * math.log10(1 / torch.mean((a.double() - b.double()) ** 2).item())
 
 
 def main() -> None:
@@ -53,8 +49,8 @@ def main() -> None:
         cells = []
         for _, k in rows:
             norm_stats.EXACT_NORMS = k
-            cells.append(psnr(tiles.run_model(net, x, placement, tile=512), whole))
-        cells.append(psnr(tiles.run_model(net, x, placement, tile=512, stats_max_pixels=10**9), whole))
+            cells.append(psnr(tiles.run_model(net, x, placement, tile=512).numpy(), whole.numpy(), peak=1.0))
+        cells.append(psnr(tiles.run_model(net, x, placement, tile=512, stats_max_pixels=10**9).numpy(), whole.numpy(), peak=1.0))
         print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |", flush=True)
 
 

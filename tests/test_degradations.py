@@ -1,4 +1,4 @@
-"""Degradations for SR/denoise training: kernels, bicubic protocol, Real-ESRGAN pipeline, noise synthesis."""
+"""Degradations for SR training (kernels, bicubic protocol, Real-ESRGAN pipeline) and denoise noise synthesis."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from scenestyle.train import degradations as deg
 from scenestyle.train.degradations import (
-    NOISE_KINDS, RealESRGANDegradation, add_noise, bicubic_pair, degrade, filter2d, gaussian_kernel,
-    generalized_gaussian_kernel, jpeg, plateau_kernel, random_kernel, sinc_kernel, usm_sharp,
+    RealESRGANDegradation, bicubic_pair, degrade, filter2d, gaussian_kernel, generalized_gaussian_kernel, jpeg,
+    plateau_kernel, random_kernel, sinc_kernel, usm_sharp,
 )
+from scenestyle.train.noise_synthesis import NOISE_KINDS, add_noise
 
 
 def gen(seed: int) -> torch.Generator:

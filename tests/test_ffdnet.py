@@ -19,7 +19,7 @@ from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tasks import Processor
 from scenestyle.engine.tiles import run_model
 from scenestyle.imaging import read_picture
-from scenestyle.metrics.psnr import psnr
+from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import DnCNN, FFDNet, build, detect_arch
 
 from test_nn import dependency_radius

@@ -85,6 +85,17 @@ def test_grayscale_inputs(pair):
     assert ssim(a, b) == pytest.approx(_ref_ssim_2d(a.astype(float), b.astype(float)), abs=1e-10)
 
 
+def test_psnr_peak_and_any_shape():
+    a = np.zeros((4, 4), np.uint8)
+    assert psnr(a, np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)  # no uint8 wrap-around
+    assert psnr(np.zeros(8), np.ones(8)) == pytest.approx(20 * np.log10(255))
+    assert psnr(np.zeros(8), np.full(8, 0.1), peak=1.0) == pytest.approx(20.0)
+    batch = np.zeros((2, 3, 4, 4), np.float32)
+    assert psnr(batch, batch + 0.5, peak=2.0) == pytest.approx(20 * np.log10(4))
+    with pytest.raises(ValueError, match="empty"):
+        psnr(np.zeros(0), np.zeros(0))
+
+
 def test_shape_mismatch_and_bad_crop_raise(pair):
     a, _ = pair
     with pytest.raises(ValueError, match="same shape"):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from scenestyle.metrics.psnr import psnr
+from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import ARCHS, build, count_macs, detect_arch, list_archs
 from scenestyle.nn._blocks import round_up
 from scenestyle.nn.compact import CompactGenerator
@@ -360,18 +360,6 @@ def test_builders_write_out_variant_settings():
         assert "n_blocks" not in inspect.signature(ARCHS[name]).parameters
     for name in ("unet_128", "unet_256"):
         assert "num_downs" not in inspect.signature(ARCHS[name]).parameters
-
-
-# --- PSNR ---------------------------------------------------------------------------------
-
-def test_psnr():
-    a = np.zeros((4, 4), np.uint8)
-    assert psnr(a, a) == float("inf")
-    assert psnr(a, np.full((4, 4), 255, np.uint8)) == pytest.approx(0.0)  # no uint8 wrap-around
-    assert psnr(np.zeros(8), np.ones(8)) == pytest.approx(20 * np.log10(255))
-    assert psnr(np.zeros(8), np.full(8, 0.1), peak=1.0) == pytest.approx(20.0)
-    with pytest.raises(ValueError):
-        psnr(np.zeros((2, 2)), np.zeros((2, 3)))
 
 
 # ---------------------------------------------------------------- layout-preserving instance norm

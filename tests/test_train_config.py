@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from scenestyle.errors import UsageError
-from scenestyle.train.config import CycleGANConfig, config_sha256, load_config, to_toml
+from scenestyle.train.config import config_sha256, load_config, to_toml
+from scenestyle.train.schemas import CycleGANConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,16 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 import numpy as np
 import pytest
 import torch
 from _fixtures import kill_after_first_checkpoint, torchrun_two_ranks
 from PIL import Image
 
+from scenestyle.image_files import list_images
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
-from scenestyle.train.data import DataStream, UnpairedCrops, list_images
+from scenestyle.train.data import DataStream, UnpairedCrops
+from scenestyle.weights import file_sha256
 
 PY = sys.executable
 
@@ -53,7 +60,7 @@ def _weights(run: Path) -> dict:
 
 def test_stream_is_deterministic_sharded_and_skips_corrupt(domains) -> None:
     a, b = domains
-    files_a, files_b = list_images(a, "domain A"), list_images(b, "domain B")
+    files_a, files_b = list_images(a, "domain A", recursive=True), list_images(b, "domain B", recursive=True)
     assert len(files_a) == 4 and any(p.parent.name == "sub" for p in files_a)  # recursive
     kw = dict(batch_size=2, crop=32, scale_jitter=(1.0, 1.5), hflip=True, vflip=False, seed=3)
     s1, s2 = DataStream(4, 3, **kw), DataStream(4, 3, **kw)
@@ -133,7 +140,9 @@ def test_export_then_stylize_matches_direct_forward(domains, tmp_path: Path) -> 
     res = runner.invoke(app, ["train", "export", str(run), "--name", "tiny-style", "-o", str(tmp_path / "exp")])
     assert res.exit_code == 0, res.output
     weights = tmp_path / "exp" / "tiny-style.safetensors"
-    assert 'arch = "ResnetGenerator"' in res.stdout and "sha256 = " in res.stdout
+    entry = tomllib.loads(res.stdout)["models"]["tiny-style"]  # stdout is the weights.lock entry alone
+    assert entry["arch"] == "ResnetGenerator" and entry["kwargs"]["ngf"] == 8 and entry["kwargs"]["n_blocks"] == 2
+    assert entry["sha256"] == file_sha256(tmp_path / "exp" / "tiny-style.safetensors")
     out = tmp_path / "out.png"
     res = runner.invoke(app, ["stylize", str(b / "0.png"), "--weights", str(weights), "-o", str(out),
                               "--device", "cpu", "--precision", "fp32", "--tile", "0"])

@@ -21,8 +21,8 @@ from scenestyle.train import checkpoint as ckpt
 from scenestyle.train.config import load_config
 from scenestyle.train.data import CropRecipe
 from scenestyle.train.hr_data import HRCrops, HRStream, NoisyPairs, SRPairs
-from scenestyle.train.restore import train_denoise, train_srgan
-from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig, noise_params
+from scenestyle.train.schemas import DenoiseConfig, SRGANConfig, noise_params
+from scenestyle.train.sr_denoise import train_denoise, train_srgan
 
 PY = sys.executable
 COMMON = ["data.crop=32", "data.workers=0", "train.log_every=1", "train.sample_every=0", "train.batch_size=2",
@@ -126,17 +126,17 @@ def test_srgan_runs(photos: Path, tmp_path: Path, kind: str, gen: list[str]) -> 
 
 @pytest.mark.parametrize("noise", ["gaussian", "poisson_gaussian", "jpeg", "camera"])
 def test_denoise_runs_and_feeds_the_sigma_map(photos: Path, tmp_path: Path, monkeypatch, noise: str) -> None:
-    from scenestyle.train import restore
+    from scenestyle.train import sr_denoise
 
     calls = []
-    build = restore.build_networks
+    build = sr_denoise.build_networks
 
     def spy(cfg, kind):
         nets = build(cfg, kind)
         nets["G"].register_forward_pre_hook(lambda m, args: calls.append(tuple(a.shape for a in args)))
         return nets
 
-    monkeypatch.setattr(restore, "build_networks", spy)
+    monkeypatch.setattr(sr_denoise, "build_networks", spy)
     cfg = _dn(photos, f"noise.kinds=[{noise}]", "noise.probs=[1.0]", "train.steps=2")
     res = train_denoise(cfg, run=tmp_path / "run", device="cpu", show_progress=False)
     assert res.step == 2 and _records(tmp_path / "run")[-1]["loss_pix"] > 0

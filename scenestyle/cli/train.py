@@ -56,8 +56,8 @@ def _train(kind: str, folders: dict[str, Optional[Path]], config: Optional[Path]
 
 
 def _load(kind: str, config: Optional[Path], overrides: list[str]):
-    from scenestyle.train.config import CycleGANConfig, load_config
-    from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig
+    from scenestyle.train.config import load_config
+    from scenestyle.train.schemas import CycleGANConfig, DenoiseConfig, SRGANConfig
 
     roots = {"cyclegan": CycleGANConfig, "srgan": SRGANConfig, "denoise": DenoiseConfig}
     return load_config(config, overrides, root=roots[kind])
@@ -68,9 +68,9 @@ def _trainer(kind: str) -> Callable:
         from scenestyle.train.cyclegan import train_cyclegan
 
         return train_cyclegan
-    from scenestyle.train import restore
+    from scenestyle.train import sr_denoise
 
-    return {"srgan": restore.train_srgan, "denoise": restore.train_denoise}[kind]
+    return {"srgan": sr_denoise.train_srgan, "denoise": sr_denoise.train_denoise}[kind]
 
 
 @train_app.command("cyclegan")

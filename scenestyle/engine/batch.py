@@ -18,13 +18,11 @@ from typing import Callable, Iterable
 
 from scenestyle._text import encodable, encodable_tree
 from scenestyle.errors import InputImageError, Interrupted, OutputError, ScenestyleError, UsageError
+from scenestyle.image_files import IMAGE_SUFFIXES
 from scenestyle.imaging import output_format_for
 from scenestyle.imaging.atomic import write_error
 from scenestyle.weights import file_sha256
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-)
 # Extension written for each --format choice.
 FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
 # Inputs in a format we do not write (GIF, BMP) default to lossless PNG.

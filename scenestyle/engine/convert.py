@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from scenestyle._colour import BT601_LUMA
 
-# ITU-R BT.601 luma weights: grayscale in -> grayscale out after a colour model.
-LUMA = (0.299, 0.587, 0.114)
-# Attributes the tiling engine reads from a generator.
-_GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task")
+
+# Attributes the tiling engine reads from a generator; a wrapper copies them from the model it wraps.
+GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range")
 
 
 class UnitRange(nn.Module):
@@ -24,9 +24,9 @@ class UnitRange(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        for name in _GEOMETRY:
+        for name in GEOMETRY:
             setattr(self, name, getattr(model, name))
-        self.value_range = (0.0, 1.0)
+        self.value_range = (0.0, 1.0)  # what this wrapper takes and returns
         self.lo, self.hi = model.value_range
         # Another range is mapped in float32 and cast after: bf16 steps of a [0, 1] input near
         # mid-grey are twice as coarse in [-1, 1] units as bf16 of the mapped value (measured:
@@ -54,7 +54,7 @@ def to_pixels(y: Tensor, channels: int) -> np.ndarray:
     """1×C×H×W in [0, 1] (clipped in place) → an H×W×channels array view."""
     y = y.float().clamp_(0, 1)[0]
     if channels == 1 and y.shape[0] == 3:
-        w = torch.tensor(LUMA, dtype=y.dtype).view(3, 1, 1)
+        w = torch.tensor(BT601_LUMA, dtype=y.dtype).view(3, 1, 1)
         y = (y * w).sum(0, keepdim=True)
     return y.permute(1, 2, 0).numpy()
 

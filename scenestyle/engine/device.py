@@ -31,6 +31,7 @@ from torch import nn
 
 from scenestyle.engine import int8 as int8_mod
 from scenestyle.errors import UsageError
+from scenestyle.metrics.psnr_ssim import psnr
 
 __all__ = [
     "Placement",
@@ -169,11 +170,6 @@ def check_image(model: nn.Module | None, side: int = 64, seed: int = 0) -> torch
     return img * (hi - lo) + lo
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor, peak: float) -> float:
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(peak * peak / mse)
-
-
 def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
     x = x.to(device=device, dtype=dtype)
     if channels_last:
@@ -204,7 +200,7 @@ def agreement_db(model: nn.Module, dtype: torch.dtype, device: torch.device | st
         if channels_last:
             low_model = low_model.to(memory_format=torch.channels_last)
         low = _forward(low_model, x, device, dtype, channels_last)
-        per_model[key] = _psnr(low, ref, float(hi - lo))
+        per_model[key] = psnr(low.numpy(), ref.numpy(), peak=float(hi - lo))
     return per_model[key]
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from scenestyle.engine.convert import LUMA
+from scenestyle._colour import BT601_LUMA
 
 RADIUS = 2  # window radius at the working size (5x5 windows)
 EPS = 1e-3  # regularisation: windows whose luma varies less than this follow the painting, not the photo
@@ -45,7 +45,7 @@ def luma(pixels: np.ndarray) -> np.ndarray:
     """H×W luma of an H×W×C array (C = 1: the channel itself)."""
     if pixels.shape[2] == 1:
         return pixels[..., 0]
-    return pixels @ np.asarray(LUMA, np.float32)
+    return pixels @ np.asarray(BT601_LUMA, np.float32)
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -28,6 +28,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from scenestyle.engine.convert import GEOMETRY
+from scenestyle.metrics.psnr_ssim import psnr
+
 __all__ = ["VNNI_FLAGS", "Int8Conv", "Int8Model", "int8_blocker", "sample_crops", "CROP_SIDE"]
 
 VNNI_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
@@ -42,7 +45,6 @@ MIN_PHOTO_CROPS = 64
 GIVE_UP_AFTER = 3
 # Calibrated ranges are widened by this fraction: crops see only part of the photo.
 RANGE_MARGIN = 0.1
-_GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range")
 # torch >= 2.15 marks quantised tensors deprecated (pytorch#184982); they still work, and
 # :func:`_kernels_fail` turns their removal into "no int8" instead of a crash.
 warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel", category=UserWarning)
@@ -244,7 +246,7 @@ class Int8Model(nn.Module):
         _swap_convs(self.net, tuple(self.net.get_submodule(n) for n in getattr(model, "int8_chains", ())))
         self.convs = [m for m in self.net.modules() if isinstance(m, (Int8Conv, Int8Act))]
         self._fallback = [fallback]  # a list keeps it out of this module's parameters and .to()
-        for name in _GEOMETRY:
+        for name in GEOMETRY:
             if hasattr(model, name):
                 setattr(self, name, getattr(model, name))
         self.fitted_db: float | None = None
@@ -279,8 +281,8 @@ class Int8Model(nn.Module):
         refs = [run(x).double() for x in check]
         self._mode("int8")
         outs = [run(x).double() for x in check]
-        mse = sum(float(torch.sum((o - r) ** 2)) for o, r in zip(outs, refs)) / sum(r.numel() for r in refs)
-        self.fitted_db = math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+        flat = [torch.cat([t.flatten() for t in ts]).numpy() for ts in (outs, refs)]
+        self.fitted_db = psnr(*flat, peak=1.0)
         return self.fitted_db
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the eval engines: listing and reading images as uint8, running a model on uint8."""
+"""Helpers shared by the eval engines: reading images as uint8, running a model on uint8."""
 
 from __future__ import annotations
 
@@ -10,20 +10,6 @@ from PIL import Image
 
 from scenestyle.errors import UsageError
 from scenestyle.imaging import read_picture
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def list_images(folder: Path, what: str = "dataset") -> list[Path]:
-    """Image files directly in ``folder``, sorted by name; a missing or empty folder is a usage error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"{what} folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"{what} folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
-
 
 def read_u8(path: Path, mode: str = "keep") -> np.ndarray:
     """An image as uint8 H×W×C: ``mode`` "rgb" (grey repeated to 3 channels), "gray" (BT.601 luma) or "keep"."""

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from scenestyle._colour import BT601_LUMA
+
 __all__ = ["VARIANTS", "CriticConfig", "Critic", "crop_positions", "crops_at", "to_input", "fold_of", "train_critic", "logits"]
 
 VARIANTS = ("rgb", "gray")
-_LUMA = (0.299, 0.587, 0.114)
 Progress = Callable[[int, int], None]  # (steps done, total steps)
 
 
@@ -79,7 +80,7 @@ def to_input(crops: np.ndarray, variant: str) -> torch.Tensor:
     if variant == "rgb":
         return x
     if variant == "gray":
-        y = (x * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        y = (x * torch.tensor(BT601_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
         mean = y.mean(dim=(2, 3), keepdim=True)
         std = y.std(dim=(2, 3), keepdim=True)
         return (y - mean) / (std + 1e-3)  # the floor keeps flat crops finite

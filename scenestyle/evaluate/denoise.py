@@ -9,7 +9,8 @@ from types import MappingProxyType
 import numpy as np
 
 from scenestyle.errors import UsageError
-from scenestyle.evaluate._common import list_images, read_u8, run_float, to_u8
+from scenestyle.evaluate._common import read_u8, run_float, to_u8
+from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import EvalReport, ImageScore
 from scenestyle.metrics.psnr_ssim import psnr, ssim
 

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from scenestyle.errors import UsageError
-from scenestyle.evaluate._common import list_images, read_u8
+from scenestyle.evaluate._common import read_u8
+from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import versions
 from scenestyle.metrics import fid as F
 

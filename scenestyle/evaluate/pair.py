@@ -7,7 +7,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from scenestyle.errors import UsageError
-from scenestyle.evaluate._common import list_images, read_u8
+from scenestyle.evaluate._common import read_u8
+from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import EvalReport, ImageScore
 from scenestyle.metrics.psnr_ssim import psnr, ssim
 

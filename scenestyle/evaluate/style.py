@@ -22,7 +22,8 @@ import numpy as np
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate import critic as C
-from scenestyle.evaluate._common import list_images, read_u8, to_u8
+from scenestyle.evaluate._common import read_u8, to_u8
+from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import versions
 from scenestyle.metrics import swd as S
 from scenestyle.metrics.colour import colour_transfer, lab_stats

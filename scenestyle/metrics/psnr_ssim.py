@@ -35,10 +35,17 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     return a * np.float32(255.0)
 
 
-def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, test_y: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _same_shape(a: np.ndarray, b: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"{what} needs images of the same shape, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError(f"{what} of empty arrays")
+    return a, b
+
+
+def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, test_y: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _same_shape(a, b, what)
     if a.ndim not in (2, 3):
         raise ValueError(f"{what} needs H×W or H×W×C images, got shape {a.shape}")
     if crop_border < 0:
@@ -57,13 +64,21 @@ def _prepare(a: np.ndarray, b: np.ndarray, crop_border: int, test_y: bool, what:
     return a, b
 
 
-def psnr(a: np.ndarray, b: np.ndarray, crop_border: int = 0, test_y: bool = False) -> float:
-    """PSNR in dB (peak 255) of two [0, 255] images, as BasicSR's ``calculate_psnr``; ``inf`` if equal."""
-    a, b = _prepare(a, b, crop_border, test_y, "psnr")
-    mse = float(np.mean((a - b) ** 2))
+def psnr(a: np.ndarray, b: np.ndarray, crop_border: int = 0, test_y: bool = False, *, peak: float = 255.0) -> float:
+    """PSNR in dB of two [0, 255] images, as BasicSR's ``calculate_psnr``; ``inf`` if equal.
+
+    ``peak`` is the largest possible value (1.0 for [0, 1] floats, 2.0 for [-1, 1]). Without
+    ``crop_border`` and ``test_y`` any two arrays of one shape are compared (e.g. N×C×H×W batches),
+    in float64 (no uint8 wrap-around).
+    """
+    if crop_border or test_y:
+        a, b = _prepare(a, b, crop_border, test_y, "psnr")
+    else:
+        a, b = _same_shape(a, b, "psnr")
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     if mse == 0.0:
         return math.inf
-    return 10.0 * math.log10(255.0 * 255.0 / mse)
+    return 10.0 * math.log10(peak * peak / mse)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:

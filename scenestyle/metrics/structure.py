@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenestyle._colour import BT601_LUMA
 from scenestyle.metrics.psnr_ssim import ssim
 
 __all__ = ["luma", "gaussian_blur", "structure_ssim"]
 
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, full range
+_LUMA = np.array(BT601_LUMA)
 
 
 def luma(image: np.ndarray) -> np.ndarray:

@@ -33,11 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scenestyle._colour import BT601_LUMA
+
 from ._blocks import check_choice, norm_layer, round_up
 from ._registry import register
-
-
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
 
 
 def _box(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -49,7 +48,7 @@ def _box(x: torch.Tensor, k: int) -> torch.Tensor:
 def keep_colours(photo: torch.Tensor, painted: torch.Tensor, k: int) -> torch.Tensor:
     """``painted`` plus the box-blurred chroma of ``photo - painted`` (luma untouched)."""
     d = photo - painted
-    w = torch.tensor(_LUMA, device=d.device, dtype=d.dtype).view(1, 3, 1, 1)
+    w = torch.tensor(BT601_LUMA, device=d.device, dtype=d.dtype).view(1, 3, 1, 1)
     chroma = d - (d * w).sum(1, keepdim=True)  # weights sum to 1: no luma left
     return painted + _box(chroma, k)
 

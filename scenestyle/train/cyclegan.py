@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from scenestyle.errors import UsageError
+from scenestyle.image_files import list_images
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
-from scenestyle.train.config import CycleGANConfig, config_hash
-from scenestyle.train.data import DataStream, UnpairedCrops, _mix, list_images, make_loader
+from scenestyle.train.config import config_hash
+from scenestyle.train.data import DataStream, UnpairedCrops, _mix, make_loader
 from scenestyle.train.diffaug import diff_augment, parse_policy
 from scenestyle.train.ema import EMA
 from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, structure_loss
@@ -33,6 +34,7 @@ from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
+from scenestyle.train.schemas import CycleGANConfig
 
 
 FORMAT = "scenestyle-cyclegan/1"
@@ -100,7 +102,10 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
     dev, amp, stop = runtime(t, device, info, max_steps)
 
     # ---- data: the stream of crops is a pure function of (seed, step, rank)
-    files_a, files_b = list_images(d.a, "domain A"), list_images(d.b, "domain B")
+    for flag, folder in (("a", d.a), ("b", d.b)):
+        if not folder.strip():
+            raise UsageError(f"no folder given for domain {flag.upper()}; pass --{flag} DIR or set data.{flag}")
+    files_a, files_b = list_images(d.a, "domain A", recursive=True), list_images(d.b, "domain B", recursive=True)
     if info.is_main:
         write_config(run, cfg_text)
     dataset = UnpairedCrops(files_a, files_b, d.crop, work_pixels=d.work_pixels, effective_pixels=d.effective_pixels)

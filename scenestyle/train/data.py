@@ -26,22 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from scenestyle.errors import UsageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 _MASK64 = (1 << 63) - 1
-
-
-def list_images(folder: str | Path, what: str) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); UsageError if none."""
-    root = Path(folder)
-    if not str(folder).strip():
-        flag = what[-1].lower()  # "domain A" -> --a, data.a (the options are lower case)
-        raise UsageError(f"no folder given for {what}; pass --{flag} DIR or set data.{flag}")
-    if not root.is_dir():
-        raise UsageError(f"{what} folder {root} does not exist or is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise UsageError(f"{what} folder {root} has no images ({', '.join(IMAGE_SUFFIXES)})")
-    return files
 
 
 @dataclass(frozen=True)

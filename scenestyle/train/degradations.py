@@ -1,15 +1,13 @@
-"""Synthetic degradations for SR and denoise training.
+"""Synthetic degradations for SR training: low-resolution inputs made from HR crops.
 
 * ``bicubic_pair``: the classic SR protocol (MATLAB-bicubic LR of an HR crop).
 * ``degrade``: Real-ESRGAN's second-order pipeline (blur, resize, noise, JPEG, twice, then the
   final sinc filter + resize + JPEG in random order), as ``RealESRGANModel.feed_data`` with the
   kernels of ``RealESRGANDataset`` and BasicSR ``basicsr/data/degradations.py``.
-* ``add_noise``: noise for denoiser training, with the per-pixel noise level map the network gets
-  as its extra input.
 
-Tensors are float32 N×C×H×W in [0, 1]. Every random draw comes from the ``torch.Generator``
-argument (never from global RNGs), so a batch is reproducible and the pipeline is checkpointable
-with ``generator.get_state()``. Noise is drawn on the generator's device and moved to the data.
+The noise of the denoise trainer is in ``noise_synthesis.py``. Tensors are float32 N×C×H×W in
+[0, 1]. Every random draw comes from the ``torch.Generator`` argument (``_draws.py``), so a batch
+is reproducible and the pipeline is checkpointable with ``generator.get_state()``.
 """
 
 from __future__ import annotations
@@ -25,41 +23,15 @@ from PIL import Image
 from torch.nn import functional as F
 
 from scenestyle.metrics.resize import imresize as _imresize  # MATLAB-compatible bicubic (the SR protocol's LR)
+from scenestyle.train._draws import bernoulli, check_batch, choice, uniform, uniform_n
 
 __all__ = [
-    "KERNEL_KINDS", "NOISE_DEFAULTS", "NOISE_KINDS", "RealESRGANDegradation", "add_noise", "bicubic_pair", "degrade",
-    "filter2d", "gaussian_kernel", "generalized_gaussian_kernel", "jpeg", "plateau_kernel", "random_kernel",
-    "sinc_kernel", "usm_sharp",
+    "KERNEL_KINDS", "RealESRGANDegradation", "bicubic_pair", "degrade", "filter2d", "gaussian_kernel",
+    "generalized_gaussian_kernel", "jpeg", "plateau_kernel", "random_kernel", "sinc_kernel", "usm_sharp",
 ]
 
 KERNEL_KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
-NOISE_KINDS = ("gaussian", "poisson_gaussian", "jpeg", "camera")
-
-
-# --- random draws, all from the explicit generator ---------------------------------------------
-
-def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * float(torch.rand((), generator=g, dtype=torch.float64, device=g.device))
-
-
-def _uniform_n(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64, device=g.device)
-
-
-def _log_uniform_n(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
-    return torch.exp(_uniform_n(g, n, math.log(lo), math.log(hi)))
-
-
-def _bernoulli(g: torch.Generator, p: float) -> bool:
-    return float(torch.rand((), generator=g, dtype=torch.float64, device=g.device)) < p
-
-
-def _choice(g: torch.Generator, options: Sequence, probs: Sequence[float] | None = None):
-    if probs is None:
-        return options[int(torch.randint(len(options), (), generator=g, device=g.device))]
-    p = torch.tensor(probs, dtype=torch.float64, device=g.device)
-    return options[int(torch.multinomial(p, 1, generator=g))]
 
 
 # --- kernels -------------------------------------------------------------------------------------
@@ -124,28 +96,28 @@ def _pad_kernel(k: torch.Tensor, size: int) -> torch.Tensor:
 
 def _sinc_cutoff(g: torch.Generator, size: int) -> float:
     # upstream: small kernels cannot represent low cutoffs, so they keep omega >= pi/3
-    return _uniform(g, math.pi / 3 if size < 13 else math.pi / 5, math.pi)
+    return uniform(g, math.pi / 3 if size < 13 else math.pi / 5, math.pi)
 
 
 def random_kernel(g: torch.Generator, kinds: Sequence[str], probs: Sequence[float], sizes: Sequence[int],
                   sigma_range: tuple[float, float], betag_range: tuple[float, float],
                   betap_range: tuple[float, float], sinc_prob: float) -> torch.Tensor:
     """One random blur kernel as ``RealESRGANDataset`` draws it, zero-padded to ``max(sizes)``."""
-    size = _choice(g, sizes)
-    if _bernoulli(g, sinc_prob):
+    size = choice(g, sizes)
+    if bernoulli(g, sinc_prob):
         k = sinc_kernel(_sinc_cutoff(g, size), size)
     else:
-        kind = _choice(g, kinds, probs)
-        sig_x = _uniform(g, *sigma_range)
+        kind = choice(g, kinds, probs)
+        sig_x = uniform(g, *sigma_range)
         if kind.endswith("aniso"):
-            sig_y, theta = _uniform(g, *sigma_range), _uniform(g, -math.pi, math.pi)
+            sig_y, theta = uniform(g, *sigma_range), uniform(g, -math.pi, math.pi)
         else:
             sig_y, theta = sig_x, 0.0
         if kind in ("iso", "aniso"):
             k = gaussian_kernel(size, sig_x, sig_y, theta)
         else:
             lo, hi = betag_range if kind.startswith("generalized") else betap_range
-            beta = _uniform(g, lo, 1.0) if _bernoulli(g, 0.5) else _uniform(g, 1.0, hi)  # as upstream
+            beta = uniform(g, lo, 1.0) if bernoulli(g, 0.5) else uniform(g, 1.0, hi)  # as upstream
             make = generalized_gaussian_kernel if kind.startswith("generalized") else plateau_kernel
             k = make(size, sig_x, sig_y, theta, beta)
     return _pad_kernel(k, max(sizes))
@@ -199,17 +171,13 @@ def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshol
 
 # --- resize, noise, JPEG -----------------------------------------------------------------------
 
-def _check_batch(x: torch.Tensor, what: str) -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"{what} must be a float N×C×H×W tensor in [0, 1], got {got}")
-
-
 def _gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != 3:
         return x.mean(1, keepdim=True)
     r, g_, b = x.unbind(1)
-    return (0.2989 * r + 0.587 * g_ + 0.114 * b).unsqueeze(1)  # torchvision rgb_to_grayscale
+    # torchvision's rgb_to_grayscale weights (0.2989, not BT.601's 0.299), which BasicSR's gray
+    # Poisson noise uses: kept so this pipeline draws the noise upstream draws
+    return (0.2989 * r + 0.587 * g_ + 0.114 * b).unsqueeze(1)
 
 
 def _per_image_gray(noise: torch.Tensor, gray_noise: torch.Tensor, noise_gray: torch.Tensor) -> torch.Tensor:
@@ -221,7 +189,7 @@ def _random_gaussian_noise(x: torch.Tensor, g: torch.Generator, sigma_range: tup
                            gray_prob: float) -> torch.Tensor:
     """BasicSR ``random_generate_gaussian_noise_pt``: per-image σ (0-255 units) and gray/colour choice."""
     n, c, h, w = x.shape
-    sigma = _uniform_n(g, n, *sigma_range).float().view(n, 1, 1, 1) / 255.0
+    sigma = uniform_n(g, n, *sigma_range).float().view(n, 1, 1, 1) / 255.0
     gray = torch.rand(n, generator=g, device=g.device) < gray_prob
     noise = torch.randn(n, c, h, w, generator=g, device=g.device) * sigma
     noise_gray = torch.randn(n, 1, h, w, generator=g, device=g.device) * sigma
@@ -241,7 +209,7 @@ def _random_poisson_noise(x: torch.Tensor, g: torch.Generator, scale_range: tupl
                           gray_prob: float) -> torch.Tensor:
     """BasicSR ``random_generate_poisson_noise_pt``: per-image scale and gray/colour choice."""
     n = x.shape[0]
-    scale = _uniform_n(g, n, *scale_range).float().view(n, 1, 1, 1).to(x.device)
+    scale = uniform_n(g, n, *scale_range).float().view(n, 1, 1, 1).to(x.device)
     gray = torch.rand(n, generator=g, device=g.device) < gray_prob
     noise_gray = _poisson(_gray(x), g) if bool(gray.any()) else torch.zeros_like(x[:, :1])
     noise = _poisson(x, g)
@@ -251,7 +219,7 @@ def _random_poisson_noise(x: torch.Tensor, g: torch.Generator, scale_range: tupl
 def jpeg(x: torch.Tensor, quality: Sequence[float] | torch.Tensor | float) -> torch.Tensor:
     """JPEG round trip of each image through Pillow (4:2:0, as DiffJPEG) at its quality (1-100,
     rounded to an integer). Inputs are clamped to [0, 1] and rounded to 8 bits first."""
-    _check_batch(x, "jpeg input")
+    check_batch(x, "jpeg input")
     n, c = x.shape[:2]
     if c not in (1, 3):
         raise ValueError(f"jpeg needs 1 or 3 channels, got {c}")
@@ -271,15 +239,15 @@ def jpeg(x: torch.Tensor, quality: Sequence[float] | torch.Tensor | float) -> to
 
 
 def _random_jpeg(x: torch.Tensor, g: torch.Generator, quality_range: tuple[float, float]) -> torch.Tensor:
-    return jpeg(x.clamp(0, 1), _uniform_n(g, x.shape[0], *quality_range))
+    return jpeg(x.clamp(0, 1), uniform_n(g, x.shape[0], *quality_range))
 
 
 def _random_resize_factor(g: torch.Generator, probs: Sequence[float], rng: tuple[float, float]) -> float:
-    kind = _choice(g, ("up", "down", "keep"), probs)
+    kind = choice(g, ("up", "down", "keep"), probs)
     if kind == "up":
-        return _uniform(g, 1.0, rng[1])
+        return uniform(g, 1.0, rng[1])
     if kind == "down":
-        return _uniform(g, rng[0], 1.0)
+        return uniform(g, rng[0], 1.0)
     return 1.0
 
 
@@ -292,7 +260,7 @@ def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[t
     replicate); ``quantize`` runs it on 8-bit values with MATLAB's rounding after each pass, which
     reproduces the official ``LR_bicubic`` sets.
     """
-    _check_batch(hr, "hr")
+    check_batch(hr, "hr")
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     n, c, h, w = hr.shape
@@ -389,9 +357,9 @@ def _final_sinc(g: torch.Generator, n: int, cfg: RealESRGANDegradation) -> torch
     size = max(cfg.kernel_sizes)
     out = []
     for _ in range(n):
-        if _bernoulli(g, cfg.final_sinc_prob):
-            k = _choice(g, cfg.kernel_sizes)
-            out.append(sinc_kernel(_uniform(g, math.pi / 3, math.pi), k, pad_to=size))
+        if bernoulli(g, cfg.final_sinc_prob):
+            k = choice(g, cfg.kernel_sizes)
+            out.append(sinc_kernel(uniform(g, math.pi / 3, math.pi), k, pad_to=size))
         else:
             pulse = torch.zeros(size, size)
             pulse[size // 2, size // 2] = 1  # identity: no final blur
@@ -401,7 +369,7 @@ def _final_sinc(g: torch.Generator, n: int, cfg: RealESRGANDegradation) -> torch
 
 def _noise(out: torch.Tensor, g: torch.Generator, p_gauss: float, sigma: tuple[float, float],
            poisson: tuple[float, float], gray_prob: float) -> torch.Tensor:
-    if _bernoulli(g, p_gauss):
+    if bernoulli(g, p_gauss):
         noise = _random_gaussian_noise(out, g, sigma, gray_prob)
     else:
         noise = _random_poisson_noise(out, g, poisson, gray_prob)
@@ -416,7 +384,7 @@ def degrade(hr: torch.Tensor, scale: int, cfg: RealESRGANDegradation, generator:
     upstream dataset + model do); resize factors, modes, the second-blur coin and the order of
     the final step per batch. The result is clamped and rounded to 1/255 steps, as upstream.
     """
-    _check_batch(hr, "hr")
+    check_batch(hr, "hr")
     if not isinstance(scale, int) or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     n, _, h, w = hr.shape
@@ -429,129 +397,23 @@ def degrade(hr: torch.Tensor, scale: int, cfg: RealESRGANDegradation, generator:
     # first stage
     out = filter2d(out, k1)
     factor = _random_resize_factor(g, cfg.resize_prob, cfg.resize_range)
-    out = F.interpolate(out, scale_factor=factor, mode=_choice(g, RESIZE_MODES))
+    out = F.interpolate(out, scale_factor=factor, mode=choice(g, RESIZE_MODES))
     out = _noise(out, g, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob)
     out = _random_jpeg(out, g, cfg.jpeg_range)
     # second stage
-    if _bernoulli(g, cfg.second_blur_prob):
+    if bernoulli(g, cfg.second_blur_prob):
         out = filter2d(out, k2)
     factor = _random_resize_factor(g, cfg.resize_prob2, cfg.resize_range2)
     size = (max(1, int(h / scale * factor)), max(1, int(w / scale * factor)))
-    out = F.interpolate(out, size=size, mode=_choice(g, RESIZE_MODES))
+    out = F.interpolate(out, size=size, mode=choice(g, RESIZE_MODES))
     out = _noise(out, g, cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2)
     # final: [resize back + sinc] and JPEG in either order (upstream: other orders twist lines)
-    if _bernoulli(g, 0.5):
-        out = F.interpolate(out, size=(h // scale, w // scale), mode=_choice(g, RESIZE_MODES))
+    if bernoulli(g, 0.5):
+        out = F.interpolate(out, size=(h // scale, w // scale), mode=choice(g, RESIZE_MODES))
         out = filter2d(out, sinc)
         out = _random_jpeg(out, g, cfg.jpeg_range2)
     else:
         out = _random_jpeg(out, g, cfg.jpeg_range2)
-        out = F.interpolate(out, size=(h // scale, w // scale), mode=_choice(g, RESIZE_MODES))
+        out = F.interpolate(out, size=(h // scale, w // scale), mode=choice(g, RESIZE_MODES))
         out = filter2d(out, sinc)
     return ((out * 255.0).round().clamp(0, 255) / 255.0).contiguous()
-
-
-# --- denoise noise synthesis ------------------------------------------------------------------
-
-_SRGB_THRESHOLD = 0.0031308
-
-
-def _srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp_min(0.04045) + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(y: torch.Tensor) -> torch.Tensor:
-    y = y.clamp(0, 1)
-    return torch.where(y <= _SRGB_THRESHOLD, 12.92 * y, 1.055 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4) - 0.055)
-
-
-def _linear_to_srgb_slope(y: torch.Tensor) -> torch.Tensor:
-    y = y.clamp(0, 1)
-    return torch.where(y <= _SRGB_THRESHOLD, torch.full_like(y, 12.92),
-                       1.055 / 2.4 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4 - 1))
-
-
-def _random_cam_to_rgb(g: torch.Generator, n: int, off_range: tuple[float, float]) -> torch.Tensor:
-    """Camera-to-sRGB colour matrices: negative-ish off-diagonals, rows summing to 1 (grey stays grey)."""
-    off = _uniform_n(g, n * 9, *off_range).view(n, 3, 3).float() * (1 - torch.eye(3, device=g.device))
-    return off + torch.diag_embed(1 - off.sum(-1))
-
-
-NOISE_DEFAULTS: dict[str, dict] = {
-    # per-image σ drawn uniformly, 0-255 units; ``clip`` keeps the KAIR protocol's unclipped noisy input by default
-    "gaussian": dict(sigma_range=(0.0, 50.0), clip=False),
-    # variance a·x + b² (x in [0, 1]): a drawn log-uniformly (shot), b uniformly (read)
-    "poisson_gaussian": dict(shot_range=(1e-4, 1e-2), read_range=(0.0, 0.04)),
-    # JPEG quality per image; the map holds the measured RMS error, JPEG being no additive noise
-    "jpeg": dict(quality_range=(10.0, 95.0)),
-    # shot/read noise in linear camera space, then a random 3×3 colour matrix and the sRGB curve
-    "camera": dict(shot_range=(1e-4, 1e-2), read_range=(1e-3, 2e-2), offdiag_range=(-0.4, 0.05)),
-}
-
-
-def add_noise(clean: torch.Tensor, kind: str, generator: torch.Generator, **params) -> tuple[torch.Tensor, torch.Tensor]:
-    """Noisy version of ``clean`` and its N×1×H×W noise-level map (noise std in [0, 1] units).
-
-    Kinds and their params (defaults in ``NOISE_DEFAULTS``): ``gaussian`` (``sigma_range`` in 0-255,
-    ``clip``), ``poisson_gaussian`` (``shot_range``, ``read_range``), ``jpeg`` (``quality_range``),
-    ``camera`` (``shot_range``, ``read_range``, ``offdiag_range``). Every parameter is drawn per image;
-    a range with equal ends fixes it. Signal-dependent kinds give a map that varies per pixel (the
-    channel mean of the per-pixel std, propagated through the colour matrix and the sRGB slope for
-    ``camera``). Only ``gaussian`` with ``clip=False`` leaves values outside [0, 1].
-    """
-    _check_batch(clean, "clean")
-    if kind not in NOISE_DEFAULTS:
-        raise ValueError(f"unknown noise kind {kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
-    unknown = sorted(set(params) - set(NOISE_DEFAULTS[kind]))
-    if unknown:
-        raise ValueError(f"noise kind {kind!r} takes {', '.join(sorted(NOISE_DEFAULTS[kind]))}; got unknown {unknown}")
-    p = {**NOISE_DEFAULTS[kind], **params}
-    for name, v in p.items():
-        if name.endswith("_range") and (len(v) != 2 or v[0] > v[1]):
-            raise ValueError(f"{name} must be (low, high) with low <= high, got {v}")
-    g, x = generator, clean
-    n, c, h, w = x.shape
-
-    def draw(lo_hi: tuple[float, float], log: bool = False) -> torch.Tensor:
-        lo, hi = lo_hi
-        vals = _log_uniform_n(g, n, lo, hi) if log and lo > 0 else _uniform_n(g, n, lo, hi)
-        return vals.float().view(n, 1, 1, 1).to(x.device)
-
-    def randn(shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=g, device=g.device).to(x.device)
-
-    if kind == "gaussian":
-        sigma = draw(p["sigma_range"]) / 255.0
-        noisy = x + randn((n, c, h, w)) * sigma
-        if p["clip"]:
-            noisy = noisy.clamp(0, 1)
-        return noisy, sigma.expand(n, 1, h, w).clone()
-    if kind == "poisson_gaussian":
-        a, b = draw(p["shot_range"], log=True), draw(p["read_range"])
-        xc = x.clamp(0, 1)
-        # real Poisson counts at 1/a photons per unit signal, then Gaussian read noise
-        shot = torch.poisson((xc / a).to(g.device), generator=g).to(x.device) * a
-        noisy = (shot + randn((n, c, h, w)) * b).clamp(0, 1)
-        return noisy, torch.sqrt(a * xc + b * b).mean(1, keepdim=True)
-    if kind == "jpeg":
-        q = _uniform_n(g, n, *p["quality_range"])
-        noisy = jpeg(x, q)
-        rms = (noisy - x.clamp(0, 1)).pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-        return noisy, rms.expand(n, 1, h, w).clone()
-    # camera
-    if c != 3:
-        raise ValueError(f"noise kind 'camera' needs RGB images, got {c} channels")
-    a, b = draw(p["shot_range"], log=True), draw(p["read_range"], log=True)
-    cam_to_rgb = _random_cam_to_rgb(g, n, p["offdiag_range"]).to(x.device)
-    rgb_to_cam = torch.linalg.inv(cam_to_rgb)
-    lin = _srgb_to_linear(x.clamp(0, 1))
-    raw = torch.einsum("nij,njhw->nihw", rgb_to_cam, lin).clamp_min(0)
-    var = a * raw + b * b  # per raw channel: independent shot + read noise
-    raw_noisy = raw + randn((n, 3, h, w)) * var.sqrt()
-    lin_noisy = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw_noisy)
-    noisy = _linear_to_srgb(lin_noisy)
-    # delta method: std in linear RGB through the colour matrix, then the local slope of the sRGB curve
-    lin_std = torch.einsum("nij,njhw->nihw", cam_to_rgb ** 2, var).sqrt()
-    lin_clean = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw)
-    sigma_map = (lin_std * _linear_to_srgb_slope(lin_clean)).mean(1, keepdim=True).clamp(0, 1)
-    return noisy, sigma_map

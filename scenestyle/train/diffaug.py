@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from scenestyle._colour import BT601_LUMA
 from scenestyle.errors import UsageError
 
 POLICIES = ("translation", "cutout", "color", "hue")
@@ -67,7 +68,7 @@ def _cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Te
     return x * (~inside).unsqueeze(1).to(device=x.device, dtype=x.dtype)
 
 
-_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB2YIQ = torch.tensor([BT601_LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 
 def _hue(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
 
 from scenestyle.errors import OutputError, UsageError
 from scenestyle.train import checkpoint as ckpt
-from scenestyle.train.config import _toml_scalar
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 FORMATS = ("scenestyle-cyclegan/1", "scenestyle-srgan/1", "scenestyle-denoise/1")
@@ -92,9 +92,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     sha, size = file_sha256(out), out.stat().st_size
-    entry = "\n".join([
-        f"[models.{name}]", f'task = "{task}"', f'arch = "{arch}"', f"kwargs = {_toml_scalar(kwargs)}",
-        f'sha256 = "{sha}"', f"size = {size}", 'licence = "FILL IN"', 'format = "safetensors"',
-        f'bundled = "models/{name}.safetensors"',
-    ])
+    fields = {"task": task, "arch": arch, "kwargs": kwargs, "sha256": sha, "size": size, "licence": "FILL IN",
+              "format": "safetensors", "bundled": f"models/{name}.safetensors"}
+    entry = tomli_w.dumps({"models": {name: fields}}).rstrip("\n")
     return ExportResult(out, name, arch, kwargs, sha, size, int(state["step"]), use_ema, entry)

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from scenestyle._colour import BT601_LUMA
 from scenestyle.train.data import CropRecipe, DataStream, UnpairedCrops, _mix, cut
-from scenestyle.train.degradations import RealESRGANDegradation, add_noise, bicubic_pair, degrade, usm_sharp
+from scenestyle.train.degradations import RealESRGANDegradation, bicubic_pair, degrade, usm_sharp
+from scenestyle.train.noise_synthesis import add_noise
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, target, pixel target, sigma map
 _EMPTY = torch.zeros(0)  # "no sigma map" (a tensor, so the batch tuple collates and pins like the others)
@@ -40,7 +42,8 @@ class HRStream(DataStream):
 
 def to_luma(x: torch.Tensor) -> torch.Tensor:
     """N×3×H×W -> N×1×H×W BT.601 luma rounded to 8-bit steps (what PIL's ``convert("L")`` gives)."""
-    y = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    wr, wg, wb = BT601_LUMA
+    y = wr * x[:, 0:1] + wg * x[:, 1:2] + wb * x[:, 2:3]
     return (y * 255).round() / 255
 
 

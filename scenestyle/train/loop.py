@@ -1,7 +1,7 @@
 """What every trainer's loop shares: device and precision, seeding, the run folder and its
 config, per-rank RNG state, checkpoint writing and reading, and the stop decision all ranks agree on.
 
-The loops themselves (``cyclegan.py``, ``restore.py``) stay explicit and read top to bottom; the
+The loops themselves (``cyclegan.py``, ``sr_denoise.py``) stay explicit and read top to bottom; the
 pieces here are the ones that would otherwise be copied between them.
 """
 
@@ -25,10 +25,11 @@ from torch import nn
 from scenestyle.errors import OutputError, UsageError
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
-from scenestyle.train.config import LoopConfig, OptimConfig, apply_resume_overrides, kind_of, load_config, to_toml
+from scenestyle.train.config import apply_resume_overrides, kind_of, load_config, to_toml
 from scenestyle.train.data import DataStream
 from scenestyle.train.ema import EMA
 from scenestyle.train.optim import retarget
+from scenestyle.train.schemas import LoopConfig, OptimConfig
 
 
 @dataclass(frozen=True)

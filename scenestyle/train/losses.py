@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from scenestyle._colour import BT601_LUMA
+
 
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Discriminator loss from its outputs on real and (detached) fake images."""
@@ -47,7 +49,7 @@ def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: f
     than ``pool`` pixels, but it must keep where the edges and shapes are. ``eps`` (variance, images in
     [-1, 1]) keeps flat crops such as clear sky from demanding structure they do not have.
     """
-    weights = torch.tensor([0.299, 0.587, 0.114], device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
+    weights = torch.tensor(BT601_LUMA, device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
     lum = [F.avg_pool2d((t.float() * weights).sum(1, keepdim=True), pool).flatten(1) for t in (fake, real)]
     f, r = (t - t.mean(1, keepdim=True) for t in lum)
     cov = (f * r).mean(1)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau, StepLR
 
-from scenestyle.train.config import OptimConfig
+from scenestyle.train.schemas import OptimConfig
 
 
 class _LinearDecay:

@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from scenestyle.errors import UsageError
+from scenestyle.image_files import list_images
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
 from scenestyle.train.config import config_hash
-from scenestyle.train.data import CropRecipe, list_images, make_loader
+from scenestyle.train.data import CropRecipe, make_loader
 from scenestyle.train.ema import EMA
 from scenestyle.train.hr_data import HRCrops, HRStream, NoisyPairs, SRPairs
 from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
@@ -31,7 +32,7 @@ from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast
                                    write_config)
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.progress import Reporter, save_sheet
-from scenestyle.train.restore_config import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
+from scenestyle.train.schemas import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
 from scenestyle.train.sr_losses import FeatureMatchingLoss, GANLoss, PerceptualLoss, PixelLoss, VGG19Features
 
 ROOTS = {"srgan": SRGANConfig, "denoise": DenoiseConfig}
@@ -137,7 +138,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
     flag = "--hr" if kind == "srgan" else "--clean"
     if not d.hr.strip():
         raise UsageError(f"no photo folder given; pass {flag} DIR or set data.hr")
-    files = list_images(d.hr, f"{flag[2:]} photo")
+    files = list_images(d.hr, f"{flag[2:]} photo", recursive=True)
     if info.is_main:
         write_config(run, cfg_text)
     if kind == "srgan":

@@ -1,10 +1,13 @@
-"""Configs of the paired restoration trainers, ``scenestyle train srgan`` and ``train denoise``.
+"""Training config schemas: one frozen dataclass per section, one root per trainer.
 
-Both learn a generator from clean photos whose degraded inputs are made on the fly. Sections:
-``[data]`` (the photo folder, crops), ``[degradation]`` (srgan: bicubic or Real-ESRGAN) or
+``CycleGANConfig`` is ``scenestyle train cyclegan``: ``[data]`` (two unpaired folders), ``[model]``,
+``[gan]``, ``[optim]``, ``[train]``. ``SRGANConfig`` and ``DenoiseConfig`` are ``train srgan`` and
+``train denoise``, which learn a generator from clean photos whose degraded inputs are made on the
+fly: ``[data]`` (the photo folder, crops), ``[degradation]`` (srgan: bicubic or Real-ESRGAN) or
 ``[noise]`` (denoise: the synthetic noise kinds and their ranges), ``[model]``, ``[loss]``,
-``[optim]`` and ``[train]`` (the shared loop settings). Loaded and overridden with the machinery
-of ``config.py`` (``load_config(path, overrides, root=SRGANConfig)``).
+``[optim]`` and ``[train]``. Every trainer shares the ``[optim]`` and ``[train]`` classes, with its own
+defaults. The comment on a field is its documentation. Each root is registered with its validator;
+``config.py`` loads, overrides, writes and hashes them (``load_config(path, overrides, root=...)``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,161 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from scenestyle.errors import UsageError
-from scenestyle.train.config import LoopConfig, OptimConfig, register_root, validate_loop, validate_optim
+from scenestyle.train.config import register_root
+
+GanLoss = Literal["vanilla", "lsgan", "wgan-gp", "hinge"]
+LrPolicy = Literal["linear", "step", "cosine", "plateau"]
+Amp = Literal["auto", "bf16", "fp16", "none"]
+Norm = Literal["instance", "batch", "none"]
+
+STYLE_GENERATORS = ("resnet_9blocks", "resnet_6blocks", "ResnetGenerator", "unet_128", "unet_256", "UnetGenerator",
+                    "CompactGenerator", "compact_generator")
+DISCRIMINATORS = ("NLayerDiscriminator", "PixelDiscriminator")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the two unpaired image domains are and how crops are drawn from them."""
+
+    a: str = ""  # folder of domain A images (photos), searched recursively
+    b: str = ""  # folder of domain B images (paintings), searched recursively
+    crop: int = 256  # square training crop in pixels; a multiple of the generator's size_multiple
+    scale_jitter: tuple[float, float] = (1.0, 1.5)  # short side resized to crop * U(lo, hi) before the crop (with work_pixels: the side scaled by U(lo, hi))
+    work_pixels: int = 0  # > 0: images resized to about this many pixels before the crop (stylize's --work-size)
+    effective_pixels: int = 0  # > 0 (with work_pixels): larger images first shrunk to this many pixels, one level of detail for both domains
+    hflip: bool = True  # random horizontal flips
+    vflip: bool = False  # random vertical flips (wrong for scenes with a sky; off by default)
+    workers: int = 2  # DataLoader worker processes; 0 loads in the training process
+    seed: int = 0  # seeds model init, the data stream and every RNG of the run
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which registered networks to train (see ``scenestyle.nn.list_archs()``)."""
+
+    generator: str = "resnet_9blocks"  # one of STYLE_GENERATORS
+    generator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of the generator, e.g. {ngf = 64}
+    discriminator: str = "NLayerDiscriminator"  # one of DISCRIMINATORS (PatchGAN 70x70 or per-pixel)
+    discriminator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of D, e.g. {ndf = 64, n_layers = 3}
+    norm: Norm = "instance"  # norm layer of G and D (passed as their `norm` kwarg)
+    spectral_norm: bool = False  # spectral normalisation on every conv of D
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    """Losses of the CycleGAN objective (Zhu et al. 2017)."""
+
+    loss: GanLoss = "lsgan"  # adversarial loss; lsgan is the CycleGAN default
+    gp_weight: float = 10.0  # gradient-penalty weight (wgan-gp only)
+    lambda_cycle: float = 10.0  # weight of the L1 cycle losses A->B->A and B->A->B
+    lambda_identity: float = 0.5  # identity loss weight, relative to lambda_cycle (upstream convention)
+    lambda_content: float = 1.0  # one_direction only: L1 between content_pool-x-average-pooled a and G_AB(a) (colours)
+    content_pool: int = 4  # one_direction only: average-pool factor of the content term (larger = only the scene's palette)
+    lambda_structure: float = 0.0  # one_direction only: 1 - correlation of a's and G_AB(a)'s luminance, 4x-pooled (edges, not tones)
+    diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color, hue ("" = off)
+    pool_size: int = 50  # history of generated images shown to D (0 = only the newest)
+    one_direction: bool = False  # train only G_AB + D_B: adversarial + identity + low-frequency content term
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam for G and D, and the learning-rate policy (counted in steps, not epochs)."""
+
+    lr: float = 2e-4  # Adam learning rate of G and D
+    beta1: float = 0.5  # Adam beta1 (0.5 as upstream CycleGAN)
+    beta2: float = 0.999  # Adam beta2
+    policy: LrPolicy = "linear"  # lr schedule
+    decay_start: float = 0.5  # linear: fraction of the steps at constant lr before the linear decay to 0
+    step_size: int = 10000  # step: multiply lr by gamma every step_size steps
+    gamma: float = 0.1  # step: the factor
+    min_lr_ratio: float = 0.0  # cosine: final lr / lr
+    plateau_patience: int = 2000  # plateau: steps without improvement of the G loss before lr * plateau_factor
+    plateau_factor: float = 0.5  # plateau: the factor
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Length, batch, precision and the cadence of logs, samples and checkpoints."""
+
+    steps: int = 20000  # total optimisation steps (one D step + one G step each)
+    batch_size: int = 1  # images per domain per step and per process
+    ema_decay: float = 0.0  # EMA of the generator weights (0 = off; 0.999 is typical)
+    log_every: int = 50  # steps between metrics lines
+    sample_every: int = 1000  # steps between sample sheets in run/samples/ (0 = never)
+    checkpoint_every: int = 1000  # steps between checkpoints (one is also written at the end)
+    keep_checkpoints: int = 3  # newest checkpoints kept on disk
+    amp: Amp = "auto"  # autocast dtype: auto = bf16 on CUDA when supported, none on CPU
+    channels_last: bool = False  # NHWC memory format for models and batches
+    compile: bool = False  # torch.compile the networks
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True): bitwise-repeatable, slower
+
+
+@dataclass(frozen=True)
+class CycleGANConfig:
+    """Everything a CycleGAN run depends on."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+def validate_loop(t: LoopConfig) -> None:
+    """Range checks of a ``[train]`` section (shared by every trainer)."""
+    checks = [("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1), ("train.log_every", t.log_every, 1),
+              ("train.checkpoint_every", t.checkpoint_every, 1), ("train.keep_checkpoints", t.keep_checkpoints, 1),
+              ("train.sample_every", t.sample_every, 0)]
+    for key, value, least in checks:
+        if value < least:
+            raise UsageError(f"{key} must be >= {least}, not {value}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UsageError(f"train.ema_decay must be in [0, 1), not {t.ema_decay}")
+
+
+def validate_optim(o: OptimConfig) -> None:
+    """Range checks of an ``[optim]`` section (shared by every trainer)."""
+    for key, value, least in (("optim.step_size", o.step_size, 1), ("optim.plateau_patience", o.plateau_patience, 0)):
+        if value < least:
+            raise UsageError(f"{key} must be >= {least}, not {value}")
+    if not 0.0 <= o.decay_start <= 1.0:
+        raise UsageError(f"optim.decay_start must be in [0, 1], not {o.decay_start}")
+    if o.lr <= 0:
+        raise UsageError(f"optim.lr must be > 0, not {o.lr}")
+
+
+def validate_cyclegan(cfg: CycleGANConfig) -> None:
+    """Checks that span fields of a CycleGAN config."""
+    d, m, g = cfg.data, cfg.model, cfg.gan
+    if m.generator not in STYLE_GENERATORS:
+        raise UsageError(f"model.generator must be one of {', '.join(STYLE_GENERATORS)}, not {m.generator!r}")
+    if m.discriminator not in DISCRIMINATORS:
+        raise UsageError(f"model.discriminator must be one of {', '.join(DISCRIMINATORS)}, not {m.discriminator!r}")
+    for name, kw in (("generator_kwargs", m.generator_kwargs), ("discriminator_kwargs", m.discriminator_kwargs)):
+        if "norm" in kw:
+            raise UsageError(f"model.{name} must not set norm; use model.norm (instance, batch, none)")
+    if d.crop < 16 or d.crop % 4:
+        raise UsageError(f"data.crop must be a multiple of 4 and >= 16, not {d.crop}")
+    lo, hi = d.scale_jitter
+    least = 0.25 if d.work_pixels else 1.0  # work_pixels scales the image, not the crop: it may shrink it
+    if not least <= lo <= hi:
+        raise UsageError(f"data.scale_jitter must be [lo, hi] with {least} <= lo <= hi, not {list(d.scale_jitter)}")
+    if d.work_pixels < 0 or d.effective_pixels < 0:
+        raise UsageError("data.work_pixels and data.effective_pixels must be >= 0")
+    if g.content_pool < 1:
+        raise UsageError(f"gan.content_pool must be >= 1, not {g.content_pool}")
+    from scenestyle.train.diffaug import check_policy
+
+    check_policy(g.diffaug)
+    if d.workers < 0:
+        raise UsageError(f"data.workers must be >= 0, not {d.workers}")
+    if g.pool_size < 0:
+        raise UsageError(f"gan.pool_size must be >= 0, not {g.pool_size}")
+    validate_loop(cfg.train)
+    validate_optim(cfg.optim)
+
+
+# --- SR-GAN and denoise ---------------------------------------------------------------------------
 
 SR_GENERATORS = ("SRVGGNetCompact", "RRDBNet")
 DENOISE_GENERATORS = ("ffdnet_color", "ffdnet_gray", "FFDNet", "DnCNN", "SRVGGNetCompact", "RRDBNet")
@@ -189,5 +346,6 @@ def noise_params(n: NoiseConfig) -> dict[str, dict]:
                            offdiag_range=n.camera_offdiag_range)}
 
 
+register_root(CycleGANConfig, "cyclegan", validate_cyclegan)
 register_root(SRGANConfig, "srgan", validate_srgan)
 register_root(DenoiseConfig, "denoise", validate_denoise)
