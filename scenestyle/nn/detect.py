@@ -168,7 +168,7 @@ def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
         norm = "instance"
     return "CompactGenerator", dict(input_nc=input_nc, output_nc=_shape(sd, "head.1.weight")[0], ngf=ngf,
                                     n_blocks=len(_indices(sd, "blocks.")), norm=norm,
-                                    colour_pool=0)  # not in the keys: exported files carry it in their metadata
+                                    colour_pool=0, upsample="nearest")  # not in the keys: exported files carry them in their metadata
 
 
 _DETECTORS: tuple[Callable[[Mapping[str, torch.Tensor]], Detected | None], ...] = (
