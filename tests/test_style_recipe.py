@@ -120,3 +120,33 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
     assert h >= 4 and torch.allclose(part[..., h : 88 - h, h : 92 - h], y[..., 8 + h : 96 - h, 4 + h : 96 - h], atol=1e-5)
     with pytest.raises(ValueError, match="colour_pool"):
         build("CompactGenerator", colour_pool=8)
+
+
+@pytest.mark.parametrize("d_norm, want", [("same", None), ("instance", torch.nn.InstanceNorm2d)])
+def test_discriminator_norm_is_independent_of_the_generators(d_norm, want):
+    from scenestyle.train.cyclegan import build_networks
+
+    cfg = load_config(None, ["model.generator=CompactGenerator", "model.norm=none", f"model.discriminator_norm={d_norm}",
+                             "gan.one_direction=true"])
+    nets = build_networks(cfg)
+    kinds = (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)
+    norms_d = {k for m in nets["D_B"].modules() for k in kinds if isinstance(m, k)}
+    norms_g = {k for m in nets["G_AB"].modules() for k in kinds if isinstance(m, k)}
+    assert norms_g == set()
+    assert norms_d == ({want} if want else set())
+
+
+@pytest.mark.parametrize("init", ["normal", "kaiming"])
+def test_kaiming_init_makes_a_norm_free_generator_depend_on_its_input(init):
+    from scenestyle.train.cyclegan import build_networks
+
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.generator=CompactGenerator", "model.norm=none", f"model.generator_init={init}",
+                             "gan.one_direction=true"])
+    g = build_networks(cfg)["G_AB"].eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+    spread = (y[0] - y[1]).abs().mean().item()  # how much two different photos give different outputs
+    # N(0, 0.02) without norms leaves an (almost) constant output; kaiming keeps the input's signal
+    assert (spread > 1e-2) == (init == "kaiming")

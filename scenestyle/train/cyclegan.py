@@ -50,7 +50,8 @@ def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
     from scenestyle.nn import build
 
     g_name, g_kw = generator_spec(cfg)
-    d_name, d_kw = cfg.model.discriminator, {**cfg.model.discriminator_kwargs, "norm": cfg.model.norm}
+    d_norm = cfg.model.norm if cfg.model.discriminator_norm == "same" else cfg.model.discriminator_norm
+    d_name, d_kw = cfg.model.discriminator, {**cfg.model.discriminator_kwargs, "norm": d_norm}
     names = ("G_AB", "D_B") if cfg.gan.one_direction else ("G_AB", "G_BA", "D_A", "D_B")
     nets = {}
     for name in names:
@@ -63,7 +64,7 @@ def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
             for m in nets[name].modules():
                 if isinstance(m, nn.Conv2d):
                     nn.utils.parametrizations.spectral_norm(m)
-        _init_weights(nets[name])
+        _init_weights(nets[name], kaiming=name[0] == "G" and cfg.model.generator_init == "kaiming")
     g = nets["G_AB"]
     if g.in_channels != g.out_channels:
         raise UsageError(f"{g_name} maps {g.in_channels} to {g.out_channels} channels; CycleGAN needs equal ones")
@@ -72,17 +73,30 @@ def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
     return nets
 
 
-def _init_weights(net: nn.Module, gain: float = 0.02) -> None:
-    # upstream init_type="normal": N(0, 0.02) convs, N(1, 0.02) BatchNorm weights, zero biases
+def _init_weights(net: nn.Module, gain: float = 0.02, kaiming: bool = False) -> None:
+    # upstream init_type="normal": N(0, 0.02) convs, N(1, 0.02) BatchNorm weights, zero biases.
+    # Without norm layers N(0, 0.02) shrinks the signal at every conv (a depthwise 3x3 by ~0.06), so
+    # the net starts as a constant; kaiming keeps its scale, and residual branches start at 0.1x
+    # (as BasicSR does) so nine blocks do not blow it up.
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             w = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-            nn.init.normal_(w, 0.0, gain)
+            if kaiming:
+                nn.init.kaiming_normal_(w, nonlinearity="relu")
+            else:
+                nn.init.normal_(w, 0.0, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
+    if kaiming:
+        with torch.no_grad():
+            for m in net.modules():
+                if hasattr(m, "conv_block"):
+                    for conv in m.conv_block.modules():
+                        if isinstance(conv, nn.Conv2d):
+                            conv.weight.mul_(0.1)
 
 
 def train_cyclegan(cfg: CycleGANConfig | None = None, *, run: Path | None = None, resume: Path | None = None,

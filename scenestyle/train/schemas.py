@@ -54,7 +54,9 @@ class ModelConfig:
     discriminator: str = "NLayerDiscriminator"  # one of DISCRIMINATORS (PatchGAN 70x70 or per-pixel)
     discriminator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of D, e.g. {ndf = 64, n_layers = 3}
     norm: Norm = "instance"  # norm layer of G and D (passed as their `norm` kwarg)
+    discriminator_norm: Literal["same", "instance", "batch", "none"] = "same"  # norm of D ("same" = model.norm); D is not used at inference
     spectral_norm: bool = False  # spectral normalisation on every conv of D
+    generator_init: Literal["normal", "kaiming"] = "normal"  # normal: N(0, 0.02) as upstream; kaiming: fan-in scaled, for norm = "none"
 
 
 @dataclass(frozen=True)
