@@ -17,6 +17,8 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable)
+# What error lines start with; a torchrun rank other than 0 adds its number (cli/process.py).
+prefix = "scenestyle"
 
 
 def shown(text: object) -> str:
@@ -28,9 +30,9 @@ def shown(text: object) -> str:
 def error(message: object) -> None:
     """One line on stderr, prefixed with the program name; ``message`` is plain text, never markup."""
     try:
-        err.print(f"[bold red]scenestyle:[/] {shown(message)}", markup=True, soft_wrap=True)
+        err.print(f"[bold red]{shown(prefix)}:[/] {shown(message)}", markup=True, soft_wrap=True)
     except Exception:  # the last line of defence must not fail in turn (a closed or odd stderr)
-        sys.stderr.write(f"scenestyle: {one_line(message)}\n".encode("ascii", "backslashreplace").decode("ascii"))
+        sys.stderr.write(f"{prefix}: {one_line(message)}\n".encode("ascii", "backslashreplace").decode("ascii"))
 
 
 class Terminated(KeyboardInterrupt):

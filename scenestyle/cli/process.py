@@ -34,6 +34,10 @@ DEFAULT_STYLE = (load_defaults().style or "").removeprefix("style-")
 Manifest = Annotated[Optional[Path], typer.Option("--manifest", help=(
     "JSONL manifest to append one line per input to (default: scenestyle-COMMAND.jsonl in the -o folder, "
     "else in the first input's folder)."))]
+Shard = Annotated[Optional[str], typer.Option("--shard", help=(
+    "I/N: process share I (0 to N-1) of N, balanced by pixels, for N processes started apart (a SLURM array, "
+    "xargs); each writes its own manifest part, which a later run without --shard merges. Not under torchrun, "
+    "whose ranks share the photos by themselves."))]
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
 
@@ -57,10 +61,14 @@ def _format(value: str | None) -> str | None:
 
 def _run(task: str, params: dict) -> None:
     """Map a command's parameters (its ``locals()``) onto RunOptions, run, print, exit."""
+    from scenestyle.engine.ranks import is_quiet_rank, launched_rank
     from scenestyle.engine.run import RunOptions, process  # heavy imports only when running
 
     kw = dict(params)
     json_out = kw.pop("json_out")
+    quiet = is_quiet_rank()  # a torchrun rank other than 0: errors only; rank 0 reports for every rank
+    if quiet:
+        _console.prefix = f"scenestyle[rank {launched_rank()[0]}]"
     kw["out"] = kw.pop("output")
     if "style" in kw:
         kw["model"] = kw.pop("style")
@@ -69,13 +77,13 @@ def _run(task: str, params: dict) -> None:
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=_console.err, transient=True, disable=json_out or not _console.err.is_terminal,
+        console=_console.err, transient=True, disable=json_out or quiet or not _console.err.is_terminal,
     )
     state: dict = {}
     on_download = download_callback(progress, "downloading {}")
 
     def on_model(loaded, placement) -> None:
-        if not json_out:
+        if not json_out and not quiet:
             _console.err.print(f"model {shown(loaded.name or loaded.path)} ({loaded.arch}) on {placement.device}, "
                                f"{placement.precision}: {shown(placement.reason)}", soft_wrap=True)
 
@@ -98,10 +106,14 @@ def _run(task: str, params: dict) -> None:
 
     with progress:
         report = process(task, opts, on_download=on_download, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
+    if quiet:  # its failures were printed as they came and are in rank 0's report; a non-zero exit here
+        raise typer.Exit(0)  # would make torchrun stop the ranks still working
     if json_out:
         _console.out.print_json(json.dumps(encodable_tree(report.to_dict()), ensure_ascii=False))
     else:
         _summary(report)
+    if getattr(report, "unfinished", None):  # torchrun rank 0: the inputs a rank that stopped early left undone
+        _console.error(report.unfinished)
     raise typer.Exit(report.exit_code)
 
 
@@ -130,7 +142,7 @@ def stylize(
     weights: StyleWeights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
     tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
 ) -> None:
     """Turn photos into paintings in a style."""
     _run("style", locals())
@@ -147,7 +159,7 @@ def upscale(
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
     tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
 ) -> None:
     """Upscale photos x2 or x4."""
     if scale is not None and scale not in (2, 4):
@@ -169,7 +181,7 @@ def denoise(
     weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
     tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
     offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None,
+    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
 ) -> None:
     """Remove noise from photos."""
     _run("denoise", locals())

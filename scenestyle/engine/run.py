@@ -15,6 +15,7 @@ import torch
 from scenestyle.engine.batch import (BatchReport, Job, JobResult, check_manifest, check_writable, default_manifest,
                                      plan_jobs, run_jobs)
 from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError
 from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, remove_stale_temps, write_picture
@@ -60,6 +61,7 @@ class RunOptions:
     denoise: float | None = None  # upscale with general-x4v3: Real-ESRGAN denoise strength
     suffix: str | None = None  # output name suffix; None = the task's default
     work_size: int = WORK_PIXELS  # stylize: paint photos larger than this many pixels at this size, then guide up; 0 = full size
+    shard: str | None = None  # "I/N": this process's share of the photos (engine/ranks.py; torchrun needs none)
 
 
 def _model_spec(task: str, opts: RunOptions) -> str:
@@ -154,6 +156,7 @@ def process(
             raise UsageError(f"--noise-level must be between 0 and {MAX_NOISE_LEVEL:g} (8-bit units), not {opts.noise_level:g}")
         if opts.strength != 1.0:
             raise UsageError("--strength scales the estimated noise level; give --noise-level or --strength, not both")
+    sharding = Sharding.start(opts.shard)  # many processes (engine/ranks.py): torchrun's rank or --shard I/N
 
     # Plan and check outputs and the manifest before the (possibly slow) model load. The output
     # names need the model (a style's name, an upscale factor), so every input found is checked.
@@ -182,7 +185,7 @@ def process(
     if opts.noise_level is not None and not getattr(loaded.module, "noise_level_input", False):
         raise UsageError(f"--noise-level needs a model that takes a noise level ({_noise_level_models()}); "
                          f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result")
-    placement = choose_placement(opts.device, opts.precision, model=loaded.module)
+    placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module)
     model = prepare(loaded.module, placement)
     if on_model:
         on_model(loaded, placement)
@@ -190,6 +193,7 @@ def process(
     factor = opts.outscale if opts.outscale is not None else float(model.scale)
     jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor),
                      fmt=opts.fmt, recursive=opts.recursive)
+    jobs, manifest = sharding.take(jobs, manifest, overwrite=opts.overwrite)  # this process's share, its manifest part
     # A run killed by SIGKILL leaves its temp file beside the output it was writing: ours to remove.
     by_folder: dict[Path, set[str]] = {}
     for j in jobs:
@@ -209,8 +213,8 @@ def process(
         "work_size": opts.work_size if task == "style" else None,
     }
     model_info = {"name": loaded.name if loaded.name in load_lock() else None, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
-    results = run_jobs(
-        jobs,
+    results = sharding.run(
+        run_jobs, jobs,
         load=lambda p: proc.annotate(read_picture(p, max_pixels=opts.max_pixels)),  # + its noise level, if any
         compute=proc,
         compute_many=proc.many,
@@ -223,5 +227,5 @@ def process(
         on_start=(lambda job, i: on_start(job, i, len(jobs))) if on_start else None,
         on_done=on_done,
     )
-    return BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters, results=results,
-                       manifest=str(manifest))
+    return sharding.finish(BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters,
+                                       results=results, manifest=str(manifest)))  # rank 0: over every rank
