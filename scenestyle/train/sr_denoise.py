@@ -3,10 +3,11 @@
 Pairs are made on the fly from clean photos (``hr_data.py``): for ``srgan`` an HR crop and its
 LR (bicubic or Real-ESRGAN second order; the scale is the generator's), for ``denoise`` a clean
 crop and a noisy copy with its noise-level map. Per step: G forward (a noise-level generator,
-``ModelMeta.takes_sigma``, also gets each crop's σ map as its forward's ``sigma``); G step with D frozen: pixel loss (+ perceptual loss),
-and after ``loss.pretrain_steps`` the adversarial term and discriminator feature matching; then
-the D step (real target vs. detached output); schedulers; EMA of G. Rank 0 alone logs, samples
-and saves; checkpoints, resume, signals and DDP work as in the CycleGAN trainer (``loop.py``).
+``ModelMeta.takes_sigma``, also gets each crop's σ map as its forward's ``sigma``); G step with D
+frozen: pixel loss (+ perceptual loss), and after ``loss.pretrain_steps`` the adversarial term and
+discriminator feature matching; then the D step (real target vs. detached output); schedulers;
+EMA of G. Rank 0 alone logs, samples and saves; checkpoints, resume, signals and DDP work as in
+the CycleGAN trainer (``loop.py``).
 """
 
 from __future__ import annotations
