@@ -85,24 +85,27 @@ def test_image(h: int, w: int, channels: int, lo: float, hi: float) -> torch.Ten
     return (torch.stack(planes).clamp(0, 1) * (hi - lo) + lo).unsqueeze(0)
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str):
+    """(model in eval mode, its ModelMeta)."""
     from scenestyle.nn import build as nn_build
+    from scenestyle.nn import describe
 
     if name == "DnCNN-25 gray (KAIR)":
         from scenestyle.loading import load_model
 
-        return load_model(str(KAIR_DNCNN), task="denoise").module.eval()
+        loaded = load_model(str(KAIR_DNCNN), task="denoise")
+        return loaded.module.eval(), loaded.meta
     arch, kwargs = MODELS[name]
     torch.manual_seed(0)
-    return nn_build(arch, **kwargs).eval()
+    return nn_build(arch, **kwargs).eval(), describe(arch, kwargs)
 
 
-def case_input(name: str, side: int, model: torch.nn.Module) -> torch.Tensor:
+def case_input(name: str, side: int, meta) -> torch.Tensor:
     """The benchmark image: Set12's first photo tiled to ``side`` with σ=25 noise for the real
     denoiser, else :func:`test_image`."""
     if name != "DnCNN-25 gray (KAIR)":
-        lo, hi = model.value_range
-        return test_image(side, side, model.in_channels, lo, hi)
+        lo, hi = meta.value_range
+        return test_image(side, side, meta.in_channels, lo, hi)
     import numpy as np
     from PIL import Image
 
@@ -156,9 +159,9 @@ def run_case(name: str, side: int) -> dict:
     from scenestyle.engine.tasks import Processor
     from scenestyle.engine.tiles import run_model
 
-    model = build(name)
-    lo, hi = model.value_range
-    x = case_input(name, side, model)
+    model, meta = build(name)
+    lo, hi = meta.value_range
+    x = case_input(name, side, meta)
     gmac = macs(model, tuple(x.shape)) / 1e9
     reset_peak_rss()
 
@@ -175,8 +178,8 @@ def run_case(name: str, side: int) -> dict:
 
     reset_peak_rss()
     t0 = time.perf_counter()
-    placement = choose_placement("auto", "auto", model=model)
-    proc = Processor(model=prepare(model, placement), placement=placement, task="denoise")
+    placement = choose_placement("auto", "auto", model=model, meta=meta)
+    proc = Processor(model=prepare(model, meta, placement), meta=meta, placement=placement, task="denoise")
     setup_s = time.perf_counter() - t0
     x01 = (x - lo) / (hi - lo)  # the engine works on [0, 1] photos; PSNR below is over the same span
     ran: dict[str, object] = {}
@@ -184,7 +187,7 @@ def run_case(name: str, side: int) -> dict:
     def ours() -> None:  # as the CLI does per photo: the int8 fit (if any), then the tiles
         held.pop("y", None)
         m, p, note = proc.placed_for(x01[0].permute(1, 2, 0).numpy())
-        held["y"] = run_model(m, x01, p)
+        held["y"] = run_model(m, meta, x01, p)
         ran.update(precision=p.precision, note=note)
 
     ours_s = timed(ours)

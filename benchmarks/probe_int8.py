@@ -34,7 +34,7 @@ from PIL import Image
 from scenestyle.engine.device import cpu_flags, cpu_model_name
 from scenestyle.loading import load_model
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn import build
+from scenestyle.nn import build, describe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 RANDOM = [("RRDBNet x4", "RRDBNet", dict(num_in_ch=3, num_out_ch=3, scale=4), 128),
@@ -63,13 +63,14 @@ def timed(model: torch.nn.Module, x: torch.Tensor, repeat: int = 3) -> tuple[tor
     return out, (time.perf_counter() - t0) / repeat
 
 
-def row(name: str, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], weights: str) -> str:
+def row(name: str, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], weights: str,
+        value_range: tuple[float, float]) -> str:
     ref, t32 = timed(model, x)
     t0 = time.perf_counter()
     quantised = quantise(model, calibration)  # FX prepare, calibration forwards, convert
     tq = time.perf_counter() - t0
     out, t8 = timed(quantised, x)
-    lo, hi = model.value_range
+    lo, hi = value_range
     db = psnr(out.numpy(), ref.numpy(), peak=hi - lo)
     return f"| {name} | {weights} | {x.shape[-1]}² | {t32 * 1e3:.0f} | {t8 * 1e3:.0f} | {t32 / t8:.2f}x | {db:.1f} | {tq:.1f} |"
 
@@ -79,16 +80,16 @@ def noisy_gray(path: str, gen: torch.Generator) -> torch.Tensor:
     return clean + torch.randn(clean.shape, generator=gen) * 25 / 255
 
 
-def our_int8_on_set12(model: torch.nn.Module, photos: list[torch.Tensor]) -> None:
+def our_int8_on_set12(model: torch.nn.Module, meta, photos: list[torch.Tensor]) -> None:
     from scenestyle.engine.device import check_image, choose_placement, prepare
     from scenestyle.engine.tasks import Processor
 
     import scenestyle.engine.tasks as tasks
 
     tasks.MIN_PHOTO_CROPS = 16  # Set12 photos are 0.07-0.26 MP: lift the CLI's size gate so each is checked
-    placement = choose_placement("cpu", "int8", model=model)
-    proc = Processor(model=prepare(model, placement), placement=placement, task="denoise", tile=0)
-    fx = quantise(model, [check_image(model, side=64, seed=s) for s in range(4)] + [check_image(model, side=128, seed=9)])
+    placement = choose_placement("cpu", "int8", model=model, meta=meta)
+    proc = Processor(model=prepare(model, meta, placement), meta=meta, placement=placement, task="denoise", tile=0)
+    fx = quantise(model, [check_image(meta, side=64, seed=s) for s in range(4)] + [check_image(meta, side=128, seed=9)])
     print("\n| Set12 photo | check crops dB (ours) | whole photo dB (ours) | whole photo dB (FX, synthetic calibration) |")
     print("|---|---|---|---|")
     for k, x in enumerate(photos):
@@ -126,17 +127,18 @@ def main() -> None:
     dncnn = SHARED / "weights/kair_dncnn/dncnn_25.pth"
     if set12 and dncnn.exists():
         gen = torch.Generator().manual_seed(0)
-        model = load_model(str(dncnn), task="denoise").module.eval()
-        print(row("DnCNN-25 gray", model, noisy_gray(set12[0], gen), [noisy_gray(p, gen) for p in set12[1:6]], "KAIR (real)"),
-              flush=True)
+        loaded = load_model(str(dncnn), task="denoise")
+        print(row("DnCNN-25 gray", loaded.module.eval(), noisy_gray(set12[0], gen), [noisy_gray(p, gen) for p in set12[1:6]],
+                  "KAIR (real)", loaded.meta.value_range), flush=True)
     for name, arch, kwargs, side in RANDOM:
         torch.manual_seed(0)
         model = build(arch, **kwargs).eval()
         x = torch.rand(1, 3, side, side)
-        print(row(name, model, x, [x, torch.rand_like(x)], "random"), flush=True)
+        print(row(name, model, x, [x, torch.rand_like(x)], "random", describe(arch, kwargs).value_range), flush=True)
     if set12 and dncnn.exists():
         gen = torch.Generator().manual_seed(0)
-        our_int8_on_set12(load_model(str(dncnn), task="denoise").module.eval(), [noisy_gray(p, gen) for p in set12])
+        loaded = load_model(str(dncnn), task="denoise")
+        our_int8_on_set12(loaded.module.eval(), loaded.meta, [noisy_gray(p, gen) for p in set12])
     print("\n" + depthwise_row())
 
 

@@ -23,16 +23,16 @@ from scenestyle.engine import norm_stats, tiles
 from scenestyle.engine.convert import UnitRange
 from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn import build
+from scenestyle.nn import build, describe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def main() -> None:
     torch.manual_seed(0)
-    model = build("ResnetGenerator", ngf=64, n_blocks=9).eval()
-    placement = choose_placement("cpu", "fp32", model=model)
-    net = UnitRange(prepare(model, placement))
+    model, meta = build("ResnetGenerator", ngf=64, n_blocks=9).eval(), describe("ResnetGenerator", dict(ngf=64, n_blocks=9))
+    placement = choose_placement("cpu", "fp32", model=model, meta=meta)
+    net = UnitRange(prepare(model, meta, placement), meta.value_range)
     images = {"synthetic": test_image(1024, 1536, 3, 0.0, 1.0)}
     wallpapers = sorted(glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")))
     if wallpapers:
@@ -49,8 +49,8 @@ def main() -> None:
         cells = []
         for _, k in rows:
             norm_stats.EXACT_NORMS = k
-            cells.append(psnr(tiles.run_model(net, x, placement, tile=512).numpy(), whole.numpy(), peak=1.0))
-        cells.append(psnr(tiles.run_model(net, x, placement, tile=512, stats_max_pixels=10**9).numpy(), whole.numpy(), peak=1.0))
+            cells.append(psnr(tiles.run_model(net, meta, x, placement, tile=512).numpy(), whole.numpy(), peak=1.0))
+        cells.append(psnr(tiles.run_model(net, meta, x, placement, tile=512, stats_max_pixels=10**9).numpy(), whole.numpy(), peak=1.0))
         print(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |", flush=True)
 
 

@@ -4,7 +4,7 @@ The small public API mirrors the CLI::
 
     import scenestyle
     report = scenestyle.upscale(["photo.jpg"], out="out/", model="realesr-general-x4v3")
-    model = scenestyle.load_model("realesrgan-x4plus")  # LoadedModel(module, arch, sha256, ...)
+    model = scenestyle.load_model("realesrgan-x4plus")  # LoadedModel(module, meta, name, sha256, ...)
 """
 
 from __future__ import annotations

@@ -1,14 +1,21 @@
-"""Build a ready-to-run model from a weights spec: resolve, verify, read, build, load strictly."""
+"""Build a ready-to-run model from a weights spec: resolve, verify, read, build, load strictly.
+
+``--weights`` (or ``--model``) → :func:`load_model`: ``weights.resolve`` finds and verifies the
+file, :func:`read_state_dict` reads its tensors, the architecture comes from the weights.lock
+entry, ``--arch``, the exported metadata or ``nn.detect_arch``, ``nn.build`` makes the module
+and ``nn.describe`` its :class:`~scenestyle.nn.ModelMeta`. The engine gets both.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -17,18 +24,31 @@ from .errors import UsageError, WeightsError
 from .weights import ProgressCallback, resolve
 from .weights.lock import LockArg
 
+if TYPE_CHECKING:
+    from .nn.meta import ModelMeta
+
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model in eval mode with frozen parameters, and where its weights came from."""
+    """A model in eval mode with frozen parameters, what the engine needs to know about it, and
+    where its weights came from."""
 
     module: nn.Module
+    meta: ModelMeta
     name: str
-    arch: str
     kwargs: Mapping[str, Any]
     sha256: str
     path: Path
-    task: str
+
+    @property
+    def arch(self) -> str:
+        """The registered architecture name."""
+        return self.meta.arch
+
+    @property
+    def task(self) -> str:
+        """"style", "upscale" or "denoise"."""
+        return self.meta.task
 
 
 # Wrappers a training script puts the weights under, tried in this order.
@@ -99,13 +119,7 @@ def _detect(sd: Mapping[str, torch.Tensor], path: Path) -> tuple[str, dict[str, 
         found = snn.detect_arch(sd)
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"cannot tell which architecture {path.name} is for ({exc}); pass --arch") from None
-    if found is None:
-        raise WeightsError(f"{path.name} does not look like any known architecture; pass --arch")
-    if isinstance(found, tuple):
-        name, kwargs = found
-    else:
-        name = getattr(found, "arch", None) or getattr(found, "name")
-        kwargs = getattr(found, "kwargs", {})
+    name, kwargs = found
     return str(name), dict(kwargs)
 
 
@@ -193,8 +207,8 @@ def load_model(
     entry = rw.entry
     sd = read_state_dict(rw.path, entry.state_dict_key if entry else None)
 
-    _, registry = _registry()
-    archs = registry.list_archs()
+    snn, registry = _registry()
+    archs = sorted(snn.meta.TABLE)  # what the engine can run
     if entry is not None and (arch is None or arch == entry.arch):
         arch_name, kwargs = entry.arch, dict(entry.kwargs)
     elif arch is None:
@@ -207,6 +221,8 @@ def load_model(
             kwargs = dict(entry.kwargs) if entry else {}
     if arch_name not in registry.ARCHS:
         raise UsageError(f"unknown architecture {arch_name!r}; choose one of: {', '.join(archs)}")
+    if arch_name not in archs:  # e.g. --arch of a discriminator: it may load, but nothing could run it
+        raise UsageError(f"{arch_name!r} is not an image model scenestyle can run; choose one of: {', '.join(archs)}")
     builder = registry.ARCHS[arch_name]
     kwargs = _accepted(builder, kwargs)
     try:
@@ -218,19 +234,18 @@ def load_model(
     _fit(module, sd, rw.path, arch_name, archs)
     module.eval().requires_grad_(False)
 
-    if entry is not None and entry.sigma is not None and not getattr(module, "noise_level_input", False):
+    meta = snn.describe(arch_name, kwargs)
+    if entry is not None and entry.sigma is not None and not meta.takes_sigma:
         # A fixed-σ denoiser removes this much noise from every photo, however clean: the
         # denoise task compares it with each photo's estimated noise and warns when it is far more.
-        module.fixed_sigma = entry.sigma / 255.0
-    model_task = getattr(module, "task", None) or (entry.task if entry else None) or task
-    if task is not None and model_task is not None and model_task != task:
-        raise WeightsError(f"weights {rw.name} are for the {model_task} task ({arch_name}), but this command needs {task}")
+        meta = dataclasses.replace(meta, fixed_sigma=entry.sigma / 255.0)
+    if task is not None and meta.task != task:
+        raise WeightsError(f"weights {rw.name} are for the {meta.task} task ({arch_name}), but this command needs {task}")
     return LoadedModel(
         module=module,
+        meta=meta,
         name=entry.name if entry else spec,
-        arch=arch_name,
         kwargs=MappingProxyType(dict(kwargs)),
         sha256=rw.sha256,
         path=rw.path,
-        task=model_task or "unknown",
     )

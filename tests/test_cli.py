@@ -175,7 +175,8 @@ def test_int8_runs_exactly_where_the_kernel_probe_allows_it(tmp_path, weights):
     from scenestyle.loading import load_model
 
     # the CLI refuses int8 for the same reason the public probe gives, and runs it when the probe has none
-    blocker = int8_blocker(load_model(str(weights["dn"])).module)
+    loaded = load_model(str(weights["dn"]))
+    blocker = int8_blocker(loaded.module, loaded.meta)
     big, small = _photo(tmp_path / "big.png", size=(512, 512)), _photo(tmp_path / "small.png")
     r = invoke("denoise", big, small, "-o", tmp_path / "out", "--weights", weights["dn"], "--precision", "int8",
                "--device", "cpu", "--json")

@@ -9,6 +9,12 @@ from torch import nn
 from scenestyle.engine import device as dev
 from scenestyle.engine.device import Placement, agreement_db, check_image, choose_placement, cpu_flags, prepare
 from scenestyle.errors import UsageError
+from scenestyle.nn import ModelMeta, describe
+from scenestyle.nn.ffdnet import FFDNet
+
+# What the loader would say about Tiny.
+META = ModelMeta(arch="tiny", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=4, halo=2,
+                 value_range=(0.0, 1.0))
 
 
 class Tiny(nn.Module):
@@ -17,8 +23,6 @@ class Tiny(nn.Module):
         torch.manual_seed(0)
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
         self.gain = gain
-        self.in_channels = self.out_channels = 3
-        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (0.0, 1.0), 4, 2, "denoise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # a huge gain makes bf16 rounding visible over the [0, 1] range: agreement fails
@@ -73,14 +77,14 @@ def test_explicit_precisions_on_cpu(monkeypatch):
 
 def test_auto_without_native_bf16_is_fp32(monkeypatch):
     with_flags(monkeypatch, "avx512f")  # no VNNI either, so no int8 (see test_int8.py)
-    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: pytest.fail("must not probe"))
+    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: pytest.fail("must not probe"))
     assert p.dtype == torch.float32 and p.channels_last
     assert "lacks avx512_bf16 and amx_bf16" in p.reason
 
 
 def test_auto_with_avx512_bf16_and_agreeing_model_is_bf16(monkeypatch):
     with_flags(monkeypatch, "avx512f", "avx512_bf16")
-    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: 2.0)
+    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: 2.0)
     assert p.dtype == torch.bfloat16
     assert "avx512_bf16 (no AMX)" in p.reason and "2.0x fp32" in p.reason and ">= 40" in p.reason
 
@@ -88,33 +92,41 @@ def test_auto_with_avx512_bf16_and_agreeing_model_is_bf16(monkeypatch):
 def test_auto_bf16_refused_when_model_disagrees(monkeypatch):
     with_flags(monkeypatch, "amx_bf16", "avx512_bf16")
     model = Tiny(gain=3000.0)
-    p = choose_placement("cpu", "auto", model=model, probe=lambda d: 2.0)
+    p = choose_placement("cpu", "auto", model=model, meta=META, probe=lambda d: 2.0)
     assert p.dtype == torch.float32
     assert "< 40" in p.reason and "amx_bf16" in p.reason
-    assert agreement_db(model, torch.bfloat16) < 40
+    assert agreement_db(model, META, torch.bfloat16) < 40
 
 
 def test_auto_bf16_refused_when_not_faster(monkeypatch):
     with_flags(monkeypatch, "avx512_bf16")
-    p = choose_placement("cpu", "auto", model=Tiny(), probe=lambda d: 0.4)
+    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: 0.4)
     assert p.dtype == torch.float32 and "0.4x" in p.reason
 
 
 def test_agreement_is_cached_and_leaves_model_untouched(monkeypatch):
     model = Tiny()
-    first = agreement_db(model, torch.bfloat16)
+    first = agreement_db(model, META, torch.bfloat16)
     assert first >= 40
     assert next(model.parameters()).dtype == torch.float32
     monkeypatch.setattr(dev, "_forward", lambda *a, **k: pytest.fail("must use the cache"))
-    assert agreement_db(model, torch.bfloat16) == first
+    assert agreement_db(model, META, torch.bfloat16) == first
+
+
+def test_a_noise_level_model_is_checked_at_a_mid_range_sigma():
+    torch.manual_seed(0)
+    meta = describe("FFDNet", dict(in_nc=3, out_nc=3, nc=8, nb=3))
+    assert 20 < agreement_db(FFDNet(in_nc=3, out_nc=3, nc=8, nb=3).eval(), meta, torch.bfloat16) < float("inf")
+
+
+def test_a_model_comes_with_its_meta():
+    with pytest.raises(ValueError, match="model and its meta"):
+        choose_placement("cpu", "fp32", model=Tiny())
 
 
 def test_check_image_respects_range_and_multiple():
-    class Odd(Tiny):
-        pass
-
-    m = Odd()
-    m.size_multiple, m.value_range, m.in_channels = 24, (-1.0, 1.0), 1
+    m = ModelMeta(arch="odd", task="style", in_channels=1, out_channels=1, scale=1, size_multiple=24, halo=0,
+                  value_range=(-1.0, 1.0))
     img = check_image(m)
     assert img.shape == (1, 1, 72, 72)
     assert img.min() >= -1 and img.max() <= 1 and img.std() > 0.1
@@ -141,7 +153,7 @@ def test_no_env_leaves_threads_alone():
 def test_prepare_casts_and_sets_eval():
     model = Tiny().train()
     p = Placement(torch.device("cpu"), torch.bfloat16, True, None, "test")
-    out = prepare(model, p)
+    out = prepare(model, META, p)
     w = out.body[0].weight
     assert out.training is False and w.dtype == torch.bfloat16
     assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
@@ -157,5 +169,5 @@ def test_placement_is_frozen_and_serialisable():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="gpu test on a machine without CUDA")
 def test_cuda_auto_picks_fp16_for_an_agreeing_model():
-    p = choose_placement("cuda", "auto", model=Tiny())
+    p = choose_placement("cuda", "auto", model=Tiny(), meta=META)
     assert p.device.type == "cuda" and p.dtype == torch.float16 and "dB" in p.reason

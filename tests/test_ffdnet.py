@@ -1,5 +1,6 @@
 """FFDNet: KAIR layout and forward (against an independent functional re-implementation), σ
-inputs, detection, halo and tiling, and `denoise` with a noise-level model through the CLI."""
+inputs, detection, halo and tiling, `denoise` with a noise-level model through the CLI, and
+`eval denoise` giving it the test's σ."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from scenestyle.cli import app
 from scenestyle.engine.device import Placement
 from scenestyle.engine.noise import estimate_noise
 from scenestyle.engine.tasks import Processor
-from scenestyle.engine.tiles import run_model
+from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.imaging import read_picture
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn import DnCNN, FFDNet, build, detect_arch
+from scenestyle.nn import DnCNN, FFDNet, build, describe, detect_arch
 
 from test_nn import dependency_radius
 
@@ -31,6 +32,9 @@ runner = CliRunner()
 def seeded(seed: int = 0, **kwargs) -> FFDNet:
     torch.manual_seed(seed)
     return FFDNet(**{"in_nc": 3, "out_nc": 3, "nc": 8, "nb": 3, **kwargs}).eval()
+
+
+META = describe("FFDNet", dict(in_nc=3, out_nc=3))  # what the engine reads: the same for every nb/nc used here but the halo
 
 
 # --- KAIR layout and forward ----------------------------------------------------------------
@@ -68,9 +72,10 @@ def test_released_checkpoint_layout(name, kwargs):
     with torch.device("meta"):
         model = build(name)
     assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == kair_shapes(**kwargs)
-    assert (model.in_channels, model.out_channels, model.scale, model.size_multiple) == (kwargs["in_nc"], kwargs["out_nc"], 1, 2)
-    assert model.noise_level_input is True and model.task == "denoise" and model.value_range == (0.0, 1.0)
-    assert model.sigma_max == pytest.approx(75 / 255) and model.noise_level == pytest.approx(25 / 255)
+    meta = describe(name)
+    assert (meta.in_channels, meta.out_channels, meta.scale, meta.size_multiple) == (kwargs["in_nc"], kwargs["out_nc"], 1, 2)
+    assert meta.takes_sigma is True and meta.task == "denoise" and meta.value_range == (0.0, 1.0)
+    assert meta.sigma_max == pytest.approx(75 / 255) and meta.halo == 2 * kwargs["nb"] + 1
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -92,8 +97,6 @@ def test_sigma_forms_agree():
     s = 20 / 255
     with torch.no_grad():
         ref = model(x, s)
-        model.noise_level = s
-        assert torch.equal(model(x), ref)
         for form in (torch.tensor(s), torch.full((2,), s), torch.full((2, 1, 1, 1), s), torch.full((2, 1, 13, 18), s)):
             torch.testing.assert_close(model(x, form), ref, rtol=0, atol=1e-7)
         # per-image σ in one batch == each image on its own
@@ -108,6 +111,8 @@ def test_sigma_forms_agree():
         assert not torch.allclose(model(x, 0.0), ref)  # σ matters
     with pytest.raises(ValueError, match="sigma must be"):
         model(x, torch.zeros(3))
+    with pytest.raises(TypeError):  # σ is an argument of every call, never state of the module
+        model(x)
 
 
 def test_bf16_forward_runs():
@@ -135,17 +140,35 @@ def test_dncnn_is_not_mistaken_for_ffdnet(ch):
 @pytest.mark.parametrize("nb", [2, 3, 5])
 def test_halo_is_the_receptive_field(nb):
     torch.manual_seed(0)
-    model = FFDNet(in_nc=1, out_nc=1, nc=4, nb=nb)
-    assert model.halo == dependency_radius(model, size=2 * model.halo + 16) == 2 * nb + 1
+    kwargs = dict(in_nc=1, out_nc=1, nc=4, nb=nb)
+    model, meta = FFDNet(**kwargs), describe("FFDNet", kwargs)
+    assert meta.halo == dependency_radius(model, meta, size=2 * meta.halo + 16) == 2 * nb + 1
 
 
 def test_tiled_equals_whole_image():
-    model = seeded(nb=4)
-    model.noise_level = 30 / 255
+    model, meta = seeded(nb=4), describe("FFDNet", dict(in_nc=3, out_nc=3, nb=4))
     x = torch.rand(1, 3, 75, 98, generator=torch.Generator().manual_seed(4))
-    whole = run_model(model, x, CPU, tile=0)
-    tiled = run_model(model, x, CPU, tile=32)
+    whole = run_model(model, meta, x, CPU, tile=0, sigma=30 / 255)
+    tiled = run_model(model, meta, x, CPU, tile=32, sigma=30 / 255)
     assert psnr(tiled.numpy(), whole.numpy(), peak=1.0) >= 40
+    even = x[..., :74, :]  # (odd sides are padded by the engine, reflecting, and by FFDNet, replicating)
+    with torch.no_grad():  # the σ reached the forward
+        torch.testing.assert_close(run_model(model, meta, even, CPU, tile=0, sigma=30 / 255), model(even, 30 / 255),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="takes a noise level"):
+        run_model(model, meta, x, CPU, tile=0)
+    with pytest.raises(ValueError, match="takes no noise level"):
+        run_model(DnCNN(in_nc=3, out_nc=3, nc=4, nb=2), describe("DnCNN", dict(in_nc=3, out_nc=3, nb=2)), x, CPU,
+                  tile=0, sigma=0.1)
+
+
+def test_stacked_images_each_get_their_own_sigma():
+    model = seeded()
+    x = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(5))
+    sigmas = [5 / 255, 30 / 255, 60 / 255]
+    many = run_model_many(model, META, x, CPU, tile=0, batch_size=3, sigma=sigmas)
+    single = torch.cat([run_model(model, META, x[i : i + 1], CPU, tile=0, sigma=s) for i, s in enumerate(sigmas)])
+    torch.testing.assert_close(many, single, rtol=1e-5, atol=1e-6)
 
 
 # --- the engine: σ per photo --------------------------------------------------------------------
@@ -166,6 +189,15 @@ def subtractor(channels: int = 3) -> FFDNet:
     return model
 
 
+def sigma_sensitive() -> FFDNet:
+    """A seeded tiny FFDNet whose σ input weighs 40× more than at initialisation: a random net barely
+    reacts to σ (under one 8-bit level between σ 15 and 25), this one by tens of levels."""
+    model = seeded(nb=3)
+    with torch.no_grad():
+        model.model[0].weight[:, -1] *= 40
+    return model
+
+
 def noisy_photo(path: Path, sigma: float, size=(64, 48), seed: int = 0) -> Path:
     """A smooth mid-grey gradient plus Gaussian noise of ``sigma`` (8-bit units), saved as PNG."""
     w, h = size
@@ -182,19 +214,35 @@ def test_processor_sigma_is_strength_times_estimate(tmp_path):
     assert estimate * 255 == pytest.approx(12, rel=0.15)
     shifts = []
     for strength in (0.0, 0.5, 1.0):
-        proc = Processor(model=subtractor(), placement=CPU, task="denoise", tile=0, strength=strength)
-        out = proc(proc.annotate(pic)).pixels
-        assert proc.net.noise_level == pytest.approx(strength * estimate)
-        shifts.append(float(np.mean(pic.pixels - out)))
+        proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0, strength=strength)
+        annotated = proc.annotate(pic)
+        assert annotated.noise_level == pytest.approx(strength * estimate)
+        shifts.append(float(np.mean(pic.pixels - proc(annotated).pixels)))
     np.testing.assert_allclose(shifts, [0.0, 0.5 * estimate, estimate], atol=1e-5)  # no blending on top
-    proc = Processor(model=subtractor(), placement=CPU, task="denoise", tile=0, noise_level=30 / 255)
+    proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0, noise_level=30 / 255)
     assert "30/255" in proc.annotate(pic).notes[-1]
     assert float(np.mean(pic.pixels - proc(pic).pixels)) == pytest.approx(30 / 255, abs=1e-5)
 
 
+def test_each_picture_carries_its_own_sigma(tmp_path):
+    """σ rides on the Picture: photos annotated ahead run at their own σ in any order, alone or batched."""
+    pics = [read_picture(noisy_photo(tmp_path / f"n{s}.png", s, seed=s)) for s in (4, 20)]
+    proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0, batch_size=2,
+                     stream_pixels=10**9)
+    annotated = [proc.annotate(p) for p in pics]
+    levels = [a.noise_level for a in annotated]
+    assert levels[1] > 3 * levels[0]
+    alone = [proc(a) for a in reversed(annotated)][::-1]
+    batched = proc.many(annotated)
+    for a, one, both, level in zip(annotated, alone, batched, levels):
+        assert float(np.mean(a.pixels - one.pixels)) == pytest.approx(level, abs=1e-5)
+        np.testing.assert_allclose(both.pixels, one.pixels, atol=1e-6)
+    assert not any(isinstance(v, dict) for v in vars(proc).values())  # no per-photo state kept on the processor
+
+
 def test_estimate_beyond_the_model_range_is_capped():
     pixels = (0.5 + np.random.default_rng(0).normal(0, 100 / 255, (64, 64, 3))).astype(np.float32)
-    proc = Processor(model=subtractor(), placement=CPU, task="denoise", tile=0)
+    proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0)
     level, note = proc.sigma(pixels)
     assert level == pytest.approx(75 / 255) and "capped at the model's maximum 75" in note
     assert "estimate 9" in note or "estimate 10" in note  # the estimate itself (about 100) is reported
@@ -207,9 +255,10 @@ def weights(tmp_path) -> dict[str, Path]:
     """KAIR-layout .pth files: the hand-built subtractor, a seeded tiny FFDNet, a tiny DnCNN."""
     torch.save(subtractor().state_dict(), tmp_path / "ffdnet_sub.pth")
     torch.save(seeded(nb=3).state_dict(), tmp_path / "ffdnet.pth")
+    torch.save(sigma_sensitive().state_dict(), tmp_path / "ffdnet_sigma.pth")
     torch.manual_seed(0)
     torch.save(DnCNN(nc=8, nb=3).state_dict(), tmp_path / "dncnn.pth")
-    return {k: tmp_path / f"{k}.pth" for k in ("ffdnet_sub", "ffdnet", "dncnn")}
+    return {k: tmp_path / f"{k}.pth" for k in ("ffdnet_sub", "ffdnet", "ffdnet_sigma", "dncnn")}
 
 
 @pytest.fixture(autouse=True)
@@ -287,3 +336,72 @@ def test_dncnn_strength_still_blends(tmp_path, weights):
     assert full[0] == 0 and none[0] == 0, full[1] + none[1]
     assert np.array_equal(np.asarray(Image.open(tmp_path / "none.png")), np.asarray(Image.open(src)))
     assert not any("noise level" in n for n in full[2]["results"][0]["notes"])
+
+
+# --- eval denoise: a noise-level model is told the test's σ ------------------------------------------
+
+def _clean_set(folder: Path) -> Path:
+    """Two small clean images (smooth gradients, far from 0 and 255: the noise is never clipped much)."""
+    folder.mkdir()
+    for i, (w, h) in enumerate([(40, 32), (36, 28)]):
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = 100 + 50 * np.stack([xx / w, yy / h, (xx + yy + 7 * i) / (w + h)], -1)
+        Image.fromarray(img.round().astype(np.uint8)).save(folder / f"c{i}.png")
+    return folder
+
+
+def _eval_outputs(weights: Path, dataset: Path, sigmas, **kwargs):
+    from scenestyle.evaluate.denoise import evaluate_denoise
+
+    panels = {}
+    report = evaluate_denoise(dataset, model=str(weights), sigmas=sigmas, device="cpu", offline=True,
+                              on_output=lambda name, group, p: panels.__setitem__((name, group), p), **kwargs)
+    return report, panels
+
+
+def test_eval_gives_a_noise_level_model_the_true_sigma(tmp_path, weights):
+    """KAIR protocol: FFDNet is run at the σ of the test noise (it used to run at 25 whatever the test)."""
+    report, panels = _eval_outputs(weights["ffdnet_sigma"], _clean_set(tmp_path / "clean"), (15.0, 50.0))
+    assert report.protocol["model_sigma"].startswith("true")
+    model = sigma_sensitive()
+    for sigma in (15, 50):
+        noisy = panels[("c0.png", f"sigma={sigma}")]["noisy"]
+        out = panels[("c0.png", f"sigma={sigma}")]["output"]
+        # the same noise again (np.random.seed once per σ, c0 first), through the model by hand
+        np.random.seed(0)
+        clean = np.asarray(Image.open(tmp_path / "clean/c0.png"), dtype=np.float64) / 255
+        drawn = clean + np.random.normal(0, sigma / 255, clean.shape)
+        assert np.array_equal(np.clip(np.round(drawn * 255), 0, 255).astype(np.uint8), noisy)
+        x = torch.from_numpy(drawn.astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            by_sigma = {s: np.round(model(x, s / 255)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
+                        for s in (15, 25, 50)}
+        assert np.abs(by_sigma[15].astype(int) - by_sigma[50]).mean() > 5  # σ matters to this model
+        assert np.abs(out.astype(int) - by_sigma[sigma]).max() <= 1  # eval ran it at the test's σ
+        assert np.abs(out.astype(int) - by_sigma[25]).mean() > 2  # not at the old fixed 25
+
+
+def test_eval_with_blind_estimates(tmp_path, weights):
+    report, panels = _eval_outputs(weights["ffdnet_sub"], _clean_set(tmp_path / "clean"), (30.0,), sigma_source="estimate")
+    assert report.protocol["model_sigma"].startswith("estimate")
+    [note] = report.notes
+    assert note.startswith("sigma=30: the model was given blind estimates")
+    lo, hi = (float(v) for v in note.split("estimates ")[1].split(" (")[0].split(" to "))
+    assert 20 < lo <= hi < 40
+    p = panels[("c0.png", "sigma=30")]
+    shift = float(np.mean(p["noisy"].astype(float) - p["output"]))  # the subtractor removes exactly its σ
+    assert lo - 1.5 < shift < hi + 1.5
+
+
+def test_eval_sigma_source_usage_errors(tmp_path, weights):
+    clean = _clean_set(tmp_path / "clean")
+    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]),
+                            "--sigma-source", "true", "--device", "cpu"])
+    assert r.exit_code == 2 and "--sigma-source needs a model that takes a noise level" in r.output, r.output
+    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["ffdnet"]),
+                            "--sigma-source", "guess", "--device", "cpu"])
+    assert r.exit_code == 2 and "--sigma-source must be true or estimate" in r.output, r.output
+    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]),
+                            "--sigma", "15", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["protocol"]["model_sigma"].startswith("none")

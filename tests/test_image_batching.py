@@ -17,7 +17,7 @@ from scenestyle.engine.batch import Job, run_jobs
 from scenestyle.engine.device import Placement
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import InputImageError, ScenestyleError
-from scenestyle.nn import build
+from scenestyle.nn import build, describe
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 
@@ -33,25 +33,26 @@ def _batch_sizes(model: torch.nn.Module, size: tuple[int, int]) -> list[int]:
                                          ("ResnetGenerator", dict(ngf=4, n_blocks=2))])
 def test_stacked_images_equal_one_by_one(arch, kwargs):
     torch.manual_seed(0)
-    model = build(arch, **kwargs).eval()
+    model, meta = build(arch, **kwargs).eval(), describe(arch, kwargs)
     x = torch.rand(5, 3, 36, 44)
     seen = _batch_sizes(model, (36, 44))
-    many = run_model_many(model, x, FP32, tile=None, batch_size=3)
+    many = run_model_many(model, meta, x, FP32, tile=None, batch_size=3)
     assert seen == [3, 2]  # two forward passes, not five
-    single = torch.cat([run_model(model, x[i : i + 1], FP32, tile=0) for i in range(5)])
+    single = torch.cat([run_model(model, meta, x[i : i + 1], FP32, tile=0) for i in range(5)])
     assert many.shape == single.shape
     assert torch.allclose(many, single, atol=1e-5)
 
 
 def test_images_that_need_tiles_run_one_by_one():
     torch.manual_seed(0)
-    model = build("SRVGGNetCompact", num_feat=8, num_conv=3, upscale=2).eval()
+    kwargs = dict(num_feat=8, num_conv=3, upscale=2)
+    model, meta = build("SRVGGNetCompact", **kwargs).eval(), describe("SRVGGNetCompact", kwargs)
     x = torch.rand(3, 3, 64, 64)
     shapes: list[tuple[int, ...]] = []
     model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape)))
-    many = run_model_many(model, x, FP32, tile=16, batch_size=4)
+    many = run_model_many(model, meta, x, FP32, tile=16, batch_size=4)
     assert shapes and all(n <= 4 and h < 64 and w < 64 for n, _, h, w in shapes)  # tiles, batched 4 at a time
-    single = torch.cat([run_model(model, x[i : i + 1], FP32, tile=16, batch_size=4) for i in range(3)])
+    single = torch.cat([run_model(model, meta, x[i : i + 1], FP32, tile=16, batch_size=4) for i in range(3)])
     assert torch.equal(many, single)
 
 
@@ -130,7 +131,7 @@ def test_cli_batch_size_gives_the_same_files(tmp_path, tiny_weights, monkeypatch
 
     stacked: list[int] = []
     real = tasks.run_model_many
-    monkeypatch.setattr(tasks, "run_model_many", lambda m, x, *a, **k: stacked.append(x.shape[0]) or real(m, x, *a, **k))
+    monkeypatch.setattr(tasks, "run_model_many", lambda m, meta, x, *a, **k: stacked.append(x.shape[0]) or real(m, meta, x, *a, **k))
     src = tmp_path / "in"
     src.mkdir()
     for i in range(5):

@@ -15,11 +15,15 @@ from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError
 from scenestyle.imaging import Picture
-from scenestyle.nn import build
+from scenestyle.nn import ModelMeta, build, describe
+
+# What the loader would say about Smooth (and, for the kernel probe, a plain conv).
+META = ModelMeta(arch="smooth", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=1, halo=4,
+                 value_range=(0.0, 1.0))
 
 # the public kernel probe: a plain conv is refused only when this torch/CPU cannot run int8 convs
 # (no x86 quantised engine, or kernels that saturate, as AVX2-only CPUs' do)
-KERNELS = int8.int8_blocker(nn.Conv2d(1, 1, 1))
+KERNELS = int8.int8_blocker(nn.Conv2d(1, 1, 1), META)
 needs_kernels = pytest.mark.skipif(KERNELS is not None, reason=f"int8 kernels refused on this machine: {KERNELS}")
 
 
@@ -31,8 +35,6 @@ class Smooth(nn.Module):
         torch.manual_seed(0)
         self.body = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
         self.gain = gain
-        self.in_channels = self.out_channels = 3
-        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (0.0, 1.0), 1, 4, "denoise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.gain * self.body(x)
@@ -58,7 +60,7 @@ def with_flags(monkeypatch, *flags: str) -> None:
     ("CompactGenerator", dict(ngf=8, n_blocks=1, norm="none"), "depthwise"),
 ])
 def test_blocker_names_why_a_model_cannot_run_int8(arch, kwargs, blocked):
-    why = int8.int8_blocker(build(arch, **kwargs))
+    why = int8.int8_blocker(build(arch, **kwargs), describe(arch, kwargs))
     assert why == KERNELS if blocked is None else blocked in why  # an eligible model meets only the kernel verdict
 
 
@@ -111,7 +113,7 @@ def test_sample_crops_spread_and_distinct():
 @needs_kernels
 def test_auto_picks_int8_with_vnni_and_no_amx(monkeypatch):
     with_flags(monkeypatch, "avx512f", "avx512_vnni")
-    p = choose_placement("cpu", "auto", model=Smooth())
+    p = choose_placement("cpu", "auto", model=Smooth(), meta=META)
     assert p.int8 and p.precision == "int8" and p.dtype == torch.float32
     assert p.fallback is not None and p.fallback.precision == "fp32"
     assert "avx512_vnni" in p.reason and ">= 40 dB" in p.reason
@@ -121,13 +123,14 @@ def test_auto_picks_int8_with_vnni_and_no_amx(monkeypatch):
 @pytest.mark.parametrize("flags", [("avx512f",), ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni")])
 def test_auto_skips_int8_without_vnni_or_with_amx(monkeypatch, flags):
     with_flags(monkeypatch, *flags)
-    p = choose_placement("cpu", "auto", model=Smooth(), probe=lambda d: 2.0)
+    p = choose_placement("cpu", "auto", model=Smooth(), meta=META, probe=lambda d: 2.0)
     assert not p.int8 and p.fallback is None
 
 
 def test_auto_says_why_a_model_gets_no_int8(monkeypatch):
     with_flags(monkeypatch, "avx512_vnni")
-    p = choose_placement("cpu", "auto", model=build("ResnetGenerator", ngf=8, n_blocks=1))
+    p = choose_placement("cpu", "auto", model=build("ResnetGenerator", ngf=8, n_blocks=1),
+                         meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1)))
     assert not p.int8 and "no int8 (the model normalises per instance)" in p.reason
 
 
@@ -139,29 +142,29 @@ def test_auto_without_model_mentions_int8(monkeypatch):
 def test_explicit_int8_refusals(monkeypatch):
     with_flags(monkeypatch, "avx512_vnni")
     with pytest.raises(UsageError, match="cannot run this model: the model normalises per instance; choose auto, fp32 or bf16"):
-        choose_placement("cpu", "int8", model=build("ResnetGenerator", ngf=8, n_blocks=1))
+        choose_placement("cpu", "int8", model=build("ResnetGenerator", ngf=8, n_blocks=1),
+                         meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1)))
     with pytest.raises(UsageError, match="only where each photo is calibrated"):
-        choose_placement("cpu", "int8", model=Smooth(), int8=False)
-    assert not choose_placement("cpu", "auto", model=Smooth(), int8=False).int8
+        choose_placement("cpu", "int8", model=Smooth(), meta=META, int8=False)
+    assert not choose_placement("cpu", "auto", model=Smooth(), meta=META, int8=False).int8
 
 
 @needs_kernels
 def test_prepare_keeps_the_original_as_fallback(monkeypatch):
     with_flags(monkeypatch, "avx512_vnni", "avx512_bf16")
     model = Smooth()
-    p = choose_placement("cpu", "auto", model=model, probe=lambda d: 2.0)
+    p = choose_placement("cpu", "auto", model=model, meta=META, probe=lambda d: 2.0)
     assert p.fallback.precision == "bf16"
-    q = prepare(model, p)
+    q = prepare(model, META, p)
     assert isinstance(q, int8.Int8Model) and q.fallback is model
     assert next(model.parameters()).dtype == torch.bfloat16  # the fallback runs at its own precision
     assert next(q.net.parameters()).dtype == torch.float32  # calibration and the check run fp32
-    assert (q.scale, q.size_multiple, q.halo, q.value_range) == (1, 1, 4, (0.0, 1.0))
 
 
 def _processor(monkeypatch, model: nn.Module) -> Processor:
     with_flags(monkeypatch, "avx512_vnni")
-    p = choose_placement("cpu", "auto", model=model)
-    return Processor(model=prepare(model, p), placement=p, task="denoise")
+    p = choose_placement("cpu", "auto", model=model, meta=META)
+    return Processor(model=prepare(model, META, p), meta=META, placement=p, task="denoise")
 
 
 @needs_kernels
@@ -226,8 +229,9 @@ def test_sequential_relu_is_fused_and_convs_pass_quint8_along():
 @pytest.mark.parametrize("act_type", ["prelu", "leakyrelu"])
 def test_declared_chain_runs_activations_on_quint8(act_type):
     torch.manual_seed(0)
-    model = build("SRVGGNetCompact", num_feat=8, num_conv=2, upscale=2, act_type=act_type).eval()
-    q = int8.Int8Model(model, fallback=model)
+    kwargs = dict(num_feat=8, num_conv=2, upscale=2, act_type=act_type)
+    model = build("SRVGGNetCompact", **kwargs).eval()
+    q = int8.Int8Model(model, fallback=model, chains=describe("SRVGGNetCompact", kwargs).int8_chains)
     acts = [m for m in q.net.body if isinstance(m, int8.Int8Act)]
     assert len(acts) == 3 and all(a.quantised_out for a in acts)
     x = torch.from_numpy(photo(128)).permute(2, 0, 1)[None]

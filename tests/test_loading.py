@@ -17,6 +17,7 @@ import scenestyle.nn as snn
 from scenestyle.errors import UsageError, WeightsError
 from scenestyle.loading import LoadedModel, load_model, read_state_dict
 from scenestyle.nn import _registry
+from scenestyle.nn.meta import ModelMeta
 from scenestyle.weights import file_sha256
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -25,12 +26,11 @@ COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
 
 class TinyNet(nn.Module):
-    def __init__(self, ch: int = 4, norm: bool = False, task: str = "denoise"):
+    def __init__(self, ch: int = 4, norm: bool = False):
         super().__init__()
         self.head = nn.Conv2d(1, ch, 3, padding=1)
         self.norm = nn.InstanceNorm2d(ch) if norm else nn.Identity()
         self.tail = nn.Conv2d(ch, 1, 3, padding=1)
-        self.task = task
 
     def forward(self, x):
         return self.tail(torch.relu(self.norm(self.head(x))))
@@ -40,7 +40,11 @@ class OtherNet(nn.Module):
     def __init__(self, width: int = 2):
         super().__init__()
         self.body = nn.Conv2d(1, width, 1)
-        self.task = "denoise"
+
+
+def _test_meta(arch: str, **_) -> ModelMeta:
+    return ModelMeta(arch=arch, task="denoise", in_channels=1, out_channels=1, scale=1, size_multiple=1, halo=2,
+                     value_range=(0.0, 1.0))
 
 
 @pytest.fixture
@@ -48,6 +52,7 @@ def test_archs(monkeypatch):
     added = {"_TestTinyNet": TinyNet, "_TestOtherNet": OtherNet}
     for name, cls in added.items():
         monkeypatch.setitem(snn.ARCHS, name, cls)
+        monkeypatch.setitem(snn.meta.TABLE, name, _test_meta)
 
     def detect(sd):
         if "head.weight" in sd:
@@ -103,6 +108,7 @@ def test_path_with_lock_entry_uses_entry_arch_and_kwargs(tmp_path, test_archs):
     m = load_model(str(path), lock=lock)
     assert isinstance(m, LoadedModel)
     assert (m.name, m.arch, dict(m.kwargs), m.task, m.path) == ("tiny", "_TestTinyNet", {"ch": 6}, "denoise", path)
+    assert m.meta == _test_meta("_TestTinyNet")
     assert m.sha256 == file_sha256(path)
     assert not m.module.training and not any(p.requires_grad for p in m.module.parameters())
     assert same_output(net, m.module)
@@ -202,7 +208,7 @@ def test_official_layout_round_trip(tmp_path, arch, kwargs, wrap, task):
     path = tmp_path / f"{arch}.pth"
     torch.save({wrap: ref.state_dict()} if wrap else ref.state_dict(), path)
     m = load_model(str(path), task=task)
-    assert m.arch == arch and m.task == task
+    assert m.arch == arch and m.task == task and m.meta == snn.describe(arch, kwargs)
     for k, v in kwargs.items():
         assert m.kwargs.get(k, v) == v, (k, m.kwargs)
     assert same_output(ref, m.module, channels=3)
@@ -217,6 +223,14 @@ def test_official_srvgg_forced_into_rrdbnet_fails_cleanly(tmp_path):
         load_model(str(path), arch="RRDBNet")
     msg = str(err.value)
     assert "\n" not in msg and "do not fit RRDBNet" in msg and "missing keys" in msg and "--arch" in msg
+
+
+def test_a_network_the_engine_cannot_run_is_a_usage_error(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "d.pth"
+    torch.save(snn.build("PixelDiscriminator", ndf=4).state_dict(), path)
+    with pytest.raises(UsageError, match="'PixelDiscriminator' is not an image model scenestyle can run"):
+        load_model(str(path), arch="PixelDiscriminator")
 
 
 def test_real_dncnn_25_loads_from_shared(shared_dir):

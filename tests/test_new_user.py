@@ -417,7 +417,7 @@ def test_lock_sigma_reaches_the_loaded_model(tmp_path):
     lock.write_text(f'[models.dn-15]\ntask = "denoise"\narch = "DnCNN"\nkwargs = {{ in_nc = 1, out_nc = 1, nc = 8, nb = 3 }}\n'
                     f'sha256 = "{w.file_sha256(f)}"\nlicence = "MIT"\nformat = "pth"\nsigma = 15\n'
                     'urls = ["https://example.org/dn.pth"]\n')
-    assert load_model(str(f), lock=lock).module.fixed_sigma == pytest.approx(15 / 255)
+    assert load_model(str(f), lock=lock).meta.fixed_sigma == pytest.approx(15 / 255)
     assert w.load_lock()["dncnn-25"].sigma == 25
     bad = tmp_path / "bad.lock"
     bad.write_text(lock.read_text().replace("sigma = 15", "sigma = 0"))

@@ -1,7 +1,9 @@
-"""Architectures: build, forward, key layouts, detect round trip, golden outputs, MACs, halos."""
+"""Architectures: build, forward, key layouts, detect round trip, golden outputs, MACs, halos;
+the metadata table (``nn.meta``) the engine reads for each generator."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import numpy as np
@@ -10,8 +12,9 @@ import torch
 from torch import nn
 
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn import ARCHS, build, count_macs, detect_arch, list_archs
+from scenestyle.nn import ARCHS, ModelMeta, build, count_macs, describe, detect_arch, list_archs
 from scenestyle.nn._blocks import round_up
+from scenestyle.nn.meta import TABLE
 from scenestyle.nn.compact import CompactGenerator
 from scenestyle.nn.cyclegan import ResnetGenerator, UnetGenerator
 from scenestyle.nn.dncnn import DnCNN
@@ -20,17 +23,14 @@ from scenestyle.nn.srvgg import SRVGGNetCompact
 
 from conftest import TINY
 
-GENERATOR_ATTRS = ("in_channels", "out_channels", "scale", "value_range", "size_multiple", "halo", "task")
-
-
 def tiny(name: str) -> dict:
     if name not in TINY:
         pytest.fail(f"architecture {name!r} has no entry in tests/conftest.py TINY")
     return dict(TINY[name])
 
 
-# Registered networks that are not inference generators: no task, no generator attributes.
-# Named rather than inferred from a missing attribute, so a generator that loses one fails.
+# Registered networks that are not inference generators: no entry in the metadata table.
+# Named rather than inferred from a missing entry, so a generator that loses its entry fails.
 NOT_GENERATORS = ("NLayerDiscriminator", "PixelDiscriminator", "VGGStyleDiscriminator", "UNetDiscriminatorSN", "InceptionV3FID")
 
 
@@ -38,12 +38,22 @@ def is_generator(name: str) -> bool:
     return name not in NOT_GENERATORS
 
 
-def tiny_input(model: nn.Module, seed: int = 1, min_size: int = 32) -> torch.Tensor:
-    size = round_up(min_size, getattr(model, "size_multiple", 1))
-    channels = getattr(model, "in_channels", 3)
-    lo, hi = getattr(model, "value_range", (-1.0, 1.0))
+def meta_of(name: str, **kwargs) -> ModelMeta | None:
+    """The generator's ModelMeta at its TINY kwargs (updated by ``kwargs``); None for other networks."""
+    return describe(name, {**tiny(name), **kwargs}) if is_generator(name) else None
+
+
+def tiny_input(meta: ModelMeta | None, seed: int = 1, min_size: int = 32) -> torch.Tensor:
+    """A random input the network takes: 3 channels in [-1, 1] for a discriminator (``meta`` None)."""
+    size = round_up(min_size, meta.size_multiple if meta else 1)
+    channels, (lo, hi) = (meta.in_channels, meta.value_range) if meta else (3, (-1.0, 1.0))
     g = torch.Generator().manual_seed(seed)
     return lo + (hi - lo) * torch.rand(1, channels, size, size, generator=g)
+
+
+def forward(model: nn.Module, meta: ModelMeta | None, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``; a noise-level model gets σ = 25/255."""
+    return model(x, 25 / 255) if meta is not None and meta.takes_sigma else model(x)
 
 
 def test_every_registered_arch_has_tiny_kwargs():
@@ -59,15 +69,15 @@ def test_unknown_arch_lists_valid_names():
 
 @pytest.mark.parametrize("name", list_archs())
 def test_build_and_forward(name):
-    model = build(name, **tiny(name)).eval()
-    x = tiny_input(model)
+    model, meta = build(name, **tiny(name)).eval(), meta_of(name)
+    x = tiny_input(meta)
     with torch.no_grad():
-        y = model(x)
+        y = forward(model, meta, x)
     assert torch.isfinite(y).all()
-    if is_generator(name):
-        s = model.scale
-        assert y.shape == (1, model.out_channels, x.shape[2] * s, x.shape[3] * s)
-        if model.value_range == (-1.0, 1.0):  # tanh heads
+    if meta is not None:
+        s = meta.scale
+        assert y.shape == (1, meta.out_channels, x.shape[2] * s, x.shape[3] * s)
+        if meta.value_range == (-1.0, 1.0):  # tanh heads
             assert y.abs().max() <= 1.0
     elif hasattr(model, "feature_dim"):  # feature extractors (InceptionV3FID): one vector per image
         assert y.shape == (1, model.feature_dim)
@@ -75,24 +85,42 @@ def test_build_and_forward(name):
         assert y.dim() == 4 and y.shape[:2] == (1, 1)
 
 
-def test_non_generators_are_registered_and_have_no_task():
+def test_the_table_covers_exactly_the_generators():
+    assert set(TABLE) == {n for n in list_archs() if is_generator(n)}
     for name in NOT_GENERATORS:
-        assert not hasattr(build(name, **tiny(name)), "task"), name
+        with pytest.raises(KeyError, match="not an image model scenestyle can run"):
+            describe(name)
+
+
+def test_architecture_files_carry_no_engine_metadata():
+    """What the engine reads lives in nn.meta: a module is forward and weights only."""
+    engine_names = {"in_channels", "out_channels", "value_range", "size_multiple", "halo", "task", "noise_level",
+                    "noise_level_input", "sigma_max", "int8_chains", "fixed_sigma"}
+    for name in list_archs():
+        model = build(name, **tiny(name))
+        for m in model.modules():
+            if not type(m).__module__.startswith("scenestyle.nn"):  # torch's own layers (Conv2d.in_channels ...)
+                continue
+            assert not engine_names & (set(vars(m)) | set(vars(type(m)))), (name, type(m).__name__)
 
 
 @pytest.mark.parametrize("name", [n for n in list_archs() if is_generator(n)])
-def test_generator_attributes(name):
-    model = build(name, **tiny(name))
-    for attr in GENERATOR_ATTRS:
-        assert hasattr(model, attr), attr
-    assert isinstance(model.in_channels, int) and isinstance(model.out_channels, int)
-    assert isinstance(model.scale, int) and model.scale >= 1
-    assert isinstance(model.size_multiple, int) and model.size_multiple >= 1
-    assert isinstance(model.halo, int) and model.halo >= 1
-    assert model.task in ("style", "upscale", "denoise")
-    lo, hi = model.value_range
+def test_generator_meta(name):
+    meta = meta_of(name)
+    assert meta.arch == name
+    assert isinstance(meta.in_channels, int) and isinstance(meta.out_channels, int)
+    assert isinstance(meta.scale, int) and meta.scale >= 1
+    assert isinstance(meta.size_multiple, int) and meta.size_multiple >= 1
+    assert isinstance(meta.halo, int) and meta.halo >= 1
+    assert meta.task in ("style", "upscale", "denoise")
+    lo, hi = meta.value_range
     assert isinstance(lo, float) and isinstance(hi, float)
-    assert (lo, hi) == ((-1.0, 1.0) if model.task == "style" else (0.0, 1.0))
+    assert (lo, hi) == ((-1.0, 1.0) if meta.task == "style" else (0.0, 1.0))
+    assert meta.takes_sigma == (meta.sigma_max is not None) and meta.fixed_sigma is None
+    model = build(name, **tiny(name))
+    assert all(isinstance(model.get_submodule(c), nn.Module) for c in meta.int8_chains)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        meta.halo = 0
 
 
 @pytest.mark.parametrize("name", list_archs())
@@ -108,11 +136,14 @@ def test_detect_round_trip(name):
     assert found == type(model).__name__
     if found == name:  # class registered under its own name: every given kwarg comes back
         assert {k: found_kwargs[k] for k in kwargs} == kwargs
+    # a named variant's table entry agrees with its class's, at the kwargs detection reads back
+    assert dataclasses.replace(describe(found, found_kwargs), arch=name) == meta_of(name)
     rebuilt = build(found, **found_kwargs).eval()
     rebuilt.load_state_dict(sd, strict=True)
-    x = tiny_input(model)
+    meta = meta_of(name)
+    x = tiny_input(meta)
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(x), model(x), rtol=0, atol=0)
+        torch.testing.assert_close(forward(rebuilt, meta, x), forward(model, meta, x), rtol=0, atol=0)
 
 
 # --- official key layouts -----------------------------------------------------------------
@@ -225,9 +256,9 @@ GOLDEN = {
 
 def golden_values(name: str) -> list[float]:
     torch.manual_seed(0)
-    model = build(name, **tiny(name)).eval()
+    model, meta = build(name, **tiny(name)).eval(), meta_of(name)
     with torch.no_grad():
-        y = model(tiny_input(model))
+        y = forward(model, meta, tiny_input(meta))
     flat = y.flatten().double()
     idx = torch.linspace(0, flat.numel() - 1, 5).round().long()
     return flat[idx].tolist() + [flat.mean().item(), flat.std().item()]
@@ -280,16 +311,16 @@ def test_compact_generator_is_15x_cheaper_than_resnet9():
 
 # --- halo: tiles with this much overlap reproduce whole-image output ----------------------
 
-def dependency_radius(model: nn.Module, size: int) -> int:
+def dependency_radius(model: nn.Module, meta: ModelMeta, size: int) -> int:
     """Largest distance (input pixels) from input pixel ``o // scale`` that output pixel ``o``
     depends on, measured from gradients around the image centre (float64, every phase)."""
     model = model.double().eval()
-    s = model.scale
-    x = torch.randn(1, model.in_channels, size, size, dtype=torch.float64, requires_grad=True)
-    y = model(x)
+    s = meta.scale
+    x = torch.randn(1, meta.in_channels, size, size, dtype=torch.float64, requires_grad=True)
+    y = forward(model, meta, x)
     c = size * s // 2
     radius = 0
-    phases = max(2, s * model.size_multiple)  # one period of output phases (strides and upscale)
+    phases = max(2, s * meta.size_multiple)  # one period of output phases (strides and upscale)
     for dy in range(phases):
         for dx in range(phases):
             oy, ox = c + dy, c + dx
@@ -316,17 +347,18 @@ HALO_CASES = [
 @pytest.mark.parametrize(("name", "kwargs"), HALO_CASES)
 def test_halo_covers_receptive_field(name, kwargs):
     torch.manual_seed(0)
-    model = build(name, **kwargs)
-    radius = dependency_radius(model, size=round_up(2 * model.halo + 16, model.size_multiple))
-    assert radius <= model.halo
-    assert model.halo - radius < max(4, model.size_multiple)  # and not needlessly large
+    model, meta = build(name, **kwargs), describe(name, kwargs)
+    radius = dependency_radius(model, meta, size=round_up(2 * meta.halo + 16, meta.size_multiple))
+    assert radius <= meta.halo
+    assert meta.halo - radius < max(4, meta.size_multiple)  # and not needlessly large
 
 
 def test_halo_tile_matches_whole_image():
     """An interior tile cut with ``halo`` overlap gives the whole-image output exactly (no norm)."""
     torch.manual_seed(0)
-    model = CompactGenerator(ngf=4, n_blocks=2, norm="none").eval()
-    h = model.halo
+    kwargs = dict(ngf=4, n_blocks=2, norm="none")
+    model = CompactGenerator(**kwargs).eval()
+    h = describe("CompactGenerator", kwargs).halo
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         whole = model(x)
@@ -335,27 +367,27 @@ def test_halo_tile_matches_whole_image():
 
 
 def test_default_halos():
-    with torch.device("meta"):
-        assert ResnetGenerator().halo == 84
-        assert CompactGenerator().halo == 88
-        assert DnCNN().halo == 17
-        assert SRVGGNetCompact(num_conv=32).halo == 34
-        assert [RRDBNet(scale=s).halo for s in (4, 2, 1)] == [24, 40, 64]
-        assert UnetGenerator(num_downs=8).halo == 256
+    assert describe("ResnetGenerator").halo == 84
+    assert describe("CompactGenerator").halo == 88
+    assert describe("DnCNN").halo == 17
+    assert describe("SRVGGNetCompact", dict(num_conv=32)).halo == 34
+    assert [describe("RRDBNet", dict(scale=s)).halo for s in (4, 2, 1)] == [24, 40, 64]
+    assert describe("UnetGenerator", dict(num_downs=8)).halo == 256
 
 
 def test_size_multiples():
-    with torch.device("meta"):
-        assert ResnetGenerator().size_multiple == 4 and CompactGenerator().size_multiple == 4
-        assert UnetGenerator(num_downs=7).size_multiple == 128
-        assert [RRDBNet(scale=s).size_multiple for s in (4, 2, 1)] == [1, 2, 4]
-        assert [RRDBNet(scale=s).scale for s in (4, 2, 1)] == [4, 2, 1]
+    assert describe("ResnetGenerator").size_multiple == 4 and describe("CompactGenerator").size_multiple == 4
+    assert describe("UnetGenerator", dict(num_downs=7)).size_multiple == 128
+    assert [describe("RRDBNet", dict(scale=s)).size_multiple for s in (4, 2, 1)] == [1, 2, 4]
+    assert [describe("RRDBNet", dict(scale=s)).scale for s in (4, 2, 1)] == [4, 2, 1]
+    assert describe("SRVGGNetCompact").int8_chains == ("body",)  # its forward applies body in order
 
 
 def test_builders_write_out_variant_settings():
     with torch.device("meta"):
         assert len(build("resnet_9blocks").model) == 28 and len(build("resnet_6blocks").model) == 25
-        assert build("unet_128").size_multiple == 128 and build("unet_256").size_multiple == 256
+    assert describe("unet_128").size_multiple == 128 and describe("unet_256").size_multiple == 256
+    assert describe("resnet_9blocks").halo == describe("ResnetGenerator", dict(n_blocks=9)).halo
     for name in ("resnet_9blocks", "resnet_6blocks"):
         assert "n_blocks" not in inspect.signature(ARCHS[name]).parameters
     for name in ("unet_128", "unet_256"):
@@ -432,7 +464,7 @@ def test_instance_norm_models_agree_in_channels_last(name):
 
     model = build(name, **tiny(name)).eval()
     assert all(type(m) is InstanceNorm2d for m in model.modules() if isinstance(m, nn.InstanceNorm2d))
-    x = tiny_input(model, min_size=48)
+    x = tiny_input(meta_of(name), min_size=48)
     with torch.no_grad():
         want = model(x)
         got = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))

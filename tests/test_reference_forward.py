@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from scenestyle.engine.run import _interpolate
 from scenestyle.loading import LoadedModel
-from scenestyle.nn import build
+from scenestyle.nn import build, describe
 
 
 def _inorm(x):
@@ -87,7 +87,8 @@ def test_denoise_strength_interpolates_weights_like_real_esrgan():
     wb = b.state_dict()
 
     def loaded(m):
-        return LoadedModel(module=m, name="x", arch="SRVGGNetCompact", kwargs={}, sha256="0" * 64, path=None, task="upscale")
+        meta = describe("SRVGGNetCompact", dict(num_feat=8, num_conv=2, upscale=4))
+        return LoadedModel(module=m, meta=meta, name="x", kwargs={}, sha256="0" * 64, path=None)
 
     _interpolate(loaded(a), loaded(b), 0.3)
     for k, v in a.state_dict().items():

@@ -15,13 +15,20 @@ from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_sta
 from scenestyle.engine.tiles import run_model
 from scenestyle.engine.windows import axis_weights, even_core, window_starts
 from scenestyle.errors import ScenestyleError, UsageError
-from scenestyle.nn import build
+from scenestyle.nn import ModelMeta, build, describe
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 NCHW = Placement(torch.device("cpu"), torch.float32, False, None, "test")
 
 
 # ---------------------------------------------------------------- tiny stand-ins for scenestyle.nn archs
+
+
+def meta(task: str = "denoise", *, scale: int = 1, value_range=(0.0, 1.0), size_multiple: int = 1, halo: int = 0,
+         channels: int = 3) -> ModelMeta:
+    """What the loader would say about a stand-in."""
+    return ModelMeta(arch="stand-in", task=task, in_channels=channels, out_channels=channels, scale=scale,
+                     size_multiple=size_multiple, halo=halo, value_range=value_range)
 
 
 class TinyDnCNN(nn.Module):
@@ -34,8 +41,7 @@ class TinyDnCNN(nn.Module):
             layers += [nn.Conv2d(features, features, 3, padding=1), nn.ReLU()]
         layers.append(nn.Conv2d(features, channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        self.in_channels = self.out_channels = channels
-        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (0.0, 1.0), 1, halo, "denoise"
+        self.meta = meta("denoise", halo=halo, channels=channels)  # a test convenience: the engine reads it as an argument
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.body(x)
@@ -51,8 +57,8 @@ class TinySRVGG(nn.Module):
             layers += [nn.Conv2d(features, features, 3, padding=1), nn.PReLU(features)]
         layers += [nn.Conv2d(features, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale)]
         self.body = nn.Sequential(*layers)
-        self.in_channels = self.out_channels = 3
-        self.scale, self.value_range, self.size_multiple, self.halo, self.task = scale, (0.0, 1.0), 1, halo, "upscale"
+        self.scale = scale
+        self.meta = meta("upscale", scale=scale, halo=halo)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + nn.functional.interpolate(x, scale_factor=self.scale, mode="nearest")
@@ -81,9 +87,8 @@ class TinyResnetGenerator(nn.Module):
             nn.ConvTranspose2d(2 * ngf, ngf, 3, 2, 1, output_padding=1), norm(ngf), nn.ReLU(),
             nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh(),
         )
-        self.in_channels = self.out_channels = 3
-        self.scale, self.value_range, self.size_multiple, self.task = 1, (-1.0, 1.0), 4, "style"
-        self.halo = 15 + 8 * n_blocks + 1  # not a multiple of 4 on purpose: run_model rounds it up
+        # halo not a multiple of 4 on purpose: run_model rounds it up
+        self.meta = meta("style", value_range=(-1.0, 1.0), size_multiple=4, halo=15 + 8 * n_blocks + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.down(x)
@@ -147,9 +152,9 @@ def test_window_starts_cover_every_pixel_with_halo_context(length, window, core,
 def test_tiled_matches_whole_image(model, size, tile):
     model = seeded(model)
     x = image(*size)
-    whole = run_model(model, x, FP32, tile=0)
-    tiled = run_model(model, x, FP32, tile=tile, batch_size=3)
-    assert whole.shape == tiled.shape == (1, 3, size[0] * model.scale, size[1] * model.scale)
+    whole = run_model(model, model.meta, x, FP32, tile=0)
+    tiled = run_model(model, model.meta, x, FP32, tile=tile, batch_size=3)
+    assert whole.shape == tiled.shape == (1, 3, size[0] * model.meta.scale, size[1] * model.meta.scale)
     assert whole.dtype == torch.float32 and whole.device.type == "cpu"
     assert psnr(tiled, whole) >= 40
 
@@ -157,7 +162,7 @@ def test_tiled_matches_whole_image(model, size, tile):
 def test_whole_image_equals_plain_forward_and_pads_to_size_multiple():
     model = seeded(TinyResnetGenerator())
     x = image(30, 45, -1, 1)  # neither side a multiple of 4
-    got = run_model(model, x, NCHW, tile=0)
+    got = run_model(model, model.meta, x, NCHW, tile=0)
     padded = nn.functional.pad(x, (0, 3, 0, 2), mode="reflect")
     with torch.inference_mode():
         want = model(padded)[:, :, :30, :45]
@@ -169,8 +174,8 @@ def test_batched_equals_unbatched_and_progress_counts():
     model = seeded(TinyDnCNN())
     x = image(50, 50)
     calls: list[tuple[int, int]] = []
-    a = run_model(model, x, FP32, tile=16, batch_size=1, progress=lambda d, t: calls.append((d, t)))
-    b = run_model(model, x, FP32, tile=16, batch_size=4)
+    a = run_model(model, model.meta, x, FP32, tile=16, batch_size=1, progress=lambda d, t: calls.append((d, t)))
+    b = run_model(model, model.meta, x, FP32, tile=16, batch_size=4)
     assert torch.allclose(a, b, atol=1e-5)
     total = calls[-1][1]
     assert total > 1 and calls[0] == (0, total) and calls[-1] == (total, total)
@@ -180,9 +185,10 @@ def test_batched_equals_unbatched_and_progress_counts():
 def test_bf16_placement_returns_float32_close_to_fp32():
     model = seeded(TinyDnCNN())
     x = image(32, 32)
-    ref = run_model(model, x, FP32, tile=0)
+    ref = run_model(model, model.meta, x, FP32, tile=0)
     bf = Placement(torch.device("cpu"), torch.bfloat16, True, None, "test")
-    out = run_model(seeded(TinyDnCNN()).to(torch.bfloat16), x, bf, tile=16)
+    bf_model = seeded(TinyDnCNN()).to(torch.bfloat16)
+    out = run_model(bf_model, bf_model.meta, x, bf, tile=16)
     assert out.dtype == torch.float32
     assert 25 < psnr(out, ref) < float("inf")
 
@@ -233,24 +239,25 @@ def test_sink_blocks_tile_the_output_once_and_match_the_plain_blend(h, w, tile, 
         got[:, r : r + block.shape[1], c : c + block.shape[2]] = block
         seen[r : r + block.shape[1], c : c + block.shape[2]] += 1
 
-    assert run_model(model, x, FP32, tile=tile, batch_size=batch, sink=sink) is None
+    assert run_model(model, model.meta, x, FP32, tile=tile, batch_size=batch, sink=sink) is None
     assert bool((seen == 1).all()), "every output pixel is handed over exactly once"
     torch.testing.assert_close(got[None], ref, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(run_model(model, x, FP32, tile=tile, batch_size=batch), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run_model(model, model.meta, x, FP32, tile=tile, batch_size=batch), ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("tile,pattern", [(-1, "positive multiple of 4"), (30, "try 28")])
 def test_bad_tile_is_a_usage_error(tile, pattern):
     with pytest.raises(UsageError, match=pattern):
-        run_model(seeded(TinyResnetGenerator()), image(32, 32, -1, 1), FP32, tile=tile)
+        model = seeded(TinyResnetGenerator())
+        run_model(model, model.meta, image(32, 32, -1, 1), FP32, tile=tile)
 
 
 def test_wrong_input_is_rejected():
     model = seeded(TinyDnCNN())
     with pytest.raises(UsageError, match="3-channel"):
-        run_model(model, torch.rand(1, 1, 16, 16), FP32)
+        run_model(model, model.meta, torch.rand(1, 1, 16, 16), FP32)
     with pytest.raises(ValueError, match="float32 1xCxHxW"):
-        run_model(model, torch.rand(3, 16, 16), FP32)
+        run_model(model, model.meta, torch.rand(3, 16, 16), FP32)
 
 
 # ---------------------------------------------------------------- memory: auto tile and OOM
@@ -260,20 +267,20 @@ def test_auto_tile_whole_image_when_memory_is_plenty(monkeypatch):
     model = seeded(TinyDnCNN())
     monkeypatch.setattr(memory, "available_memory", lambda device: 1 << 40)
     calls: list[tuple[int, int]] = []
-    run_model(model, image(40, 40), FP32, progress=lambda d, t: calls.append((d, t)))
+    run_model(model, model.meta, image(40, 40), FP32, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1] == (1, 1)
 
 
 def test_auto_tile_splits_when_memory_is_short(monkeypatch):
     model = seeded(TinyDnCNN())
     x = image(96, 96)
-    bpp = memory.bytes_per_input_pixel(model, FP32)
+    bpp = memory.bytes_per_input_pixel(model, model.meta, FP32)
     assert bpp > 16 * 4  # 16 float32 feature maps at least
     monkeypatch.setattr(memory, "available_memory", lambda device: int(2 * bpp * 40 * 40) + 4 * x.numel())
     calls: list[tuple[int, int]] = []
-    out = run_model(model, x, FP32, progress=lambda d, t: calls.append((d, t)))
+    out = run_model(model, model.meta, x, FP32, progress=lambda d, t: calls.append((d, t)))
     assert calls[-1][1] > 1
-    assert psnr(out, run_model(model, x, FP32, tile=0)) >= 40
+    assert psnr(out, run_model(model, model.meta, x, FP32, tile=0)) >= 40
 
 
 class OOMAbove(nn.Module):
@@ -282,8 +289,7 @@ class OOMAbove(nn.Module):
     def __init__(self, inner: nn.Module, limit: int):
         super().__init__()
         self.inner, self.limit, self.sides = inner, limit, []
-        for k in ("in_channels", "out_channels", "scale", "value_range", "size_multiple", "halo", "task"):
-            setattr(self, k, getattr(inner, k))
+        self.meta = inner.meta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.sides.append(max(x.shape[-2:]))
@@ -296,22 +302,22 @@ def test_oom_halves_tile_and_retries():
     inner = seeded(TinyDnCNN(halo=4))
     model = OOMAbove(inner, limit=40)
     x = image(100, 100)
-    out = run_model(model, x, FP32, tile=64)
+    out = run_model(model, model.meta, x, FP32, tile=64)
     # 64 spreads to 50-px cores over 100 px: 50+8 fails; 32 spreads to 25: 25+8 fits
     assert model.sides[0] == 58 and max(model.sides[1:]) == 33
-    assert psnr(out, run_model(inner, x, FP32, tile=0)) >= 40
+    assert psnr(out, run_model(inner, inner.meta, x, FP32, tile=0)) >= 40
 
 
 def test_oom_on_whole_image_then_tiles():
     model = OOMAbove(seeded(TinyDnCNN(halo=4)), limit=40)
-    out = run_model(model, image(64, 64), FP32, tile=0)
+    out = run_model(model, model.meta, image(64, 64), FP32, tile=0)
     assert out.shape == (1, 3, 64, 64) and model.sides[0] == 64
 
 
 def test_oom_at_smallest_tile_gives_up_with_a_clear_error():
     model = OOMAbove(seeded(TinyDnCNN(halo=4)), limit=4)
     with pytest.raises(ScenestyleError, match="out of memory"):
-        run_model(model, image(64, 64), FP32, tile=32)
+        run_model(model, model.meta, image(64, 64), FP32, tile=32)
 
 
 def test_other_errors_are_not_retried():
@@ -320,7 +326,7 @@ def test_other_errors_are_not_retried():
             raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        run_model(Broken(), image(32, 32), FP32, tile=8)
+        run_model(Broken(), Broken().meta, image(32, 32), FP32, tile=8)
 
 
 # ---------------------------------------------------------------- instance norm
@@ -352,15 +358,15 @@ def test_frozen_instance_norm_restores_on_error():
 
 @pytest.mark.slow
 def test_instance_norm_global_stats_beat_per_tile_stats(monkeypatch):
-    model = seeded(build("ResnetGenerator", ngf=8, n_blocks=2))
+    model, m = seeded(build("ResnetGenerator", ngf=8, n_blocks=2)), describe("ResnetGenerator", dict(ngf=8, n_blocks=2))
     x = image(1024, 1024, -1, 1)
-    whole = run_model(model, x, FP32, tile=0)
-    tiled = run_model(model, x, FP32, tile=256)
+    whole = run_model(model, m, x, FP32, tile=0)
+    tiled = run_model(model, m, x, FP32, tile=256)
     global_db = psnr(tiled, whole, peak=2.0)
 
     # naive tiling: no whole-image pass, each tile normalised by its own statistics
     monkeypatch.setattr(tiles, "whole_image_stats", lambda *a, **k: {})
-    naive = run_model(model, x, FP32, tile=256)
+    naive = run_model(model, m, x, FP32, tile=256)
     naive_db = psnr(naive, whole, peak=2.0)
     assert global_db >= 35, global_db
     assert naive_db < global_db - 3, (naive_db, global_db)
@@ -369,10 +375,10 @@ def test_instance_norm_global_stats_beat_per_tile_stats(monkeypatch):
 def test_stats_from_downscaled_image_beat_per_tile_stats(monkeypatch):
     model = seeded(TinyResnetGenerator())
     x = image(256, 256, -1, 1)
-    full = run_model(model, x, FP32, tile=0)
-    approx_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=128 * 128), full, peak=2.0)
+    full = run_model(model, model.meta, x, FP32, tile=0)
+    approx_db = psnr(run_model(model, model.meta, x, FP32, tile=64, stats_max_pixels=128 * 128), full, peak=2.0)
     monkeypatch.setattr(tiles, "whole_image_stats", lambda *a, **k: {})
-    naive_db = psnr(run_model(model, x, FP32, tile=64), full, peak=2.0)
+    naive_db = psnr(run_model(model, model.meta, x, FP32, tile=64), full, peak=2.0)
     # a random net on fine texture is a hard case (about 21 vs 15 dB); trained generators fare better
     assert approx_db > naive_db + 3, (approx_db, naive_db)
 
@@ -380,16 +386,16 @@ def test_stats_from_downscaled_image_beat_per_tile_stats(monkeypatch):
 def test_exact_statistics_from_tiled_prefix_passes_match_the_whole_image(monkeypatch):
     model = seeded(TinyResnetGenerator())
     x = image(256, 192, -1, 1)
-    full = run_model(model, x, FP32, tile=0)
+    full = run_model(model, model.meta, x, FP32, tile=0)
     # the ceiling: statistics from one whole-image pass (tiles still differ a little: halo, feathering)
-    ceiling_db = psnr(run_model(model, x, FP32, tile=64), full, peak=2.0)
+    ceiling_db = psnr(run_model(model, model.meta, x, FP32, tile=64), full, peak=2.0)
     monkeypatch.setattr(norm_stats, "EXACT_NORMS", 10**6)  # every norm from tiled prefix passes
-    exact_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    exact_db = psnr(run_model(model, model.meta, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
     assert exact_db > ceiling_db - 0.1 and exact_db > 50, (exact_db, ceiling_db)
     monkeypatch.setattr(norm_stats, "EXACT_NORMS", 0)
-    copy_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    copy_db = psnr(run_model(model, model.meta, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
     monkeypatch.setattr(norm_stats, "EXACT_NORMS", 1)
-    first_db = psnr(run_model(model, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
+    first_db = psnr(run_model(model, model.meta, x, FP32, tile=64, stats_max_pixels=96 * 96), full, peak=2.0)
     assert copy_db < first_db < exact_db, (copy_db, first_db, exact_db)
 
 
@@ -404,12 +410,12 @@ REAL_ARCHS = [
 
 @pytest.mark.parametrize("name,kwargs,vrange", REAL_ARCHS, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(REAL_ARCHS)])
 def test_real_architectures_tiled_match_whole(name, kwargs, vrange):
-    model = seeded(build(name, **kwargs))
+    model, m = seeded(build(name, **kwargs)), describe(name, kwargs)
     lo, hi = vrange
     x = image(52, 68, lo, hi)
-    whole = run_model(model, x, FP32, tile=0)
-    tiled = run_model(model, x, FP32, tile=16, batch_size=2)
-    assert tiled.shape == (1, model.out_channels, 52 * model.scale, 68 * model.scale)
+    whole = run_model(model, m, x, FP32, tile=0)
+    tiled = run_model(model, m, x, FP32, tile=16, batch_size=2)
+    assert tiled.shape == (1, m.out_channels, 52 * m.scale, 68 * m.scale)
     assert psnr(tiled, whole, peak=hi - lo) >= 40
 
 
@@ -419,8 +425,7 @@ class _SignedIdentity(nn.Module):
     def __init__(self):
         super().__init__()
         self.gain = nn.Parameter(torch.ones((), dtype=torch.bfloat16))
-        self.in_channels = self.out_channels = 3
-        self.scale, self.value_range, self.size_multiple, self.halo, self.task = 1, (-1.0, 1.0), 1, 0, "style"
+        self.meta = meta("style", value_range=(-1.0, 1.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gain
@@ -431,6 +436,7 @@ def test_unit_range_maps_to_the_models_range_before_the_bf16_cast():
 
     bf16 = Placement(torch.device("cpu"), torch.bfloat16, True, None, "test")
     x = torch.full((1, 3, 8, 8), 0.5 + 0.0007)  # mid-grey: bf16 of 0.5007 in [0, 1] rounds to 0.5
-    y = run_model(UnitRange(_SignedIdentity()), x, bf16, tile=0)
+    inner = _SignedIdentity()
+    y = run_model(UnitRange(inner, inner.meta.value_range), meta("style"), x, bf16, tile=0)
     # mapped first, 0.0014 in [-1, 1] keeps bf16's relative precision: back within 1e-5 of the input
     assert torch.allclose(y, x, atol=1e-5), (y.flatten()[0].item(), x.flatten()[0].item())

@@ -19,7 +19,7 @@ from scenestyle.engine.tasks import Processor
 from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, RowStream, jpeg, png, read_picture, sample_buffer, tiff, write_picture
 from scenestyle.imaging.rows import write_array
-from scenestyle.nn import build
+from scenestyle.nn import ModelMeta, build, describe
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 
@@ -27,6 +27,10 @@ FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 def _upscaler(scale: int = 2) -> torch.nn.Module:
     torch.manual_seed(0)
     return build("SRVGGNetCompact", num_feat=8, num_conv=3, upscale=scale).eval()
+
+
+def _up_meta(scale: int = 2) -> ModelMeta:
+    return describe("SRVGGNetCompact", dict(num_feat=8, num_conv=3, upscale=scale))
 
 
 def _picture(h: int, w: int, channels: int, alpha: bool, bits: int) -> Picture:
@@ -46,7 +50,7 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
     monkeypatch.setattr(jpeg, "JPEG_STRIP_BYTES", 1)  # a strip per MCU row: many restarts
     monkeypatch.setattr(tiff, "TIFF_STRIP_BYTES", 999)
     monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 999)
-    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, stream_pixels=0 if streamed else 10**9)
+    proc = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, stream_pixels=0 if streamed else 10**9)
     pic = _picture(21, 30, channels, alpha, bits)
     quantised = proc(pic)
     assert quantised.streamed == streamed
@@ -68,8 +72,8 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
 
 def test_same_size_big_upscales_stream_one_by_one_instead_of_sharing_a_float_batch():
     pics = [_picture(10, 12, 3, False, 8) for _ in range(3)]
-    small = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=10**9)
-    big = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480)  # 20×24 results are "big"
+    small = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=10**9)
+    big = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480)  # 20×24 results are "big"
     batched, streamed = small.many(pics), big.many(pics)
     assert [p.streamed for p in batched] == [False] * 3 and [p.streamed for p in streamed] == [True] * 3
 
@@ -84,7 +88,7 @@ def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path
     torch.manual_seed(0)
     model = build(arch, **kwargs).eval()
     pic = _picture(40, 52, channels, alpha, 8)
-    whole, streamed = (Processor(model=model, placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
+    whole, streamed = (Processor(model=model, meta=describe(arch, kwargs), placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
                        for n in (10**9, 0))
     assert not whole.streamed and streamed.streamed and streamed.pixels.shape == pic.pixels.shape
     write_picture(tmp_path / "whole.png", whole)
@@ -95,14 +99,14 @@ def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path
     if alpha:
         assert np.array_equal(a.alpha, b.alpha)
     if strength < 1 and task != "denoise" or arch == "DnCNN":  # the blend really happened on the streamed path
-        plain = Processor(model=model, placement=FP32, task=task, tile=16, stream_pixels=10**9)(pic)
+        plain = Processor(model=model, meta=describe(arch, kwargs), placement=FP32, task=task, tile=16, stream_pixels=10**9)(pic)
         assert not np.allclose(plain.pixels, a.pixels, atol=1 / 255)
 
 
 @pytest.mark.parametrize("outscale", [3.0, 1.5, 0.7])
 @pytest.mark.parametrize("streamed", [False, True])
 def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, outscale, streamed):
-    proc = Processor(model=_upscaler(2), placement=FP32, task="upscale", tile=8, outscale=outscale,
+    proc = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, outscale=outscale,
                      stream_pixels=0 if streamed else 10**9)
     pic = _picture(21, 30, 3, True, 8)
     out = proc(pic)
@@ -245,16 +249,14 @@ def test_nan_from_the_model_is_one_clear_error():
         def __init__(self):
             super().__init__()
             self.inner = model
-            for k in ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range"):
-                setattr(self, k, getattr(model, k))
 
         def forward(self, x):
             return self.inner(x) * float("nan")
 
-    proc = Processor(model=Broken(), placement=FP32, task="upscale", tile=8)
+    proc = Processor(model=Broken(), meta=_up_meta(2), placement=FP32, task="upscale", tile=8)
     with pytest.raises(ScenestyleError, match="NaN or infinite"):
         proc(_picture(10, 12, 3, False, 8))
-    streamed = Processor(model=Broken(), placement=FP32, task="upscale", tile=8, stream_pixels=0)(_picture(10, 12, 3, False, 8))
+    streamed = Processor(model=Broken(), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, stream_pixels=0)(_picture(10, 12, 3, False, 8))
     with pytest.raises(ScenestyleError, match="^the model produced NaN"):  # its own words, not "cannot write"
         write_picture(Path("/tmp") / "scenestyle-nan-test.png", streamed)
     assert not list(Path("/tmp").glob("*scenestyle-nan-test.png*"))
@@ -302,8 +304,6 @@ class _OOMOnce(torch.nn.Module):
     def __init__(self, inner: torch.nn.Module, fail_on: int):
         super().__init__()
         self.inner, self.fail_on, self.calls = inner, fail_on, 0
-        for k in ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range"):
-            setattr(self, k, getattr(inner, k))
 
     def forward(self, x):
         self.calls += 1
@@ -317,9 +317,9 @@ def test_a_stream_that_restarts_after_out_of_memory_writes_the_clean_runs_file(t
     inner = _upscaler(2)
     flaky = _OOMOnce(inner, fail_on=5)  # in the second window row of 32-px tiles: rows were already written
     pic = _picture(72, 80, 3, True, 8)
-    streamed = Processor(model=flaky, placement=FP32, task="upscale", tile=32, outscale=outscale, stream_pixels=0)(pic)
+    streamed = Processor(model=flaky, meta=_up_meta(2), placement=FP32, task="upscale", tile=32, outscale=outscale, stream_pixels=0)(pic)
     write_picture(tmp_path / "restarted.png", streamed)
     assert flaky.calls > 5  # it failed, then ran again with 16-px tiles
-    clean = Processor(model=inner, placement=FP32, task="upscale", tile=16, outscale=outscale, stream_pixels=0)(pic)
+    clean = Processor(model=inner, meta=_up_meta(2), placement=FP32, task="upscale", tile=16, outscale=outscale, stream_pixels=0)(pic)
     write_picture(tmp_path / "clean.png", clean)
     assert (tmp_path / "restarted.png").read_bytes() == (tmp_path / "clean.png").read_bytes()

@@ -17,7 +17,7 @@ import scenestyle
 from scenestyle import weights as w
 from scenestyle.cli import app
 from scenestyle.errors import WeightsError
-from scenestyle.nn import _registry, build
+from scenestyle.nn import _registry, build, describe
 from scenestyle.weights import lock as wlock
 from _fixtures import TINY_MODELS, save_weights
 from test_weights import write_lock
@@ -70,18 +70,13 @@ def test_shared_dncnn_file_is_recognised_as_lock_entry():
     assert rw.sha256 == (SHARED / "weights/kair_dncnn/dncnn_25.pth.sha256").read_text().split()[0]
 
 
-def _built(entry: w.WeightsEntry) -> torch.nn.Module:
-    with torch.device("meta"):  # the shape of the model only: no memory, no weights
-        return build(entry.arch, **entry.kwargs)
-
-
 def test_packaged_defaults_name_entries_that_fit_their_command():
     lock, defaults = w.load_lock(), w.load_defaults()
     assert lock[defaults.require("style")].task == "style" and lock[defaults.style].bundled  # stylize works out of the box
     assert lock[defaults.require("denoise")].task == "denoise"
     assert sorted(defaults.upscale) == [2, 4]
     for scale, name in defaults.upscale.items():
-        assert lock[name].task == "upscale" and _built(lock[name]).scale == scale, name
+        assert lock[name].task == "upscale" and describe(lock[name].arch, lock[name].kwargs).scale == scale, name
     twins = {n: e.wdn for n, e in lock.items() if e.wdn}
     assert twins
     for name, twin in twins.items():

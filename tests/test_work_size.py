@@ -135,14 +135,14 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
     from scenestyle.loading import load_model
 
     loaded = load_model(str(tiny_weights["CompactGenerator"]), task="style", offline=True)
-    placement = choose_placement("cpu", "fp32", model=loaded.module)
-    model = prepare(loaded.module, placement)
+    placement = choose_placement("cpu", "fp32", model=loaded.module, meta=loaded.meta)
+    model = prepare(loaded.module, loaded.meta, placement)
     photo = _scene(600, 300, seed=4)
     alpha = np.linspace(0, 1, 600 * 300, dtype=np.float32).reshape(600, 300)
     pic = Picture(pixels=photo, alpha=alpha, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
     outs = []
     for name, stream_pixels in (("whole", 1 << 40), ("streamed", 1)):
-        proc = Processor(model=model, placement=placement, task="style", tile=0, strength=0.7,
+        proc = Processor(model=model, meta=loaded.meta, placement=placement, task="style", tile=0, strength=0.7,
                          work_pixels=40_000, stream_pixels=stream_pixels)
         with torch.inference_mode():
             write_picture(tmp_path / f"{name}.png", proc(pic))

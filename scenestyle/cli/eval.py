@@ -132,6 +132,9 @@ def denoise(
     model: Annotated[Optional[str], typer.Option("--model", help=f"weights.lock name (default {load_defaults().denoise}).")] = None,
     weights: Weights = None, arch: Arch = None,
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels on the 0-255 scale, comma-separated.")] = "25",
+    sigma_source: Annotated[Optional[str], typer.Option("--sigma-source", help=(
+        "Noise-level models (FFDNet) only: the σ the model is given, `true` (the test's own σ, KAIR protocol; "
+        "default) or `estimate` (the blind estimate of each noisy image, as `denoise` does)."))] = None,
     seed: Annotated[int, typer.Option("--seed", help="np.random.seed before the first image of each sigma.")] = 0,
     gray: Annotated[bool, typer.Option("--gray", help="Convert images to grayscale first.")] = False,
     device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
@@ -141,8 +144,9 @@ def denoise(
     from scenestyle.evaluate.denoise import evaluate_denoise
 
     keep, panels = _collector(sheet)
-    report = evaluate_denoise(dataset, model=_spec(model, weights, load_defaults().denoise), arch=arch, sigmas=_sigmas(sigma), seed=seed,
-                              gray=gray, device=device, precision=precision, tile=parse_tile(tile), offline=offline, on_output=keep)
+    report = evaluate_denoise(dataset, model=_spec(model, weights, load_defaults().denoise), arch=arch, sigmas=_sigmas(sigma),
+                              sigma_source=sigma_source, seed=seed, gray=gray, device=device, precision=precision,
+                              tile=parse_tile(tile), offline=offline, on_output=keep)
     _emit(report, json_out, f"eval denoise: {dataset}")
     _write_sheet(sheet, report, panels, json_out)
 

@@ -10,42 +10,37 @@ from torch import Tensor, nn
 from scenestyle._colour import BT601_LUMA
 
 
-# Attributes the tiling engine reads from a generator; a wrapper copies them from the model it wraps.
-GEOMETRY = ("in_channels", "out_channels", "scale", "size_multiple", "halo", "task", "value_range")
-
-
 class UnitRange(nn.Module):
-    """Wraps a generator so it takes and returns [0, 1] images whatever its own value range.
+    """Wraps a generator whose forward works in ``value_range`` so it takes and returns [0, 1]
+    images; extra forward arguments (an FFDNet's σ) pass through.
 
     Doing the mapping per tile inside the model lets the engine feed a zero-copy view of the
     decoded photo: a 25 MP photo is 300 MB per float copy.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, value_range: tuple[float, float]):
         super().__init__()
         self.model = model
-        for name in GEOMETRY:
-            setattr(self, name, getattr(model, name))
-        self.value_range = (0.0, 1.0)  # what this wrapper takes and returns
-        self.lo, self.hi = model.value_range
+        self.lo, self.hi = value_range
         # Another range is mapped in float32 and cast after: bf16 steps of a [0, 1] input near
         # mid-grey are twice as coarse in [-1, 1] units as bf16 of the mapped value (measured:
         # 3 dB less agreement with fp32 for a [-1, 1] generator).
         self.input_dtype = None if (self.lo, self.hi) == (0.0, 1.0) else torch.float32
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *args: object) -> Tensor:
         if self.input_dtype is None:
-            return self.model(x)
+            return self.model(x, *args)
         param = next(self.model.parameters(), None)
         dtype = param.dtype if param is not None and param.is_floating_point() else x.dtype
-        y = self.model((x.float() * (self.hi - self.lo) + self.lo).to(dtype))
+        y = self.model((x.float() * (self.hi - self.lo) + self.lo).to(dtype), *args)
         return (y.float() - self.lo) / (self.hi - self.lo)
 
 
-def to_tensor(pixels: np.ndarray, model: nn.Module) -> Tensor:
-    """H×W×C float32 in [0, 1] → a 1×C×H×W view (no copy), grayscale repeated for a colour model."""
+def to_tensor(pixels: np.ndarray, in_channels: int) -> Tensor:
+    """H×W×C float32 in [0, 1] → a 1×C×H×W view (no copy), grayscale repeated for a colour model
+    (``in_channels`` 3)."""
     x = torch.from_numpy(pixels).permute(2, 0, 1)[None]
-    if x.shape[1] == 1 and model.in_channels == 3:
+    if x.shape[1] == 1 and in_channels == 3:
         x = x.expand(-1, 3, -1, -1)
     return x
 

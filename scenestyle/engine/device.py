@@ -30,8 +30,10 @@ import torch
 from torch import nn
 
 from scenestyle.engine import int8 as int8_mod
+from scenestyle.engine.convert import UnitRange
 from scenestyle.errors import UsageError
 from scenestyle.metrics.psnr_ssim import psnr
+from scenestyle.nn.meta import ModelMeta
 
 __all__ = [
     "Placement",
@@ -43,10 +45,14 @@ __all__ = [
     "check_image",
     "bf16_conv_speedup",
     "to_placement",
+    "model_args",
 ]
 
 AGREEMENT_DB = 40.0
 """Minimum PSNR (dB, over the model's value range) of reduced-precision output vs fp32."""
+
+CHECK_SIGMA = 25 / 255
+"""σ a noise-level model is run at when only its precision or memory use is measured (mid-range)."""
 
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 _MIN_BF16_SPEEDUP = 1.2  # below this the precision loss buys too little time
@@ -150,14 +156,14 @@ def _threads_from_env() -> int | None:
     return n
 
 
-def check_image(model: nn.Module | None, side: int = 64, seed: int = 0) -> torch.Tensor:
+def check_image(meta: ModelMeta | None, side: int = 64, seed: int = 0) -> torch.Tensor:
     """A fixed 1xCxSxS float32 image, smooth gradients plus texture, in the model's value range.
 
-    ``side`` is rounded up to the model's ``size_multiple``.
+    ``side`` is rounded up to the model's ``size_multiple``; no ``meta``: 3 channels in [0, 1].
     """
-    channels = int(getattr(model, "in_channels", 3))
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    lo, hi = getattr(model, "value_range", (0.0, 1.0))
+    channels, multiple, (lo, hi) = 3, 1, (0.0, 1.0)
+    if meta is not None:
+        channels, multiple, (lo, hi) = meta.in_channels, meta.size_multiple, meta.value_range
     side = math.ceil(side / multiple) * multiple
     gen = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
@@ -170,19 +176,27 @@ def check_image(model: nn.Module | None, side: int = 64, seed: int = 0) -> torch
     return img * (hi - lo) + lo
 
 
-def _forward(model: nn.Module, x: torch.Tensor, device: torch.device, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
+def model_args(meta: ModelMeta) -> tuple[float, ...]:
+    """Forward arguments after the image for a run that only measures the model (precision,
+    memory): a noise-level model gets ``CHECK_SIGMA``, others nothing."""
+    return (CHECK_SIGMA,) if meta.takes_sigma else ()
+
+
+def _forward(model: nn.Module, meta: ModelMeta, x: torch.Tensor, device: torch.device, dtype: torch.dtype,
+             channels_last: bool) -> torch.Tensor:
     x = x.to(device=device, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        return model(x).float().cpu()
+        return model(x, *model_args(meta)).float().cpu()
 
 
 # Weak keys: a model that is dropped also drops its cached checks (no id() reuse bugs).
 _AGREEMENT: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
 
 
-def agreement_db(model: nn.Module, dtype: torch.dtype, device: torch.device | str = "cpu", channels_last: bool = True) -> float:
+def agreement_db(model: nn.Module, meta: ModelMeta, dtype: torch.dtype, device: torch.device | str = "cpu",
+                 channels_last: bool = True) -> float:
     """PSNR (dB, peak = the model's value range) of the model at ``dtype`` vs fp32 on ``check_image``.
 
     Cached in memory per (model, device, dtype); the model itself is not modified.
@@ -191,15 +205,15 @@ def agreement_db(model: nn.Module, dtype: torch.dtype, device: torch.device | st
     per_model = _AGREEMENT.setdefault(model, {})
     key = (str(device), dtype)
     if key not in per_model:
-        lo, hi = getattr(model, "value_range", (0.0, 1.0))
-        x = check_image(model)
+        lo, hi = meta.value_range
+        x = check_image(meta)
         ref_model = copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
-        ref = _forward(ref_model, x, device, torch.float32, channels_last)
+        ref = _forward(ref_model, meta, x, device, torch.float32, channels_last)
         del ref_model
         low_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
         if channels_last:
             low_model = low_model.to(memory_format=torch.channels_last)
-        low = _forward(low_model, x, device, dtype, channels_last)
+        low = _forward(low_model, meta, x, device, dtype, channels_last)
         per_model[key] = psnr(low.numpy(), ref.numpy(), peak=float(hi - lo))
     return per_model[key]
 
@@ -248,10 +262,12 @@ def choose_placement(
     device: str = "auto",
     precision: str = "auto",
     model: nn.Module | None = None,
+    meta: ModelMeta | None = None,
     probe: Callable[[torch.device], float] | None = None,
     int8: bool = True,
 ) -> Placement:
-    """Pick device, dtype and memory format for ``model``; invalid or impossible requests raise UsageError.
+    """Pick device, dtype and memory format for ``model`` (described by ``meta``, given with it);
+    invalid or impossible requests raise UsageError.
 
     ``probe(device)`` returns the bf16/fp32 conv throughput ratio (default: measured by
     :func:`bf16_conv_speedup`); tests inject a fixed figure. With ``model=None`` the
@@ -259,6 +275,8 @@ def choose_placement(
     is applied with ``torch.set_num_threads``. ``int8=False`` is for callers that cannot
     calibrate per photo (evaluation): auto then never picks int8 and asking for it raises.
     """
+    if (model is None) != (meta is None):
+        raise ValueError("choose_placement needs a model and its meta together")
     _check_precision(precision)
     dev = _parse_device(device)
     threads = _threads_from_env()
@@ -269,11 +287,11 @@ def choose_placement(
         where = "on CPU only" if dev.type != "cpu" else "only where each photo is calibrated (stylize, upscale, denoise)"
         raise UsageError(f"--precision int8 runs {where}; choose auto, fp32, bf16" + (" or fp16" if dev.type != "cpu" else ""))
     if dev.type != "cpu":
-        dtype, reason = _cuda_precision(dev, precision, model)
+        dtype, reason = _cuda_precision(dev, precision, model, meta)
         return Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
     flags = cpu_flags()
     vnni = [f for f in int8_mod.VNNI_FLAGS if f in flags]
-    blocker = int8_mod.int8_blocker(model) if model is not None else None
+    blocker = int8_mod.int8_blocker(model, meta) if model is not None else None
     if precision == "int8":
         if blocker:
             raise UsageError(f"--precision int8 cannot run this model: {blocker}; choose auto, fp32 or bf16")
@@ -282,7 +300,7 @@ def choose_placement(
         return Placement(dev, torch.float32, False, threads, int8=True, fallback=fallback, reason=(
             f"int8 convs on CPU, as asked (--precision int8; {has}); a photo whose int8 result is < {AGREEMENT_DB:.0f} dB "
             f"from fp32 on its check crops runs fp32" + note))
-    dtype, reason = _cpu_precision(precision, model, probe or bf16_conv_speedup)
+    dtype, reason = _cpu_precision(precision, model, meta, probe or bf16_conv_speedup)
     chosen = Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
     if precision != "auto" or not int8 or not vnni or "amx_bf16" in flags:
         return chosen
@@ -297,7 +315,8 @@ def choose_placement(
         f">= {AGREEMENT_DB:.0f} dB from fp32 on held-out crops; otherwise {chosen.precision} ({reason})" + note))
 
 
-def _cpu_precision(precision: str, model: nn.Module | None, probe: Callable[[torch.device], float]) -> tuple[torch.dtype, str]:
+def _cpu_precision(precision: str, model: nn.Module | None, meta: ModelMeta | None,
+                   probe: Callable[[torch.device], float]) -> tuple[torch.dtype, str]:
     cpu = torch.device("cpu")
     flags = cpu_flags()
     native = [f for f in NATIVE_BF16_FLAGS if f in flags]
@@ -320,7 +339,7 @@ def _cpu_precision(precision: str, model: nn.Module | None, probe: Callable[[tor
         return torch.float32, f"{has} but bf16 convs measured only {speedup:.1f}x fp32 (< {_MIN_BF16_SPEEDUP}): fp32 channels_last"
     if model is None:
         return torch.bfloat16, f"{has}: bf16 convs measured {speedup:.1f}x fp32; no model given, so bf16 output agreement not checked"
-    db = agreement_db(model, torch.bfloat16, cpu)
+    db = agreement_db(model, meta, torch.bfloat16, cpu)
     if db < AGREEMENT_DB:
         return torch.float32, (
             f"{has} and bf16 convs measured {speedup:.1f}x fp32, but model bf16 output is only {db:.1f} dB "
@@ -331,7 +350,8 @@ def _cpu_precision(precision: str, model: nn.Module | None, probe: Callable[[tor
     )
 
 
-def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None) -> tuple[torch.dtype, str]:
+def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None,
+                    meta: ModelMeta | None) -> tuple[torch.dtype, str]:
     bf16_ok = torch.cuda.is_bf16_supported()
     name = torch.cuda.get_device_name(dev)
     if precision == "bf16" and not bf16_ok:
@@ -340,7 +360,7 @@ def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None) 
         return _DTYPES[precision], f"{precision} on {name} ({dev}), as asked (--precision {precision})"
     if model is None:
         return torch.float16, f"fp16 on {name} ({dev}); no model given, so fp16 output agreement not checked"
-    db = agreement_db(model, torch.float16, dev)
+    db = agreement_db(model, meta, torch.float16, dev)
     if db >= AGREEMENT_DB:
         return torch.float16, f"fp16 on {name} ({dev}): model fp16 output {db:.1f} dB from fp32 (>= {AGREEMENT_DB:.0f})"
     fallback = "bf16" if bf16_ok else "fp32"
@@ -350,7 +370,7 @@ def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None) 
     )
 
 
-def prepare(model: nn.Module, placement: Placement) -> nn.Module:
+def prepare(model: nn.Module, meta: ModelMeta, placement: Placement) -> nn.Module:
     """Move and cast ``model`` in place to the placement (device, dtype, memory format); eval mode.
 
     An int8 placement returns an :class:`~scenestyle.engine.int8.Int8Model` (to be fitted on
@@ -358,8 +378,8 @@ def prepare(model: nn.Module, placement: Placement) -> nn.Module:
     """
     if placement.int8:
         assert placement.fallback is not None
-        quantised = int8_mod.Int8Model(model, fallback=model)
-        prepare(model, placement.fallback)
+        quantised = int8_mod.Int8Model(model, fallback=model, chains=meta.int8_chains)
+        prepare(model, meta, placement.fallback)
         return quantised.eval()
     model = model.to(device=placement.device, dtype=placement.dtype)
     if placement.channels_last:
@@ -370,5 +390,6 @@ def prepare(model: nn.Module, placement: Placement) -> nn.Module:
 def to_placement(x: torch.Tensor, placement: Placement, model: nn.Module | None = None) -> torch.Tensor:
     """``x`` on the placement's device, dtype and memory format, as ``model``'s input."""
     # a model that maps its input's value range itself (UnitRange) takes float32 and casts after
-    x = x.to(device=placement.device, dtype=getattr(model, "input_dtype", None) or placement.dtype)
+    dtype = model.input_dtype if isinstance(model, UnitRange) else None
+    x = x.to(device=placement.device, dtype=dtype or placement.dtype)
     return x.contiguous(memory_format=torch.channels_last) if placement.channels_last else x

@@ -9,7 +9,7 @@ How: every ``nn.Conv2d`` becomes an :class:`Int8Conv` that quantises its input p
 convolves with per-channel int8 weights and hands float32 back, so the rest of the network
 (activations, concatenations, upsampling) is untouched float code and any convolutional
 architecture works without graph tracing. Inside a chain (an ``nn.Sequential``, or a
-container the architecture names in ``int8_chains`` because its forward applies it in order)
+container its ``ModelMeta.int8_chains`` names because its forward applies it in order)
 a ReLU right after a conv is fused into it, PReLU/LeakyReLU run on quint8, and each link hands
 the next a quint8 tensor: no float round trip, which at photo sizes costs more than the conv. :meth:`Int8Model.fit` records each conv's input and
 output ranges on calibration crops of the photo (float forward), then measures int8 against
@@ -28,8 +28,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from scenestyle.engine.convert import GEOMETRY
 from scenestyle.metrics.psnr_ssim import psnr
+from scenestyle.nn.meta import ModelMeta
 
 __all__ = ["VNNI_FLAGS", "Int8Conv", "Int8Model", "int8_blocker", "sample_crops", "CROP_SIDE"]
 
@@ -76,15 +76,15 @@ def _kernels_fail() -> str | None:
     return None if err < 0.02 * span else f"this torch's quantised conv is off by {err / span:.0%} of its range"
 
 
-def int8_blocker(model: nn.Module) -> str | None:
-    """Why ``model`` cannot run int8 here, or None when it can."""
+def int8_blocker(model: nn.Module, meta: ModelMeta) -> str | None:
+    """Why ``model`` (described by ``meta``) cannot run int8 here, or None when it can."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         return "the model has no convolutions"
     if any(isinstance(m, (nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in model.modules()):
         # whole-image instance-norm statistics are gathered by a float pass; keep those models float
         return "the model normalises per instance"
-    if getattr(model, "noise_level_input", False):
+    if meta.takes_sigma:  # Int8Model.fit calibrates a forward of the image alone
         return "the model takes a noise level"
     if any(c.groups > 1 for c in convs):
         # benchmarks/probe_int8.py: CompactGenerator without norms ran 4-5x slower in int8 than in fp32
@@ -236,19 +236,17 @@ def _swap_convs(parent: nn.Module, chains: tuple[nn.Module, ...]) -> None:
 class Int8Model(nn.Module):
     """A float32 copy of a network with every Conv2d swapped for an :class:`Int8Conv`.
 
-    ``fallback`` is the original network, prepared at the precision used when int8 disagrees.
+    ``fallback`` is the original network, prepared at the precision used when int8 disagrees;
+    ``chains`` are the model's ``ModelMeta.int8_chains``.
     """
 
-    def __init__(self, model: nn.Module, fallback: nn.Module):
+    def __init__(self, model: nn.Module, fallback: nn.Module, chains: tuple[str, ...] = ()):
         super().__init__()
         torch.backends.quantized.engine = "x86"
         self.net = copy.deepcopy(model).float().eval()
-        _swap_convs(self.net, tuple(self.net.get_submodule(n) for n in getattr(model, "int8_chains", ())))
+        _swap_convs(self.net, tuple(self.net.get_submodule(n) for n in chains))
         self.convs = [m for m in self.net.modules() if isinstance(m, (Int8Conv, Int8Act))]
         self._fallback = [fallback]  # a list keeps it out of this module's parameters and .to()
-        for name in GEOMETRY:
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
         self.fitted_db: float | None = None
 
     @property

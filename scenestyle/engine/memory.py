@@ -15,8 +15,9 @@ import weakref
 import torch
 from torch import Tensor, nn
 
-from scenestyle.engine.device import Placement, to_placement
+from scenestyle.engine.device import Placement, model_args, to_placement
 from scenestyle.engine.windows import round_up
+from scenestyle.nn.meta import ModelMeta
 
 __all__ = ["available_memory", "bytes_per_input_pixel", "auto_tile", "is_oom", "CPU_WORK_BUDGET"]
 
@@ -59,7 +60,7 @@ def available_memory(device: torch.device) -> int:
 _BPP: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
 
 
-def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
+def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placement) -> float:
     """Activation bytes one input pixel costs, from a probe forward on a small input (cached).
 
     CUDA: measured peak allocation. CPU (no allocator statistics): the largest leaf-module
@@ -69,15 +70,15 @@ def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
     key = (str(placement.device), placement.dtype)
     if key in per_model:
         return per_model[key]
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    side = round_up(32, multiple)
-    x = to_placement(torch.rand(1, int(getattr(model, "in_channels", 3)), side, side), placement, model)
+    side = round_up(32, meta.size_multiple)
+    x = to_placement(torch.rand(1, meta.in_channels, side, side), placement, model)
+    args = model_args(meta)
     with torch.inference_mode():
         if placement.device.type == "cuda":
             torch.cuda.synchronize(placement.device)
             base = torch.cuda.memory_allocated(placement.device)
             torch.cuda.reset_peak_memory_stats(placement.device)
-            model(x)
+            model(x, *args)
             peak = torch.cuda.max_memory_allocated(placement.device) - base
             bpp = _CUDA_SAFETY * peak / (side * side)
         else:
@@ -90,7 +91,7 @@ def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
             leaves = [m for m in model.modules() if not list(m.children())]
             handles = [m.register_forward_hook(hook) for m in leaves]
             try:
-                model(x)
+                model(x, *args)
             finally:
                 for h in handles:
                     h.remove()
@@ -99,10 +100,11 @@ def bytes_per_input_pixel(model: nn.Module, placement: Placement) -> float:
     return per_model[key]
 
 
-def auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: int, multiple: int, batch_size: int,
+def auto_tile(model: nn.Module, meta: ModelMeta, placement: Placement, hp: int, wp: int, halo: int, batch_size: int,
               out_bytes: int) -> int:
     """0 (whole image) if an ``hp`` x ``wp`` input fits the memory budget, else the largest core tile
-    that does; ``out_bytes`` is what the run's output buffer takes."""
+    (a multiple of the model's size multiple) that does, windows ``halo`` wider per side;
+    ``out_bytes`` is what the run's output buffer takes."""
     free = available_memory(placement.device)
     if placement.device.type == "cpu":
         free -= out_bytes  # the CPU output buffer competes for the same memory
@@ -110,12 +112,12 @@ def auto_tile(model: nn.Module, placement: Placement, hp: int, wp: int, halo: in
     if placement.device.type == "cpu":
         floor, ceiling = CPU_WORK_BUDGET
         budget = min(budget, max(floor, min(ceiling, _CPU_WORK_TOTAL - 4 * out_bytes)))
-    scale = int(getattr(model, "scale", 1) or 1)
     # plus the float32 partial sums of one window of output (the blending strip)
-    bpp = bytes_per_input_pixel(model, placement) + 4 * int(getattr(model, "out_channels", 3)) * scale * scale
+    bpp = bytes_per_input_pixel(model, meta, placement) + 4 * meta.out_channels * meta.scale**2
     if hp * wp * bpp <= budget:
         return 0
     side = int(math.sqrt(budget / (bpp * batch_size)))
+    multiple = meta.size_multiple
     # below ~64 px the halo dominates and time explodes; the OOM retry still goes lower if needed
     return max(round_up(64, multiple), (side - 2 * halo) // multiple * multiple)
 

@@ -97,6 +97,19 @@ def estimate_noise(pixels: np.ndarray) -> float:
     return 2.0 * patch_noise_std(half)
 
 
+def sigma_from_estimate(pixels: np.ndarray, strength: float = 1.0, cap: float | None = None) -> tuple[float, str]:
+    """``strength`` × the estimated noise std of ``pixels`` (a noise-level denoiser's σ, [0, 1]
+    units), capped at ``cap`` (the model's trained range: beyond it its output is undefined), and
+    a note that says how it was reached."""
+    estimate = estimate_noise(pixels)
+    level = strength * estimate
+    note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {strength:g}"
+    if cap is not None and level > cap:
+        level = float(cap)
+        note += f", capped at the model's maximum {cap * 255:.3g}"
+    return level, note
+
+
 def fixed_sigma_note(pixels: np.ndarray, sigma: float, strength: float = 1.0) -> str | None:
     """A one-line warning when ``pixels`` carry far less noise than ``sigma`` (both in [0, 1]
     units), the noise a fixed-σ denoiser removes from every photo, of which a blend at

@@ -93,17 +93,13 @@ def _group_key(pic) -> tuple | None:
     return (h, w, c) if h * w <= GROUP_MAX_PIXELS else None
 
 
-def _noise_level_models() -> str:
+def noise_level_models() -> str:
     """The lock entries and architectures whose models take a noise level, for error messages."""
-    from scenestyle.nn import ARCHS, build
+    from scenestyle.nn.meta import TABLE, describe
 
-    archs = sorted(n for n, b in ARCHS.items() if getattr(b, "noise_level_input", False))
-    names = []
-    for name, entry in load_lock().items():
-        if entry.task == "denoise":
-            with torch.device("meta"):  # no memory, no compute: only the flag is read
-                if getattr(build(entry.arch, **entry.kwargs), "noise_level_input", False):
-                    names.append(name)
+    archs = sorted(n for n in TABLE if describe(n).takes_sigma)
+    names = [name for name, entry in load_lock().items()
+             if entry.task == "denoise" and entry.arch in TABLE and describe(entry.arch, entry.kwargs).takes_sigma]
     return ", ".join(names + [f"--weights of an {a}" for a in archs])
 
 
@@ -172,9 +168,10 @@ def process(
 
     spec = _model_spec(task, opts)
     loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline, progress=on_download)
+    meta = loaded.meta
     if task == "upscale":
-        if opts.scale is not None and loaded.module.scale != opts.scale:
-            raise UsageError(f"--scale {opts.scale} but model {loaded.name or spec} upscales x{loaded.module.scale}")
+        if opts.scale is not None and meta.scale != opts.scale:
+            raise UsageError(f"--scale {opts.scale} but model {loaded.name or spec} upscales x{meta.scale}")
         if opts.denoise is not None:
             entry = load_lock().get(loaded.name)
             twin = entry.wdn if entry is not None else None
@@ -182,15 +179,15 @@ def process(
                 paired = sorted(n for n, e in load_lock().items() if e.wdn)
                 raise UsageError(f"--denoise works with {', '.join(paired)} only, not {loaded.name or spec}")
             _interpolate(loaded, load_model(twin, task=task, offline=opts.offline, progress=on_download), opts.denoise)
-    if opts.noise_level is not None and not getattr(loaded.module, "noise_level_input", False):
-        raise UsageError(f"--noise-level needs a model that takes a noise level ({_noise_level_models()}); "
+    if opts.noise_level is not None and not meta.takes_sigma:
+        raise UsageError(f"--noise-level needs a model that takes a noise level ({noise_level_models()}); "
                          f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result")
-    placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module)
-    model = prepare(loaded.module, placement)
+    placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module, meta=meta)
+    model = prepare(loaded.module, meta, placement)
     if on_model:
         on_model(loaded, placement)
 
-    factor = opts.outscale if opts.outscale is not None else float(model.scale)
+    factor = opts.outscale if opts.outscale is not None else float(meta.scale)
     jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor),
                      fmt=opts.fmt, recursive=opts.recursive)
     jobs, manifest = sharding.take(jobs, manifest, overwrite=opts.overwrite)  # this process's share, its manifest part
@@ -201,7 +198,7 @@ def process(
     for folder, names in by_folder.items():
         remove_stale_temps(folder, names)
     batch_size = opts.batch_size or (CUDA_TILE_BATCH if placement.device.type == "cuda" else 1)
-    proc = Processor(model=model, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
+    proc = Processor(model=model, meta=meta, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
                      strength=opts.strength if task != "upscale" else 1.0,
                      noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
                      outscale=opts.outscale, progress=on_tiles, work_pixels=opts.work_size if task == "style" else 0)

@@ -5,8 +5,9 @@ batch runner does the rest. Alpha, ICC, EXIF and bit depth ride along on the Pic
 
 Denoisers with a noise-level input (FFDNet) get one σ per photo: the given ``noise_level``, or
 ``strength`` × the blind estimate of :func:`scenestyle.engine.noise.estimate_noise`. One σ for
-the whole photo keeps the tiles seam-free; ``annotate`` decides it on the reader thread and
-records it as a note, so it lands in the manifest and the summary.
+the whole photo keeps the tiles seam-free; ``annotate`` decides it on the reader thread, stores
+it on the Picture (``Picture.noise_level``) and records it as a note, so it lands in the
+manifest and the summary; the tile runner passes it to every forward.
 
 With an int8 placement each photo first fits the int8 model on crops of itself
 (:meth:`Int8Model.fit`): it runs int8 when that agrees with fp32 to ``AGREEMENT_DB``, else at
@@ -27,11 +28,12 @@ from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_
 from scenestyle.engine.device import AGREEMENT_DB, Placement
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
-from scenestyle.engine.noise import estimate_noise, fixed_sigma_note
+from scenestyle.engine.noise import fixed_sigma_note, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, RowStream, materialise, quantise_into
+from scenestyle.nn.meta import ModelMeta
 
 TileProgress = Callable[[int, int], None]
 # Results with at least this many output pixels are computed band by band while the writer
@@ -46,7 +48,8 @@ NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an 
 class Processor:
     """Runs one model over a Picture; ``task`` picks the pre/post-processing."""
 
-    model: nn.Module
+    model: nn.Module  # prepared for the placement (engine.device.prepare)
+    meta: ModelMeta  # what the loader says about it
     placement: Placement
     task: str  # "style" | "upscale" | "denoise"
     tile: int | None = None  # None = auto, 0 = whole image, N = N×N tiles
@@ -59,57 +62,54 @@ class Processor:
     work_pixels: int = 0  # stylize: photos larger than this are painted at this size, then guided back up (0 = full size)
 
     def __post_init__(self) -> None:
-        self.net = self.model  # the bare network: ``noise_level`` is its attribute, not the wrapper's
-        self.model = UnitRange(self.model)
-        self.fallback = UnitRange(self.net.fallback) if isinstance(self.net, Int8Model) else None
+        self.net = self.model  # the bare network (an Int8Model is fitted per photo)
+        self.model = UnitRange(self.model, self.meta.value_range)
+        self.fallback = UnitRange(self.net.fallback, self.meta.value_range) if isinstance(self.net, Int8Model) else None
         self._int8_misses = 0  # photos in a row whose int8 check failed
-        self._levels: dict[int, tuple[np.ndarray, float]] = {}  # id(pixels) -> (pixels, σ) from annotate
 
     @property
     def takes_noise_level(self) -> bool:
-        """True for a denoiser whose forward is conditioned on σ (``noise_level_input``)."""
-        return self.task == "denoise" and bool(getattr(self.net, "noise_level_input", False))
+        """True for a denoiser whose forward is conditioned on σ (``meta.takes_sigma``)."""
+        return self.task == "denoise" and self.meta.takes_sigma
 
     def sigma(self, pixels: np.ndarray) -> tuple[float, str]:
         """The σ (in [0, 1] units) to denoise ``pixels`` with, and a note saying where it came from."""
         if self.noise_level is not None:
             return self.noise_level, f"noise level {self.noise_level * 255:.3g}/255 from --noise-level"
-        estimate = estimate_noise(pixels)
-        level = self.strength * estimate
-        note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {self.strength:g}"
-        cap = getattr(self.net, "sigma_max", None)
-        if cap is not None and level > cap:  # beyond the trained range the model's output is undefined
-            level = float(cap)
-            note += f", capped at the model's maximum {cap * 255:.3g}"
-        return level, note
+        return sigma_from_estimate(pixels, self.strength, self.meta.sigma_max)
 
     def annotate(self, pic: Picture) -> Picture:
-        """Decide a noise-level denoiser's σ for ``pic`` ahead of ``__call__`` and add it to its notes."""
+        """Decide a noise-level denoiser's σ for ``pic`` ahead of ``__call__`` (on the reader
+        thread): it rides along as ``pic.noise_level`` and is added to the notes."""
         if not self.takes_noise_level:
-            fixed = getattr(self.net, "fixed_sigma", None) if self.task == "denoise" else None
+            fixed = self.meta.fixed_sigma if self.task == "denoise" else None
             note = fixed_sigma_note(pic.pixels, fixed, self.strength) if fixed else None  # e.g. DnCNN-25 on a clean photo
             return dataclasses.replace(pic, notes=(*pic.notes, note)) if note else pic
         level, note = self.sigma(pic.pixels)
-        self._levels[id(pic.pixels)] = (pic.pixels, level)  # the array is kept, so its id stays unique
-        return dataclasses.replace(pic, notes=(*pic.notes, note))
+        return dataclasses.replace(pic, noise_level=level, notes=(*pic.notes, note))
 
-    def _stream(self, pic: Picture, m: nn.Module, placement: Placement) -> _TiledRows | None:
+    def _sigma_for(self, pic: Picture) -> float | None:
+        """The σ to run ``pic`` at: the one ``annotate`` decided, else decided now; None for a
+        model without a noise-level input."""
+        if not self.takes_noise_level:
+            return None
+        return pic.noise_level if pic.noise_level is not None else self.sigma(pic.pixels)[0]
+
+    def _stream(self, pic: Picture, m: nn.Module, placement: Placement, sigma: float | None) -> _TiledRows | None:
         """The model over ``pic`` as a ``RowStream``; None when the float path is needed (a
         one-channel model on a colour photo runs once per channel)."""
-        if m.in_channels == 1 and pic.pixels.shape[2] == 3:
+        if self.meta.in_channels == 1 and pic.pixels.shape[2] == 3:
             return None
         blended = self.task != "upscale" and not self.takes_noise_level  # a noise-level denoiser took strength into σ
-        level = self.net.noise_level if self.takes_noise_level else None
-        prepare = (lambda: setattr(self.net, "noise_level", level)) if level is not None else None
-        return _TiledRows(pic, m, placement, self.tile, self.batch_size, self.progress,
-                          strength=self.strength if blended else 1.0, prepare=prepare, size=self._out_size(pic))
+        return _TiledRows(pic, m, self.meta, placement, self.tile, self.batch_size, self.progress,
+                          strength=self.strength if blended else 1.0, sigma=sigma, size=self._out_size(pic))
 
     def _out_size(self, pic: Picture) -> tuple[int, int]:
         """(height, width) of the result for ``pic``."""
         h, w = pic.pixels.shape[:2]
         if self.task != "upscale":
             return h, w
-        factor = self.outscale if self.outscale is not None else float(self.model.scale)
+        factor = self.outscale if self.outscale is not None else float(self.meta.scale)
         return max(1, round(h * factor)), max(1, round(w * factor))
 
     def _streams(self, pic: Picture) -> bool:
@@ -117,12 +117,12 @@ class Processor:
         th, tw = self._out_size(pic)
         return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
-    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement) -> np.ndarray:
+    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement, sigma: float | None = None) -> np.ndarray:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
-        if m.in_channels == 1 and pixels.shape[2] == 3:
-            return np.concatenate([self._run(pixels[..., c : c + 1], m, placement) for c in range(3)], axis=2)
-        y = run_model(m, to_tensor(pixels, m), placement, tile=self.tile,
-                      batch_size=self.batch_size, progress=self.progress)
+        if self.meta.in_channels == 1 and pixels.shape[2] == 3:
+            return np.concatenate([self._run(pixels[..., c : c + 1], m, placement, sigma) for c in range(3)], axis=2)
+        y = run_model(m, self.meta, to_tensor(pixels, self.meta.in_channels), placement, tile=self.tile,
+                      batch_size=self.batch_size, progress=self.progress, sigma=sigma)
         return to_pixels(y, channels=pixels.shape[2])
 
     def placed_for(self, pixels: np.ndarray) -> tuple[nn.Module, Placement, str | None]:
@@ -130,9 +130,9 @@ class Processor:
         if self.fallback is None:
             return self.model, self.placement, None
         fallback = self.placement.fallback
-        side = -(-CROP_SIDE // self.model.size_multiple) * self.model.size_multiple
-        x = to_tensor(pixels, self.model)
-        planes = [x[:, c : c + 1] for c in range(x.shape[1])] if self.model.in_channels == 1 else [x]
+        side = -(-CROP_SIDE // self.meta.size_multiple) * self.meta.size_multiple
+        x = to_tensor(pixels, self.meta.in_channels)
+        planes = [x[:, c : c + 1] for c in range(x.shape[1])] if self.meta.in_channels == 1 else [x]
         crops = [crop for p in planes for crop in sample_crops(p, side, CALIBRATION_CROPS + CHECK_CROPS)]
         if x.shape[2] * x.shape[3] < MIN_PHOTO_CROPS * side * side or not crops:
             return self.fallback, fallback, f"{fallback.precision}: the photo is too small for int8 to pay for its check"
@@ -155,7 +155,7 @@ class Processor:
     def _stylize_small(self, pic: Picture) -> Picture:
         """Paint ``pic`` at the working size in one pass, then guided-upsample it to full size."""
         h, w, c = pic.pixels.shape
-        hs, ws = work_shape(h, w, self.work_pixels, self.model.size_multiple)
+        hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
         small = resize(pic.pixels, hs, ws)
         model, placement, _ = self.placed_for(small)
         up = GuidedUpsampler(small, self._run(small, model, placement), h, w)
@@ -171,33 +171,32 @@ class Processor:
     def __call__(self, pic: Picture) -> Picture:
         if self._paints_small(pic):
             return self._stylize_small(pic)
-        if self.takes_noise_level:
-            seen = self._levels.pop(id(pic.pixels), None)
-            self.net.noise_level = seen[1] if seen and seen[0] is pic.pixels else self.sigma(pic.pixels)[0]
+        sigma = self._sigma_for(pic)
         model, placement, note = self.placed_for(pic.pixels)
         if note is not None:
             pic = dataclasses.replace(pic, notes=(*pic.notes, note))
-        stream = self._stream(pic, model, placement)
+        stream = self._stream(pic, model, placement, sigma)
         if stream is not None and self._streams(pic):
             return dataclasses.replace(pic, pixels=stream, alpha=None)  # computed as it is written
         if stream is not None and self.task == "upscale":  # quantised block by block: no float copy
             pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
             return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
-        return self._finish(pic, self._run(pic.pixels, model, placement))
+        return self._finish(pic, self._run(pic.pixels, model, placement, sigma))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
-        """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images each)."""
-        m = self.model
+        """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images
+        each), a noise-level denoiser with one σ per image."""
         per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
-                     or (m.in_channels == 1 and pics[0].pixels.shape[2] == 3)
-                     or self.takes_noise_level  # one noise level per image
+                     or (self.meta.in_channels == 1 and pics[0].pixels.shape[2] == 3)
                      or self.fallback is not None  # int8 is fitted per image
                      or self._streams(pics[0])  # a big result is written while computed, one by one
                      or self._paints_small(pics[0]))  # painted at the working size, one by one
         if per_image:
             return [self(p) for p in pics]
-        x = torch.cat([to_tensor(p.pixels, m) for p in pics])
-        y = run_model_many(m, x, self.placement, tile=self.tile, batch_size=self.batch_size, progress=self.progress)
+        x = torch.cat([to_tensor(p.pixels, self.meta.in_channels) for p in pics])
+        sigmas = [self._sigma_for(p) for p in pics] if self.takes_noise_level else None
+        y = run_model_many(self.model, self.meta, x, self.placement, tile=self.tile, batch_size=self.batch_size,
+                           progress=self.progress, sigma=sigmas)
         return [self._finish(p, to_pixels(y[i : i + 1], channels=p.pixels.shape[2])) for i, p in enumerate(pics)]
 
     def _finish(self, pic: Picture, out: np.ndarray) -> Picture:
@@ -219,16 +218,17 @@ class _TiledRows(RowStream):
     into a band and handed on, so no full-size result exists (a ×4 upscale of a 20 MP photo is
     3.8 GB as float). Alpha rides along band by band, resized for an upscale."""
 
-    def __init__(self, pic: Picture, model: nn.Module, placement: Placement, tile: int | None, batch_size: int,
-                 progress: TileProgress | None, strength: float = 1.0, prepare: Callable[[], None] | None = None,
+    def __init__(self, pic: Picture, model: nn.Module, meta: ModelMeta, placement: Placement, tile: int | None,
+                 batch_size: int, progress: TileProgress | None, strength: float = 1.0, sigma: float | None = None,
                  size: tuple[int, int] | None = None) -> None:
         h, w, c = pic.pixels.shape
-        self.factor = int(model.scale)
+        self.factor = meta.scale
         self.model_size = (h * self.factor, w * self.factor)
         alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
         super().__init__(*(size or self.model_size), c, alpha)
-        self.pixels, self.source_alpha, self.strength, self.prepare = pic.pixels, pic.alpha, strength, prepare
-        self.model, self.placement, self.tile, self.batch_size, self.progress = model, placement, tile, batch_size, progress
+        self.pixels, self.source_alpha, self.strength, self.sigma = pic.pixels, pic.alpha, strength, sigma
+        self.model, self.meta, self.placement = model, meta, placement
+        self.tile, self.batch_size, self.progress = tile, batch_size, progress
 
     def _alpha_rows(self, first: int, last: int) -> np.ndarray:
         if self.shape[:2] != self.model_size:
@@ -278,10 +278,8 @@ class _TiledRows(RowStream):
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
 
-        if self.prepare is not None:
-            self.prepare()
-        run_model(self.model, to_tensor(self.pixels, self.model), self.placement, tile=self.tile,
-                  batch_size=self.batch_size, progress=self.progress, sink=sink)
+        run_model(self.model, self.meta, to_tensor(self.pixels, self.meta.in_channels), self.placement, tile=self.tile,
+                  batch_size=self.batch_size, progress=self.progress, sink=sink, sigma=self.sigma)
 
 
 class _GuidedRows(RowStream):

@@ -3,11 +3,14 @@
 The tile size comes from free memory (:mod:`scenestyle.engine.memory`); the windows and their
 feathered blend from :mod:`scenestyle.engine.windows`; models with instance norms get whole-image
 statistics first (:mod:`scenestyle.engine.norm_stats`). This module only decides and retries.
+The model's geometry (channels, scale, size multiple, halo) comes from its ``ModelMeta``; a
+noise-level model (``meta.takes_sigma``) gets the caller's σ in every tile's forward.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
@@ -18,25 +21,33 @@ from scenestyle.engine.memory import auto_tile, is_oom
 from scenestyle.engine.norm_stats import STATS_MAX_PIXELS, Stats, frozen_instance_norm, instance_norms, whole_image_stats
 from scenestyle.engine.windows import BlockSink, blend_windows, pad_to, round_up
 from scenestyle.errors import ScenestyleError, UsageError
+from scenestyle.nn.meta import ModelMeta
 
 __all__ = ["run_model", "run_model_many"]
 
 
-def _geometry(model: nn.Module, x: Tensor) -> tuple[int, int, int, int, int, int]:
-    """(size multiple, scale, halo, output channels, padded height, padded width) of ``model`` on ``x``;
+def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]:
+    """(size multiple, scale, halo, output channels, padded height, padded width) of the model on ``x``;
     checks the input's channels."""
-    in_ch = getattr(model, "in_channels", None)
-    if in_ch is not None and x.shape[1] != in_ch:
-        raise UsageError(f"the model takes {in_ch}-channel images but the input has {x.shape[1]} channels")
-    multiple = int(getattr(model, "size_multiple", 1) or 1)
-    halo = round_up(int(getattr(model, "halo", 0) or 0), multiple)
+    if x.shape[1] != meta.in_channels:
+        raise UsageError(f"the model takes {meta.in_channels}-channel images but the input has {x.shape[1]} channels")
+    multiple = meta.size_multiple
     h, w = x.shape[-2:]
-    return (multiple, int(getattr(model, "scale", 1) or 1), halo, int(getattr(model, "out_channels", x.shape[1])),
+    return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels,
             round_up(h, multiple), round_up(w, multiple))
+
+
+def _check_sigma(meta: ModelMeta, given: bool) -> None:
+    """A noise-level model needs its σ, and no other model takes one."""
+    if meta.takes_sigma and not given:
+        raise ValueError(f"{meta.arch} takes a noise level: pass sigma")
+    if given and not meta.takes_sigma:
+        raise ValueError(f"{meta.arch} takes no noise level, but a sigma was passed")
 
 
 def run_model(
     model: nn.Module,
+    meta: ModelMeta,
     x: Tensor,
     placement: Placement,
     *,
@@ -45,12 +56,16 @@ def run_model(
     progress: Callable[[int, int], None] | None = None,
     stats_max_pixels: int = STATS_MAX_PIXELS,
     sink: BlockSink | None = None,
+    sigma: float | None = None,
 ) -> Tensor | None:
     """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image, tile by tile; float32 ``1xC'x(H*s)x(W*s)`` CPU result.
 
+    ``meta`` describes ``model``. ``sigma``: the noise level ([0, 1] units) a noise-level
+    model (``meta.takes_sigma``) removes, the same in every tile so that they blend seamlessly;
+    None for every other model.
     ``tile``: None picks from free memory (whole image when it fits), 0 runs the whole image,
-    N runs N x N input cores (a multiple of the model's ``size_multiple``), each seen with
-    ``model.halo`` pixels of context per side. On out-of-memory the tile is halved and the
+    N runs N x N input cores (a multiple of ``meta.size_multiple``), each seen with
+    ``meta.halo`` pixels of context per side. On out-of-memory the tile is halved and the
     run restarts. ``sink``: instead of returning the result, hand each finished output block
     over as ``sink(first_row, first_col, block)`` (float32 ``C'xNxM``, a view valid only during
     the call, which the sink may change in place; blocks come window row by window row, left to right), so no full-size float
@@ -62,12 +77,14 @@ def run_model(
         raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1 (got {batch_size})")
-    multiple, scale, halo, out_ch, hp, wp = _geometry(model, x)
+    _check_sigma(meta, sigma is not None)
+    args = () if sigma is None else (float(sigma),)
+    multiple, scale, halo, out_ch, hp, wp = _geometry(meta, x)
     _, _, h, w = x.shape
     out_shape = (out_ch, h * scale, w * scale)
     # a sink's owner keeps a byte or two per output sample; without one the output is float32
     out_bytes = math.prod(out_shape) * (1 if sink else 4)
-    tile = _resolve_tile(model, placement, tile, hp, wp, halo, multiple, batch_size, out_bytes, stats_max_pixels)
+    tile = _resolve_tile(model, meta, placement, tile, hp, wp, halo, batch_size, out_bytes, stats_max_pixels)
     whole = torch.empty(out_shape, dtype=torch.float32) if sink is None else None
 
     def fill(r: int, c: int, block: Tensor) -> None:  # without a sink: the float32 output, block by block
@@ -77,7 +94,7 @@ def run_model(
 
     def forward(crops: Tensor) -> Tensor:  # a batch of windows through the model, norms frozen
         with frozen_instance_norm(stats or {}):
-            y = model(to_placement(crops, placement, model))
+            y = model(to_placement(crops, placement, model), *args)
         _check_output(y, out_ch, crops.shape[-2], crops.shape[-1], scale)
         return y
 
@@ -102,15 +119,16 @@ def run_model(
             tile = smaller
 
 
-def _resolve_tile(model: nn.Module, placement: Placement, tile: int | None, hp: int, wp: int, halo: int,
-                  multiple: int, batch_size: int, out_bytes: int, stats_max_pixels: int) -> int:
+def _resolve_tile(model: nn.Module, meta: ModelMeta, placement: Placement, tile: int | None, hp: int, wp: int,
+                  halo: int, batch_size: int, out_bytes: int, stats_max_pixels: int) -> int:
     """The core tile size to run with: ``tile`` checked, or chosen from free memory when None."""
+    multiple = meta.size_multiple
     if tile is None:
         if instance_norms(model) and hp * wp <= stats_max_pixels:
             # the exact statistics pass is a whole-image forward already: tiling after it would
             # only add a second pass (out-of-memory still halves from here)
             return 0
-        return auto_tile(model, placement, hp, wp, halo, multiple, batch_size, out_bytes)
+        return auto_tile(model, meta, placement, hp, wp, halo, batch_size, out_bytes)
     if tile < 0 or tile % multiple:
         hint = f"; try {max(multiple, tile // multiple * multiple)}" if tile > 0 else ""
         raise UsageError(f"tile must be 0 (whole image) or a positive multiple of {multiple} for this model (got {tile}){hint}")
@@ -119,31 +137,38 @@ def _resolve_tile(model: nn.Module, placement: Placement, tile: int | None, hp: 
 
 def run_model_many(
     model: nn.Module,
+    meta: ModelMeta,
     x: Tensor,
     placement: Placement,
     *,
     tile: int | None = None,
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
+    sigma: Sequence[float] | None = None,
 ) -> Tensor:
     """``run_model`` over ``N×C×H×W`` same-size images: up to ``batch_size`` whole images per forward pass.
 
+    ``sigma``: a noise-level model's σ for each image (N floats), None for other models.
     Images that need tiles, and a stacked batch that runs out of memory, go one at a time
     through ``run_model`` (tiles are then what gets batched).
     """
     n = x.shape[0]
     if x.dim() != 4 or n == 0:
         raise ValueError(f"run_model_many needs an NxCxHxW tensor; got {tuple(x.shape)}")
+    _check_sigma(meta, sigma is not None)
+    if sigma is not None and len(sigma) != n:
+        raise ValueError(f"run_model_many got {len(sigma)} sigmas for {n} images")
     _, c, h, w = x.shape
-    one_by_one = lambda: torch.cat([run_model(model, x[i : i + 1], placement, tile=tile, batch_size=batch_size,
-                                              progress=progress) for i in range(n)])
+    one_by_one = lambda: torch.cat([run_model(model, meta, x[i : i + 1], placement, tile=tile, batch_size=batch_size,
+                                              progress=progress, sigma=None if sigma is None else sigma[i])
+                                    for i in range(n)])
     if n == 1 or batch_size == 1:
         return one_by_one()
-    multiple, scale, halo, out_ch, hp, wp = _geometry(model, x)
+    multiple, scale, halo, out_ch, hp, wp = _geometry(meta, x)
     k = min(n, batch_size)
     out_bytes = 4 * n * out_ch * h * scale * w * scale
     # auto: a stacked batch of k images must fit whole, judged as one k-times-taller image
-    chosen = _resolve_tile(model, placement, tile, hp * k if tile is None else hp, wp, halo, multiple, 1,
+    chosen = _resolve_tile(model, meta, placement, tile, hp * k if tile is None else hp, wp, halo, 1,
                            out_bytes, STATS_MAX_PIXELS * k)
     if _needs_tiles(chosen, hp, wp, halo) or (tile is None and chosen != 0):
         return one_by_one()
@@ -153,7 +178,9 @@ def run_model_many(
             if progress:
                 progress(0, n)
             for b0 in range(0, n, batch_size):
-                y = model(to_placement(pad_to(x[b0 : b0 + batch_size], hp, wp), placement, model))
+                # one σ per stacked image: FFDNet takes an (N,) tensor
+                args = () if sigma is None else (torch.tensor(sigma[b0 : b0 + batch_size], dtype=torch.float32),)
+                y = model(to_placement(pad_to(x[b0 : b0 + batch_size], hp, wp), placement, model), *args)
                 _check_output(y, out_ch, hp, wp, scale)
                 out[b0 : b0 + batch_size] = y[:, :, : h * scale, : w * scale].float().cpu()
                 if progress:

@@ -81,18 +81,18 @@ def evaluate_sr(
     layout = find_layout(dataset, scale, lr_dir)
     images = list_images(layout.hr_dir, "HR")
 
-    net = placement = None
+    net = placement = meta = None
     model_info: dict[str, object] = {"name": BICUBIC, "arch": "MATLAB imresize bicubic", "sha256": None}
     if model != BICUBIC:
         from scenestyle.engine.device import choose_placement, prepare
         from scenestyle.loading import load_model
 
         loaded = load_model(model, arch=arch, task="upscale", offline=offline)
-        got = int(getattr(loaded.module, "scale", 1) or 1)
-        if got != scale:
-            raise UsageError(f"model {loaded.name} upscales x{got} but --scale is {scale}; pass --scale {got} or an x{scale} model")
-        placement = choose_placement(device, precision, loaded.module, int8=False)
-        net = prepare(loaded.module, placement)
+        meta = loaded.meta
+        if meta.scale != scale:
+            raise UsageError(f"model {loaded.name} upscales x{meta.scale} but --scale is {scale}; pass --scale {meta.scale} or an x{scale} model")
+        placement = choose_placement(device, precision, loaded.module, meta, int8=False)
+        net = prepare(loaded.module, meta, placement)
         model_info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
 
     scores = []
@@ -109,7 +109,7 @@ def evaluate_sr(
         if net is None:
             sr = imresize(lr, float(scale))
         else:
-            sr = to_u8(run_float(net, placement, lr.astype(np.float32) / 255.0, tile))
+            sr = to_u8(run_float(net, meta, placement, lr.astype(np.float32) / 255.0, tile))
         seconds = time.perf_counter() - t0
         scores.append(ImageScore(hr_path.name, psnr(sr, hr, crop, test_y), ssim(sr, hr, crop, test_y), seconds))
         if on_output:

@@ -148,9 +148,9 @@ def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: in
     from scenestyle.loading import load_model
 
     loaded = load_model(spec, arch=arch, task="style", offline=offline)
-    placement = choose_placement(device, precision, model=loaded.module)
-    proc = Processor(model=prepare(loaded.module, placement), placement=placement, task="style", tile=tile,
-                     stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
+    placement = choose_placement(device, precision, model=loaded.module, meta=loaded.meta)
+    proc = Processor(model=prepare(loaded.module, loaded.meta, placement), meta=loaded.meta, placement=placement,
+                     task="style", tile=tile, stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
                      work_pixels=WORK_PIXELS)  # as `stylize` runs it
 
     def run(img: np.ndarray) -> np.ndarray:

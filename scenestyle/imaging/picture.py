@@ -43,6 +43,7 @@ class Picture:
     exif: bytes | None  # b"Exif\0\0" + TIFF data, Orientation reset to 1
     source_format: str  # Pillow's name: "JPEG", "PNG", "WEBP", "TIFF", "GIF", "BMP", ...
     notes: tuple[str, ...] = ()  # things the user should be told
+    noise_level: float | None = None  # σ ([0, 1] units) a noise-level denoiser runs this photo at, once decided (engine.tasks)
 
     @property
     def size(self) -> tuple[int, int]:

@@ -2,8 +2,9 @@
 
 Importing this package imports every architecture module, so each ``@register`` runs and
 ``build(name, **kwargs)`` / ``list_archs()`` see them all. Architecture files are pure
-``nn.Module`` code (torch only). Every generator sets ``in_channels``, ``out_channels``,
-``scale``, ``value_range``, ``size_multiple``, ``halo`` and ``task`` for the tiling engine.
+``nn.Module`` code (torch only): forward and weights. What the engine needs to know about a
+generator (channels, scale, size multiple, halo, value range, task, σ input) is in ``meta.py``:
+``describe(name, kwargs)`` gives its :class:`ModelMeta`.
 """
 
 from . import cyclegan, compact, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
@@ -16,11 +17,13 @@ from .detect import detect_arch
 from .dncnn import DnCNN
 from .ffdnet import FFDNet
 from .macs import count_macs
+from .meta import ModelMeta, describe
 from .rrdbnet import RRDBNet
 from .srvgg import SRVGGNetCompact
 
 __all__ = [
-    "ARCHS", "build", "list_archs", "register", "detect_arch", "count_macs", "channel_mean_var", "InstanceNorm2d",
+    "ARCHS", "build", "list_archs", "register", "detect_arch", "describe", "ModelMeta", "count_macs", "channel_mean_var",
+    "InstanceNorm2d",
     "CompactGenerator", "DnCNN", "FFDNet", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
     "ResnetGenerator", "SRVGGNetCompact", "UnetGenerator",
 ]

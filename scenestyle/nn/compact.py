@@ -35,7 +35,7 @@ from torch import nn
 
 from scenestyle._colour import BT601_LUMA
 
-from ._blocks import check_choice, norm_layer, round_up
+from ._blocks import check_choice, norm_layer
 from ._registry import register
 
 
@@ -104,17 +104,6 @@ class CompactGenerator(nn.Module):
             nn.Upsample(scale_factor=2, mode=upsample), *_separable(4 * ngf, 2 * ngf, norm, use_bias), nn.ReLU(True),
             nn.Upsample(scale_factor=2, mode=upsample), *_separable(2 * ngf, ngf, norm, use_bias), nn.ReLU(True))
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh())
-
-        self.in_channels = input_nc
-        self.out_channels = output_nc
-        self.scale = 1
-        self.value_range = (-1.0, 1.0)
-        self.size_multiple = 4
-        # Receptive-field radius in input pixels: 15 + 8 per block (two 3x3 convs at stride 4),
-        # as measured from gradients in tests/test_nn.py; 9 blocks -> 88; bilinear ups reach 3 more. With instance norm a
-        # tile also needs whole-image statistics to match whole-image output.
-        self.halo = round_up(15 + 8 * n_blocks + colour_pool // 2 + 3 * (upsample == "bilinear"), 4)
-        self.task = "style"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.up(self.blocks(self.down(self.stem(x)))))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._blocks import check_choice, norm_layer, padding, round_up
+from ._blocks import check_choice, norm_layer, padding
 from ._registry import register
 
 
@@ -82,16 +82,6 @@ class ResnetGenerator(nn.Module):
         self.model = nn.Sequential(*model)
 
         self.input_nc, self.output_nc, self.ngf = input_nc, output_nc, ngf
-        self.in_channels = input_nc
-        self.out_channels = output_nc
-        self.scale = 1
-        self.value_range = (-1.0, 1.0)
-        self.size_multiple = 4
-        # Receptive-field radius in input pixels: 11 + 8 per block (two 3x3 convs at stride 4),
-        # as measured from gradients in tests/test_nn.py; 9 blocks -> 84. With instance norm a
-        # tile also needs whole-image statistics to match whole-image output.
-        self.halo = round_up(11 + 8 * n_blocks, 4)
-        self.task = "style"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -156,14 +146,6 @@ class UnetGenerator(nn.Module):
         self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
                                              outermost=True, norm=norm)
 
-        self.in_channels = input_nc
-        self.out_channels = output_nc
-        self.scale = 1
-        self.value_range = (-1.0, 1.0)
-        self.size_multiple = 2**num_downs
-        self.halo = 2**num_downs
-        self.task = "style"
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
@@ -191,7 +173,6 @@ class NLayerDiscriminator(nn.Module):
                      norm_layer(norm, ndf * nf_mult), nn.LeakyReLU(0.2, True)]
         sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
         self.model = nn.Sequential(*sequence)
-        self.in_channels = input_nc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -213,7 +194,6 @@ class PixelDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, True),
             nn.Conv2d(ndf * 2, 1, kernel_size=1, stride=1, padding=0, bias=use_bias),
         )
-        self.in_channels = input_nc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

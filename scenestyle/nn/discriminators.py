@@ -33,7 +33,6 @@ class VGGStyleDiscriminator(nn.Module):
         if input_size not in VGG_INPUT_SIZES:
             raise ValueError(f"input_size must be one of {', '.join(map(str, VGG_INPUT_SIZES))}, got {input_size}")
         self.input_size = input_size
-        self.in_channels = num_in_ch
         f = num_feat
         self.conv0_0 = nn.Conv2d(num_in_ch, f, 3, 1, 1, bias=True)
         self.conv0_1 = nn.Conv2d(f, f, 4, 2, 1, bias=False)
@@ -73,8 +72,6 @@ class UNetDiscriminatorSN(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True):
         super().__init__()
         self.skip_connection = skip_connection
-        self.in_channels = num_in_ch
-        self.size_multiple = 8  # three stride-2 convs, then three x2 upsamplings added to the skips
         f, sn = num_feat, spectral_norm
         self.conv0 = nn.Conv2d(num_in_ch, f, kernel_size=3, stride=1, padding=1)
         self.conv1 = sn(nn.Conv2d(f, f * 2, 4, 2, 1, bias=False))
@@ -88,7 +85,7 @@ class UNetDiscriminatorSN(nn.Module):
         self.conv9 = nn.Conv2d(f, 1, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % 8 or x.shape[-1] % 8:
+        if x.shape[-2] % 8 or x.shape[-1] % 8:  # three stride-2 convs, then three x2 upsamplings added to the skips
             raise ValueError(f"UNetDiscriminatorSN needs height and width divisible by 8, got {tuple(x.shape[-2:])}")
         act = lambda t: F.leaky_relu(t, negative_slope=0.2, inplace=True)  # noqa: E731
         up = lambda t: F.interpolate(t, scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731

@@ -46,13 +46,5 @@ class DnCNN(nn.Module):
         layers += _conv_block(nc, out_nc, "")
         self.model = nn.Sequential(*layers)
 
-        self.in_channels = in_nc
-        self.out_channels = out_nc
-        self.scale = 1
-        self.value_range = (0.0, 1.0)
-        self.size_multiple = 1
-        self.halo = nb  # nb chained 3x3 convs: exact receptive-field radius
-        self.task = "denoise"
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.model(x)

@@ -26,9 +26,6 @@ SF = 2  # pixel-unshuffle factor, fixed in the published architecture
 class FFDNet(nn.Module):
     """Noise-level-conditioned denoiser of ``nb`` 3×3 convs with ``nc`` channels at half resolution."""
 
-    noise_level_input = True  # forward takes σ; trainers and the engine test this flag
-    sigma_max = 75 / 255  # the σ range FFDNet was trained on (KAIR: 0..75)
-
     def __init__(self, in_nc: int = 1, out_nc: int = 1, nc: int = 64, nb: int = 15):
         super().__init__()
         if nb < 2:
@@ -39,22 +36,10 @@ class FFDNet(nn.Module):
         layers.append(nn.Conv2d(nc, out_nc * SF * SF, 3, 1, 1))
         self.model = nn.Sequential(*layers)
 
-        self.in_channels = in_nc
-        self.out_channels = out_nc
-        self.scale = 1
-        self.value_range = (0.0, 1.0)
-        self.size_multiple = SF
-        # nb chained 3×3 convs at half resolution reach nb half-pixels, i.e. 2·nb input pixels,
-        # plus one for the far pixel of the 2×2 block the output pixel shares
-        self.halo = SF * nb + 1
-        self.task = "denoise"
-        self.noise_level = 25 / 255  # σ used when forward gets none; the engine sets it per image
-
-    def _sigma_map(self, sigma: Tensor | float | None, x: Tensor, h: int, w: int) -> Tensor:
+    @staticmethod
+    def _sigma_map(sigma: Tensor | float, x: Tensor, h: int, w: int) -> Tensor:
         """σ as an N×1×(H/2)×(W/2) map in ``x``'s dtype; ``x`` is padded to even size, ``h``×``w`` is the input size."""
         n, _, hp, wp = x.shape
-        if sigma is None:
-            sigma = self.noise_level
         if not isinstance(sigma, Tensor):
             return x.new_full((n, 1, hp // SF, wp // SF), float(sigma))
         s = sigma.to(device=x.device, dtype=x.dtype)
@@ -65,8 +50,9 @@ class FFDNet(nn.Module):
         raise ValueError(f"sigma must be a float, an (N,) or (N,1,1,1) tensor or an (N,1,H,W) map; "
                          f"got shape {tuple(sigma.shape)} for an input of {n}×{x.shape[1]}×{h}×{w}")
 
-    def forward(self, x: Tensor, sigma: Tensor | float | None = None) -> Tensor:
-        """Denoised ``x`` (N×C×H×W in [0, 1]) for noise std ``sigma`` in [0, 1] units (None: ``noise_level``)."""
+    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+        """Denoised ``x`` (N×C×H×W in [0, 1]) for noise std ``sigma`` in [0, 1] units: one float for
+        the batch, an (N,) or (N,1,1,1) tensor per image, or an (N,1,H,W) map (training's noise maps)."""
         h, w = x.shape[-2:]
         ph, pw = -h % SF, -w % SF
         if ph or pw:

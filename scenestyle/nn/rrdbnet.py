@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._blocks import round_up
 from ._registry import register
 
 
@@ -52,11 +51,6 @@ class RRDB(nn.Module):
         return out * 0.2 + x
 
 
-# Tile overlap (input pixels) for the deep bodies: the theoretical receptive field of 23
-# RRDBs is hundreds of pixels, the effective one is far smaller. Estimates by scale.
-_RRDB_HALO_CAP = {4: 24, 2: 40, 1: 64}
-
-
 @register("RRDBNet")
 class RRDBNet(nn.Module):
     """ESRGAN generator: ``num_block`` RRDBs, two nearest x2 upsampling convs, output ``scale``x."""
@@ -76,18 +70,6 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
-
-        self.in_channels = num_in_ch
-        self.out_channels = num_out_ch
-        self.value_range = (0.0, 1.0)
-        self.size_multiple = {4: 1, 2: 2, 1: 4}[scale]
-        # Receptive-field radius in input pixels: the body runs at a stride of 4/scale input
-        # pixels, each RRDB chains 15 3x3 convs and the rest adds 4 (measured from gradients in
-        # tests/test_nn.py); capped at an effective-field estimate for deep bodies.
-        jump = 4 // scale
-        theoretical = jump * (15 * num_block + 4)
-        self.halo = round_up(min(theoretical, _RRDB_HALO_CAP[scale]), self.size_multiple)
-        self.task = "upscale" if scale > 1 else "denoise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 2:

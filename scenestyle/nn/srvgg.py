@@ -39,7 +39,6 @@ class SRVGGNetCompact(nn.Module):
         self.num_conv, self.upscale, self.act_type = num_conv, upscale, act_type
 
         self.body = nn.ModuleList()
-        self.int8_chains = ("body",)  # forward applies body in order: int8 may pass quint8 tensors along it
         self.body.append(nn.Conv2d(num_in_ch, num_feat, 3, 1, 1))
         self.body.append(_activation(act_type, num_feat))
         for _ in range(num_conv):
@@ -47,14 +46,6 @@ class SRVGGNetCompact(nn.Module):
             self.body.append(_activation(act_type, num_feat))
         self.body.append(nn.Conv2d(num_feat, num_out_ch * upscale * upscale, 3, 1, 1))
         self.upsampler = nn.PixelShuffle(upscale)
-
-        self.in_channels = num_in_ch
-        self.out_channels = num_out_ch
-        self.scale = upscale
-        self.value_range = (0.0, 1.0)
-        self.size_multiple = 1
-        self.halo = num_conv + 2  # num_conv + 2 chained 3x3 convs at input resolution: exact
-        self.task = "upscale" if upscale > 1 else "denoise"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x

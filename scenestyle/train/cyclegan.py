@@ -47,7 +47,7 @@ def generator_spec(cfg: CycleGANConfig) -> tuple[str, dict]:
 
 def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
     """G_AB, D_B and, unless one_direction, G_BA and D_A (freshly initialised from the torch RNG)."""
-    from scenestyle.nn import build
+    from scenestyle.nn import build, describe
 
     g_name, g_kw = generator_spec(cfg)
     d_norm = cfg.model.norm if cfg.model.discriminator_norm == "same" else cfg.model.discriminator_norm
@@ -65,7 +65,10 @@ def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
                 if isinstance(m, nn.Conv2d):
                     nn.utils.parametrizations.spectral_norm(m)
         _init_weights(nets[name], kaiming=name[0] == "G" and cfg.model.generator_init == "kaiming")
-    g = nets["G_AB"]
+    try:
+        g = describe(g_name, g_kw)
+    except KeyError as exc:
+        raise UsageError(f"model.generator: {exc.args[0]}") from None
     if g.in_channels != g.out_channels:
         raise UsageError(f"{g_name} maps {g.in_channels} to {g.out_channels} channels; CycleGAN needs equal ones")
     if cfg.data.crop % g.size_multiple:

@@ -49,7 +49,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     run; flat state dict) from a run folder or checkpoint file."""
     from safetensors.torch import save_file
 
-    from scenestyle.nn import build, detect_arch
+    from scenestyle.nn import build, describe, detect_arch
     from scenestyle.weights import file_sha256
 
     if not _NAME.match(name):
@@ -76,7 +76,7 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     except ValueError:
         pass
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)  # a self-check
-    task = getattr(model, "task", "style")
+    task = describe(arch, kwargs).task
 
     folder = Path(out_dir) if out_dir else (run if run.is_dir() else run.parent)
     out = folder / f"{name}.safetensors"

@@ -2,11 +2,12 @@
 
 Pairs are made on the fly from clean photos (``hr_data.py``): for ``srgan`` an HR crop and its
 LR (bicubic or Real-ESRGAN second order; the scale is the generator's), for ``denoise`` a clean
-crop and a noisy copy with its noise-level map. Per step: G forward (a generator with
-``noise_level_input`` also gets the σ map); G step with D frozen: pixel loss (+ perceptual loss),
-and after ``loss.pretrain_steps`` the adversarial term and discriminator feature matching; then
-the D step (real target vs. detached output); schedulers; EMA of G. Rank 0 alone logs, samples
-and saves; checkpoints, resume, signals and DDP work as in the CycleGAN trainer (``loop.py``).
+crop and a noisy copy with its noise-level map. Per step: G forward (a noise-level generator,
+``ModelMeta.takes_sigma``, also gets each crop's σ map as its forward's ``sigma``); G step with D
+frozen: pixel loss (+ perceptual loss), and after ``loss.pretrain_steps`` the adversarial term and
+discriminator feature matching; then the D step (real target vs. detached output); schedulers;
+EMA of G. Rank 0 alone logs, samples and saves; checkpoints, resume, signals and DDP work as in
+the CycleGAN trainer (``loop.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from scenestyle.errors import UsageError
 from scenestyle.image_files import list_images
+from scenestyle.nn.meta import ModelMeta
 from scenestyle.train import checkpoint as ckpt
 from scenestyle.train import ddp
 from scenestyle.train.config import config_hash
@@ -51,28 +53,39 @@ def _build(name: str, kwargs: dict, what: str) -> nn.Module:
         raise UsageError(f"model.{what}_kwargs {kwargs} do not fit {name}: {exc}") from None
 
 
+def generator_meta(cfg: SRGANConfig | DenoiseConfig) -> ModelMeta:
+    """The ModelMeta of the configured generator (UsageError for a network that is not one)."""
+    from scenestyle.nn import describe
+
+    try:
+        return describe(cfg.model.generator, cfg.model.generator_kwargs)
+    except KeyError as exc:
+        raise UsageError(f"model.generator: {exc.args[0]}") from None
+
+
 def build_networks(cfg: SRGANConfig | DenoiseConfig, kind: str) -> dict[str, nn.Module]:
     """G and D (freshly initialised from the torch RNG), checked against the task and the crop size."""
     m, crop = cfg.model, cfg.data.crop
     g = _build(m.generator, m.generator_kwargs, "generator")
-    s = g.scale
+    meta = generator_meta(cfg)
+    s = meta.scale
     if (kind == "srgan") != (s > 1):
         need = "an upscaling generator (scale >= 2, e.g. upscale = 4)" if kind == "srgan" else "a scale-1 generator"
         raise UsageError(f"train {kind} needs {need}; {m.generator} {m.generator_kwargs} has scale {s}")
-    if tuple(g.value_range) != (0.0, 1.0) or g.in_channels != g.out_channels:
+    if meta.value_range != (0.0, 1.0) or meta.in_channels != meta.out_channels:
         raise UsageError(f"{m.generator} must map [0, 1] images to images of as many channels")
-    if crop % s or (crop // s) % g.size_multiple:
-        raise UsageError(f"data.crop {crop} must be a multiple of {s * g.size_multiple} for {m.generator} x{s}")
-    if kind == "denoise" and g.in_channels == 1 and "camera" in cfg.noise.kinds:
+    if crop % s or (crop // s) % meta.size_multiple:
+        raise UsageError(f"data.crop {crop} must be a multiple of {s * meta.size_multiple} for {m.generator} x{s}")
+    if kind == "denoise" and meta.in_channels == 1 and "camera" in cfg.noise.kinds:
         raise UsageError("noise kind camera needs an RGB generator; drop it from noise.kinds for a grayscale one")
-    d_kw = {"num_in_ch": g.out_channels, **m.discriminator_kwargs}
+    d_kw = {"num_in_ch": meta.out_channels, **m.discriminator_kwargs}
     if m.discriminator == "VGGStyleDiscriminator":
         d_kw.setdefault("input_size", crop)  # it scores whole crops of one fixed size
+    if d_kw["num_in_ch"] != meta.out_channels:
+        raise UsageError(f"the discriminator takes {d_kw['num_in_ch']} channels but {m.generator} gives {meta.out_channels}")
     d = _build(m.discriminator, d_kw, "discriminator")
-    if getattr(d, "input_size", crop) != crop:
-        raise UsageError(f"VGGStyleDiscriminator input_size {d.input_size} must equal data.crop {crop}")
-    if d.in_channels != g.out_channels:
-        raise UsageError(f"the discriminator takes {d.in_channels} channels but {m.generator} gives {g.out_channels}")
+    if d_kw.get("input_size", crop) != crop:
+        raise UsageError(f"VGGStyleDiscriminator input_size {d_kw['input_size']} must equal data.crop {crop}")
     if m.spectral_norm:
         for mod in d.modules():
             if isinstance(mod, (nn.Conv2d, nn.Linear)):
@@ -132,7 +145,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
     seed_all(d.seed)
     nets = build_networks(cfg, kind)
     G, D = nets["G"], nets["D"]
-    noise_input = bool(getattr(G, "noise_level_input", False))
+    meta = generator_meta(cfg)
 
     # ---- data: crops and their degradations are a pure function of (seed, step, rank)
     flag = "--hr" if kind == "srgan" else "--clean"
@@ -143,10 +156,10 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
         write_config(run, cfg_text)
     if kind == "srgan":
         dg = cfg.degradation
-        make_pair = SRPairs(G.scale, dg.kind, realesrgan_settings(dg) if dg.kind == "realesrgan" else None, dg.usm_target)
+        make_pair = SRPairs(meta.scale, dg.kind, realesrgan_settings(dg) if dg.kind == "realesrgan" else None, dg.usm_target)
     else:
         make_pair = NoisyPairs(cfg.noise.kinds, cfg.noise.probs, noise_params(cfg.noise))
-    dataset = HRCrops(files, d.crop, make_pair, gray=G.in_channels == 1, seed=d.seed, rank=info.rank)
+    dataset = HRCrops(files, d.crop, make_pair, gray=meta.in_channels == 1, seed=d.seed, rank=info.rank)
     stream = HRStream(len(files), batch_size=t.batch_size, crop=d.crop, scale_range=d.scale_range, hflip=d.hflip,
                       vflip=d.vflip, seed=d.seed, rank=info.rank, world=info.world)
 
@@ -183,7 +196,8 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
         samples = [x.to(dev) for x in dataset[(-1, recipes)]]
 
     def generate(net: nn.Module, inp: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return net(inp, sigma) if noise_input else net(inp)
+        # sigma: each crop's N×1×H×W noise-level map, the forward argument of a noise-level model
+        return net(inp, sigma) if meta.takes_sigma else net(inp)
 
     loader = make_loader(dataset, stream, step, stop, d.workers, pin_memory=dev.type == "cuda")
     record: dict = {}
@@ -244,7 +258,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
                     values["loss_D"] = ddp.mean_across(float(loss_D.detach()), info, dev)
                 record = report.log(step, values)
             if samples is not None and (step % t.sample_every == 0 or step == stop):
-                _sample_sheet(ema.module if ema is not None else G, samples, generate, G.scale,
+                _sample_sheet(ema.module if ema is not None else G, samples, generate, meta.scale,
                               run / "samples" / f"step_{step:08d}.png", lambda: autocast(dev, amp))
             checkpoint_now, leave = rule.after_step(step, t.checkpoint_every)
             if checkpoint_now:
