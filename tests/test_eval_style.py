@@ -305,3 +305,62 @@ def test_cli_errors(folders, tmp_path):
     (bad / "img_3.png").unlink()
     r = _style(folders, "--outputs", str(bad))
     assert r.exit_code == 2 and "img_3" in r.output
+
+
+# ------------------------------------------------------------------------- sharpness matching
+
+
+def _fractal(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A random grey texture with a natural 1/f amplitude spectrum: detail at every scale down to the pixel."""
+    f = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None])
+    spec = np.fft.rfft2(rng.normal(0, 1, (h, w))) / np.maximum(f, 1.0 / max(h, w))
+    y = np.fft.irfft2(spec, s=(h, w))
+    y = 128 + 45 * (y - y.mean()) / y.std()
+    return np.repeat(np.clip(np.round(y), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_blur_is_the_gaussian_that_sharpness_assumes():
+    img = _fractal(np.random.default_rng(20), 64, 80)
+    np.testing.assert_array_equal(C.blur(img, 0.0), img)
+    prof = C.sharpness_profile(img)
+    for sigma in (0.4, 0.8, 1.5):
+        blurred = C.blur(img, sigma)
+        if sigma >= 0.8:  # a sampled Gaussian is close to the exact one from about 0.8 px up
+            ref = scipy.ndimage.gaussian_filter(img.astype(np.float64), (sigma, sigma, 0), mode="reflect", truncate=8.0)
+            assert np.abs(blurred.astype(np.float64) - ref).max() <= 1.0  # half-sample symmetric borders, rounding
+        assert C.sharpness(C.sharpness_profile(blurred)) == pytest.approx(C.sharpness(prof, sigma), abs=0.05)
+    assert C.sharpness(prof, 0.5) < C.sharpness(prof) - 0.5  # blur lowers it ...
+    brighter = np.clip(img.astype(np.float64) * 0.5 + 60, 0, 255).astype(np.uint8)
+    assert C.sharpness(C.sharpness_profile(brighter)) == pytest.approx(C.sharpness(prof), abs=0.05)  # ... contrast does not
+
+
+def test_matching_blur_recovers_a_known_blur():
+    rng = np.random.default_rng(21)
+    sharp = [_fractal(rng, 64, 64) for _ in range(7)]
+    soft = [C.blur(_fractal(rng, 64, 64), 0.7) for _ in range(7)]
+    target = float(np.median([C.sharpness(C.sharpness_profile(s)) for s in soft]))
+    assert C.matching_blur([C.sharpness_profile(s) for s in sharp], target) == pytest.approx(0.7, abs=0.08)
+    assert C.matching_blur([C.sharpness_profile(s) for s in soft], target + 1.0) == 0.0  # already softer: untouched
+
+
+@pytest.mark.parametrize("soft_side", ["paintings", "photos"])
+def test_sharpness_matching_removes_the_sharpness_shortcut(soft_side):
+    """Two sets that differ only in sharpness: a critic tells them apart; after matching it cannot."""
+    from dataclasses import replace
+
+    from scenestyle.evaluate.style import PHOTOS, _match_sharpness
+
+    rng = np.random.default_rng(22)
+    sharp, soft = [_fractal(rng, 48, 48) for _ in range(12)], [C.blur(_fractal(rng, 48, 48), 1.0) for _ in range(12)]
+    paint, photo = (soft, sharp) if soft_side == "paintings" else (sharp, soft)
+    cfg = replace(CFG, match_sharpness=False)
+    assert _heldout_accuracy(paint, photo, "gray", cfg, split=8) > 0.9
+    m_paint, rows, record = _match_sharpness(paint, {PHOTOS: photo, "other": photo}, replace(CFG, match_sharpness=True))
+    sharper = "photos" if soft_side == "paintings" else "paintings"
+    assert record["blurred"] == sharper and record["sigma_px"] == pytest.approx(1.0, abs=0.15)
+    assert record["after"]["paintings"] == pytest.approx(record["after"]["photos"], abs=0.01)
+    if sharper == "photos":  # every row made from the photos is blurred alike; the paintings are left alone
+        assert rows["other"][0] is not photo[0] and np.array_equal(rows["other"][0], rows[PHOTOS][0]) and m_paint is paint
+    else:
+        assert rows[PHOTOS] is photo and not np.array_equal(m_paint[0], paint[0])
+    assert abs(_heldout_accuracy(m_paint, rows[PHOTOS], "gray", cfg, split=8) - 0.5) < 0.15

@@ -40,6 +40,11 @@ class CriticConfig:
     lr: float = 2e-3  # Adam learning rate
     folds: int = 2  # cross-fitting folds, split by image
     eval_crops: int = 32  # crops per image for held-out accuracy and for scores
+    lr_schedule: str = "constant"  # "constant" or "cosine" (to 0 at the last step)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    scale_jitter: float = 0.0  # training crops cover crop*s pixels, s log-uniform in [1/(1+j), 1+j], resized to crop
+    rot90: bool = False  # random quarter turns of training crops
+    match_sharpness: bool = False  # blur the sharper side (paintings, or photos and every row) to the other's median sharpness
 
 
 class Critic(nn.Module):
@@ -87,6 +92,70 @@ def to_input(crops: np.ndarray, variant: str) -> torch.Tensor:
     raise ValueError(f"critic variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
 
 
+_PROFILE_BINS = 256
+
+
+def sharpness_profile(image: np.ndarray) -> np.ndarray:
+    """Radial power spectrum of an image's BT.601 luma (mirror-extended, so borders add no edges),
+    in ``_PROFILE_BINS`` bins of spatial frequency from 0 to the corner (√0.5 cycles per pixel)."""
+    y = np.asarray(image, dtype=np.float64) @ np.array(BT601_LUMA) if np.ndim(image) == 3 else np.asarray(image, dtype=np.float64)
+    y = y - y.mean()
+    ext = np.block([[y, y[:, ::-1]], [y[::-1], y[::-1, ::-1]]])
+    power = np.abs(np.fft.rfft2(ext)) ** 2
+    f = np.hypot(np.fft.fftfreq(ext.shape[0])[:, None], np.fft.rfftfreq(ext.shape[1])[None])
+    weight = np.full(power.shape[1], 2.0)  # rfft2 keeps half the columns: count the others once more
+    weight[0] = 1.0
+    if ext.shape[1] % 2 == 0:
+        weight[-1] = 1.0
+    idx = np.minimum((f / np.sqrt(0.5) * _PROFILE_BINS).astype(np.int64), _PROFILE_BINS - 1)
+    return np.bincount(idx.ravel(), (power * weight).ravel(), _PROFILE_BINS)
+
+
+def sharpness(profile: np.ndarray, sigma: float = 0.0) -> float:
+    """log2 of the luma energy in the finest octave (what a Gaussian of σ 1 px removes) over the next
+    (what σ 2 px removes beyond σ 1), after a Gaussian blur of ``sigma`` px: the image's detail at the
+    pixel scale, relative to its own detail one octave coarser. Blur lowers it; brighter or busier does not."""
+    f = (np.arange(len(profile)) + 0.5) / len(profile) * np.sqrt(0.5)
+
+    def gain(s: float) -> np.ndarray:
+        return np.exp(-2.0 * np.pi**2 * s**2 * f**2)
+
+    p = profile * gain(sigma) ** 2
+    fine, next_ = np.sum(p * (1.0 - gain(1.0)) ** 2), np.sum(p * (gain(1.0) - gain(2.0)) ** 2)
+    return float(np.log2(max(fine, 1e-12) / max(next_, 1e-12)))
+
+
+def matching_blur(sharper: Sequence[np.ndarray], target: float, *, tol: float = 1e-3) -> float:
+    """The Gaussian σ (px) that brings the median sharpness of the ``sharper`` profiles down to ``target``
+    (0 when it is not above it); bisection, the median falls monotonically with σ."""
+    def median(s: float) -> float:
+        return float(np.median([sharpness(p, s) for p in sharper]))
+
+    if median(0.0) <= target:
+        return 0.0
+    lo, hi = 0.0, 4.0
+    if median(hi) > target:
+        return hi
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if median(mid) > target else (lo, mid)
+    return (lo + hi) / 2
+
+
+def blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 H×W×C image blurred per channel by a Gaussian of ``sigma`` px, rounded: applied exactly
+    (the frequency response ``sharpness`` assumes) on the mirror-extended image."""
+    if sigma <= 0:
+        return image
+    h, w = image.shape[:2]
+    x = np.asarray(image, dtype=np.float64)
+    ext = np.concatenate([np.concatenate([x, x[:, ::-1]], 1), np.concatenate([x[::-1], x[::-1, ::-1]], 1)], 0)
+    f2 = np.fft.fftfreq(2 * h)[:, None] ** 2 + np.fft.rfftfreq(2 * w)[None] ** 2
+    gain = np.exp(-2.0 * np.pi**2 * sigma**2 * f2)[..., None]
+    out = np.fft.irfft2(np.fft.rfft2(ext, axes=(0, 1)) * gain, s=(2 * h, 2 * w), axes=(0, 1))[:h, :w]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def fold_of(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
     """A fold index per image: a seeded permutation dealt round-robin, so folds differ by at most one."""
     out = np.empty(n, dtype=np.int64)
@@ -121,22 +190,39 @@ def train_critic(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Critic(3 if variant == "rgb" else 1, cfg.width)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) if cfg.lr_schedule == "cosine" else None
+    smallest = min(min(im.shape[:2]) for im in list(paintings) + list(photos))
     loss_fn = nn.BCEWithLogitsLoss()
     half = max(1, cfg.batch // 2)
     labels = torch.cat([torch.ones(half), torch.zeros(half)])
     model.train()
     for step in range(cfg.steps):
         batch = []
+        size = cfg.crop
+        if cfg.scale_jitter > 0:
+            j = np.log1p(cfg.scale_jitter)
+            size = int(min(smallest, max(8, round(cfg.crop * np.exp(rng.uniform(-j, j))))))
         for domain in (paintings, photos):
             for i in rng.integers(0, len(domain), half):
                 img = domain[i]
-                c = crops_at(img, crop_positions(img.shape, 1, cfg.crop, rng), cfg.crop)[0]
-                batch.append(c[:, ::-1] if rng.random() < 0.5 else c)
-        loss = loss_fn(model(to_input(np.stack(batch), variant)), labels)
+                c = crops_at(img, crop_positions(img.shape, 1, size, rng), size)[0]
+                if rng.random() < 0.5:
+                    c = c[:, ::-1]
+                if cfg.rot90:
+                    c = np.rot90(c, int(rng.integers(4)))
+                batch.append(np.ascontiguousarray(c))
+        x = np.stack(batch)
+        if size != cfg.crop:
+            t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+            t = torch.nn.functional.interpolate(t, size=(cfg.crop, cfg.crop), mode="bilinear", align_corners=False, antialias=True)
+            x = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        loss = loss_fn(model(to_input(x, variant)), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched:
+            sched.step()
         if progress:
             progress(step + 1, cfg.steps)
     model.eval().requires_grad_(False)

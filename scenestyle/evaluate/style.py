@@ -162,8 +162,30 @@ def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: in
     return run, info
 
 
+def _match_sharpness(paintings, rows, cfg: C.CriticConfig):
+    """(paintings, rows, record): with ``cfg.match_sharpness`` the sharper side is blurred until its median
+    sharpness equals the other's: the paintings, or the photos and every row made from them alike."""
+    prof = {"paintings": [C.sharpness_profile(p) for p in paintings], "photos": [C.sharpness_profile(p) for p in rows[PHOTOS]]}
+    before = {k: float(np.median([C.sharpness(p) for p in v])) for k, v in prof.items()}
+    side = max(before, key=before.get)
+    other = "photos" if side == "paintings" else "paintings"
+    sigma = C.matching_blur(prof[side], before[other]) if cfg.match_sharpness else 0.0
+    after = {**before, side: float(np.median([C.sharpness(p, sigma) for p in prof[side]]))}
+    if sigma > 0 and side == "paintings":
+        paintings = [C.blur(p, sigma) for p in paintings]
+    elif sigma > 0:
+        rows = {name: [C.blur(im, sigma) for im in imgs] for name, imgs in rows.items()}
+    record = {"paintings": round(before["paintings"], 3), "photos": round(before["photos"], 3), "blurred": side if sigma > 0 else "none",
+              "sigma_px": round(sigma, 3), "after": {k: round(v, 3) for k, v in after.items()}}
+    return paintings, rows, record
+
+
 def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, progress: Progress | None):
-    """Cross-fitted critics: per variant the held-out accuracies and, per row, per-image (share, best crop)."""
+    """Cross-fitted critics: per variant the held-out accuracies and, per row, per-image (share, best crop).
+
+    ``photos`` must be ``rows[PHOTOS]``; the record of the sharpness matching is returned third."""
+    paintings, rows, sharp = _match_sharpness(paintings, rows, cfg)
+    photos = rows[PHOTOS]
     fold_photo = C.fold_of(len(photos), cfg.folds, np.random.default_rng([seed, 5]))
     fold_paint = C.fold_of(len(paintings), cfg.folds, np.random.default_rng([seed, 6]))
     # one set of crop positions per photo, used for every row made from it: a paired comparison
@@ -189,7 +211,7 @@ def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, prog
                         scores[name][i][2] = tuple(int(c) for c in pos[i][int(np.argmax(z))])
         a_paint, a_photo = float(np.mean(np.concatenate(paint_hits))), float(np.mean(np.concatenate(photo_hits)))
         accuracy[variant] = MappingProxyType({"balanced": (a_paint + a_photo) / 2, "paintings": a_paint, "photos": a_photo})
-    return accuracy, scores
+    return accuracy, scores, sharp
 
 
 def evaluate_style(
@@ -280,7 +302,7 @@ def evaluate_style(
         swds[name] = S.swd(desc, ref, seed=seed, normalize=normalize)
         step("SWD", n + 1, len(rows))
 
-    accuracy, critic_scores = _critic_scores(paintings, photos, rows, critic, seed, on_progress)
+    accuracy, critic_scores, sharp = _critic_scores(paintings, photos, rows, critic, seed, on_progress)
 
     images, table = [], []
     for name, imgs in rows.items():
@@ -306,7 +328,8 @@ def evaluate_style(
                 f"descriptors normalised per channel ({normalize}), exact 1-D W1 for unequal counts, images cropped to a multiple of "
                 f"{2 ** (levels - 1)}"),
         "critic": {**asdict(critic), "variants": "rgb; gray = BT.601 luma standardised per crop",
-                   "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out"},
+                   "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out",
+                   "sharpness": sharp},
         "structure": f"SSIM (BasicSR window) of BT.601 luma blurred with a Gaussian sigma {blur_sigma} px, output vs photo",
         "colour_transfer": "Reinhard et al. 2001 in CIELAB (sRGB D65): per-channel mean/std of all painting pixels, clipped",
         "posterize": "Pillow ImageOps.posterize(3 bits) then ImageFilter.ModeFilter(5), on the shrunk photo",
