@@ -78,8 +78,7 @@ def test_image(h: int, w: int, channels: int, lo: float, hi: float) -> torch.Ten
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     planes = [
-        0.5 + 0.3 * torch.sin(3 * xx + 2 * yy + c) + 0.1 * torch.sin(60 * xx) * torch.cos(45 * yy)
-        + 0.03 * torch.randn(h, w, generator=g)
+        0.5 + 0.3 * torch.sin(3 * xx + 2 * yy + c) + 0.1 * torch.sin(60 * xx) * torch.cos(45 * yy) + 0.03 * torch.randn(h, w, generator=g)
         for c in range(channels)
     ]
     return (torch.stack(planes).clamp(0, 1) * (hi - lo) + lo).unsqueeze(0)
@@ -195,8 +194,17 @@ def run_case(name: str, side: int) -> dict:
     mse = torch.mean((held["y"].double() - ((ref - lo) / (hi - lo)).double()) ** 2).item()
     psnr = float("inf") if mse == 0 else 10 * math.log10(1 / mse)
     return dict(
-        model=name, side=side, gmac=gmac, base_s=base_s, ours_s=ours_s, setup_s=setup_s,
-        precision=ran["precision"], note=ran["note"], psnr=psnr, base_rss=base_rss, ours_rss=ours_rss,
+        model=name,
+        side=side,
+        gmac=gmac,
+        base_s=base_s,
+        ours_s=ours_s,
+        setup_s=setup_s,
+        precision=ran["precision"],
+        note=ran["note"],
+        psnr=psnr,
+        base_rss=base_rss,
+        ours_rss=ours_rss,
         reason=placement.reason,
     )
 
@@ -283,18 +291,33 @@ def run_20mp(tile: int, case: str = "stylize") -> dict:
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     with Image.open(path) as im:
         w, h = im.size
-    return dict(path=Path(path).name, h=h, w=w, tile=tile or "auto", secs=secs, rss=rss, out=out_size,
-                precision=report["parameters"]["precision"], status=report["results"][0]["status"],
-                case=case, arch=arch, out_name=out_name)
+    return dict(
+        path=Path(path).name,
+        h=h,
+        w=w,
+        tile=tile or "auto",
+        secs=secs,
+        rss=rss,
+        out=out_size,
+        precision=report["parameters"]["precision"],
+        status=report["results"][0]["status"],
+        case=case,
+        arch=arch,
+        out_name=out_name,
+    )
 
 
 def describe_20mp(r: dict) -> str:
     """One sentence for a whole-CLI memory case."""
     ow, oh = r["out"]
-    return (f"`scenestyle {r['case']}`{' --outscale %g' % OUTSCALE[r['case']] if r['case'] in OUTSCALE else ''} with {r['arch']} ({r['precision']}) on {r['path']} ({r['w']}x{r['h']}, "
-            f"{r['w'] * r['h'] / 1e6:.1f} MP) to {ow}x{oh} ({ow * oh / 1e6:.0f} MP), tile {r['tile']}: "
-            f"{r['secs']:.1f} s end to end (decode, model, {Path(str(r['out_name'])).suffix[1:].upper()} encode), "
-            f"peak RSS {r['rss']:.0f} MB")
+    outscale = f" --outscale {OUTSCALE[r['case']]:g}" if r["case"] in OUTSCALE else ""
+    return (
+        f"`scenestyle {r['case']}`{outscale} "
+        f"with {r['arch']} ({r['precision']}) on {r['path']} ({r['w']}x{r['h']}, "
+        f"{r['w'] * r['h'] / 1e6:.1f} MP) to {ow}x{oh} ({ow * oh / 1e6:.0f} MP), tile {r['tile']}: "
+        f"{r['secs']:.1f} s end to end (decode, model, {Path(str(r['out_name'])).suffix[1:].upper()} encode), "
+        f"peak RSS {r['rss']:.0f} MB"
+    )
 
 
 # ---------------------------------------------------------------- parent
@@ -361,9 +384,12 @@ def main() -> None:
     lines = ["# Inference benchmark", "", *header()]
     peaks = conv_peaks()
     lines.append("- 64->64 3x3 conv 256x256 peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
-    lines += ["", "| model | input | GMAC | base fp32 NCHW ms | ours ms | ours prec | speedup | base GMAC/s | ours GMAC/s "
-              "| ours % fp32 CL peak | ours % bf16 peak | PSNR ours vs base dB | base RSS MB | ours RSS MB |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| model | input | GMAC | base fp32 NCHW ms | ours ms | ours prec | speedup | base GMAC/s | ours GMAC/s "
+        "| ours % fp32 CL peak | ours % bf16 peak | PSNR ours vs base dB | base RSS MB | ours RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     print("\n".join(lines), flush=True)
     reasons: dict[str, str] = {}
     sides = QUICK_SIDES if a.quick else FULL_SIDES
@@ -399,14 +425,17 @@ def main() -> None:
                 row = f"- {case} case failed: {r['error']}" if "error" in r else f"- {describe_20mp(r)}"
                 if case != "stylize" and "error" not in r:  # the plain script beside it (stylize: see the table)
                     p = child(["--case-20mp-plain", case])
-                    row += (f"; plain fp32 whole-image script: failed ({p['error']})" if "error" in p else
-                            f"; plain fp32 whole-image script: {p['secs']:.1f} s, peak RSS {p['rss']:.0f} MB")
+                    row += (
+                        f"; plain fp32 whole-image script: failed ({p['error']})"
+                        if "error" in p
+                        else f"; plain fp32 whole-image script: {p['secs']:.1f} s, peak RSS {p['rss']:.0f} MB"
+                    )
                 lines.append(row)
                 print(row, flush=True)
         else:
             lines += ["", f"20 MP cases skipped: no wallpaper under {SHARED}"]
     lines += ["", f"Total benchmark wall time {time.perf_counter() - t_start:.0f} s."]
-    print("\n".join(lines[lines.index("Placement reasons (ours; setup includes the bf16 agreement check):", 0) - 1:]))
+    print("\n".join(lines[lines.index("Placement reasons (ours; setup includes the bf16 agreement check):", 0) - 1 :]))
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"\nwritten to {a.out}")

@@ -25,7 +25,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +87,16 @@ elif case.startswith("read-"):
 print(json.dumps(dict(case=case, seconds=s, base_mb=base, peak_mb=rss_mb())))
 """
 
-CASES = ["write-png/PngWriter", "write-png/imagecodecs", "write-tiff/baseline", "write-tiff/tifffile",
-         "read-png/baseline", "read-png/today", "read-tiff/baseline", "read-tiff/today"]
+CASES = [
+    "write-png/PngWriter",
+    "write-png/imagecodecs",
+    "write-tiff/baseline",
+    "write-tiff/tifffile",
+    "read-png/baseline",
+    "read-png/today",
+    "read-tiff/baseline",
+    "read-tiff/today",
+]
 
 
 def _cpu() -> str:
@@ -125,8 +132,10 @@ def main() -> None:
         h, w, _ = samples.shape
         del rgb, low
         env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-        print(f"{w}x{h} ({w * h / 1e6:.1f} MP) 16-bit RGB, {samples.nbytes / 2**20:.0f} MB of samples; {_cpu()}, "
-              f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
+        print(
+            f"{w}x{h} ({w * h / 1e6:.1f} MP) 16-bit RGB, {samples.nbytes / 2**20:.0f} MB of samples; {_cpu()}, "
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+        )
         print("| case | seconds | base MB | peak RSS MB | file MB |\n|---|---|---|---|---|")
         written: dict[str, Path] = {}
         for case in cases:
@@ -145,8 +154,10 @@ def main() -> None:
             size = out.stat().st_size / 2**20 if out.exists() else float("nan")
             if out.exists():
                 written.setdefault(kind, out)
-            print(f"| {case} | {r['seconds']:.2f} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | "
-                  f"{'' if size != size else f'{size:.0f}'} |", flush=True)
+            print(
+                f"| {case} | {r['seconds']:.2f} | {r['base_mb']:.0f} | {r['peak_mb']:.0f} | {'' if size != size else f'{size:.0f}'} |",
+                flush=True,
+            )
         print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

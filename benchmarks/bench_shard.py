@@ -101,18 +101,37 @@ def main() -> None:
 
     cases = {
         "1 process": lambda out: ([[py, *cli(out)]], env),
-        "torchrun 2": lambda out: ([[py, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
-                                     "127.0.0.1", "--master-port", _port(), *cli(out)]], env),
+        "torchrun 2": lambda out: (
+            [
+                [
+                    py,
+                    "-m",
+                    "torch.distributed.run",
+                    "--nproc-per-node",
+                    "2",
+                    "--master-addr",
+                    "127.0.0.1",
+                    "--master-port",
+                    _port(),
+                    *cli(out),
+                ]
+            ],
+            env,
+        ),
         "--shard 2": lambda out: ([[py, *cli(out, "--shard", f"{i}/2")] for i in range(2)], one_thread),
     }
     import torch
 
     from scenestyle.engine.device import cpu_model_name
 
-    print(f"cpu: {cpu_model_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}; "
-          f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"{args.photos} photos, {pixels / 1e6:.2f} MP in all, sides {args.min_side}-{args.max_side}; "
-          f"SRVGGNetCompact x2, {args.feat} features, {args.convs} convs; fp32, --tile 0\n")
+    print(
+        f"cpu: {cpu_model_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}; "
+        f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"{args.photos} photos, {pixels / 1e6:.2f} MP in all, sides {args.min_side}-{args.max_side}; "
+        f"SRVGGNetCompact x2, {args.feat} features, {args.convs} convs; fp32, --tile 0\n"
+    )
     print("| case | wall s | fixed s | photos/s | photos/s net |")
     print("|---|---|---|---|---|")
     reference = None
@@ -128,8 +147,7 @@ def main() -> None:
             reference = got
         same = sorted(got) == sorted(reference) and all(np.array_equal(got[k], reference[k]) for k in got)
         net = f"{args.photos / (wall - fixed):.2f}" if wall - fixed > 0.5 else "-"  # noise beyond that
-        print(f"| {name} | {wall:.1f} | {fixed:.1f} | {args.photos / wall:.2f} | {net} |"
-              + ("" if same else " outputs DIFFER"))
+        print(f"| {name} | {wall:.1f} | {fixed:.1f} | {args.photos / wall:.2f} | {net} |" + ("" if same else " outputs DIFFER"))
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

@@ -77,11 +77,14 @@ def main() -> None:
         ref_1mp = float(out.strip().splitlines()[-1])
         ref_s = ref_1mp * (w * h) / (864 * 1152)
     rows = [
-        "| case | seconds | peak RSS MB |", "|---|---|---|",
+        "| case | seconds | peak RSS MB |",
+        "|---|---|---|",
         f"| scenestyle stylize {' '.join(model)}, {w}x{h} ({w * h / 1e6:.1f} MP) JPEG in and out | {ours_s:.2f} | {ours_mb:.0f} |",
         f"| CycleGAN ResNet-9 fp32 NCHW, 1 MP forward x {w * h / (864 * 1152):.1f} | {ref_s:.1f} | - |",
-        "", f"ratio: {ref_s / ours_s:.1f}x faster than the reference",
-        f"CPU: {cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores; command: python benchmarks/bench_stylize.py {' '.join(sys.argv[1:])}",
+        "",
+        f"ratio: {ref_s / ours_s:.1f}x faster than the reference",
+        f"CPU: {cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores; "
+        f"command: python benchmarks/bench_stylize.py {' '.join(sys.argv[1:])}",
     ]
     text = "\n".join(rows)
     print(text)

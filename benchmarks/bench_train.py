@@ -29,13 +29,22 @@ D_SMALL = "model.discriminator_kwargs={num_feat = 32}"
 # (trainer, label, config overrides); "images" counts the images one step consumes per batch entry
 MODELS = [
     ("cyclegan", "ResNet-6, ngf 32", ["model.generator=resnet_6blocks", "model.generator_kwargs={ngf = 32}"]),
-    ("cyclegan", "Compact, ngf 32, 9 blocks", ["model.generator=CompactGenerator",
-                                               "model.generator_kwargs={ngf = 32, n_blocks = 9}"]),
-    ("srgan", "SRVGG x4 (32 feat, 8 convs), bicubic, U-Net D 32", [
-        "model.generator=SRVGGNetCompact", "model.generator_kwargs={num_feat = 32, num_conv = 8, upscale = 4}", D_SMALL]),
-    ("srgan", "RRDB x4 (32 feat, 4 blocks), Real-ESRGAN degr., U-Net D 32", [
-        "model.generator=RRDBNet", "model.generator_kwargs={num_feat = 32, num_block = 4, num_grow_ch = 16, scale = 4}",
-        "degradation.kind=realesrgan", D_SMALL]),
+    ("cyclegan", "Compact, ngf 32, 9 blocks", ["model.generator=CompactGenerator", "model.generator_kwargs={ngf = 32, n_blocks = 9}"]),
+    (
+        "srgan",
+        "SRVGG x4 (32 feat, 8 convs), bicubic, U-Net D 32",
+        ["model.generator=SRVGGNetCompact", "model.generator_kwargs={num_feat = 32, num_conv = 8, upscale = 4}", D_SMALL],
+    ),
+    (
+        "srgan",
+        "RRDB x4 (32 feat, 4 blocks), Real-ESRGAN degr., U-Net D 32",
+        [
+            "model.generator=RRDBNet",
+            "model.generator_kwargs={num_feat = 32, num_block = 4, num_grow_ch = 16, scale = 4}",
+            "degradation.kind=realesrgan",
+            D_SMALL,
+        ],
+    ),
     ("denoise", "FFDNet colour (KAIR size: 96 ch, 12 convs), U-Net D 32", ["model.generator=ffdnet_color", D_SMALL]),
 ]
 
@@ -57,8 +66,9 @@ def _data(tmp: Path) -> tuple[Path, Path]:
 
 def _run(trainer: str, sets: list[str], photos: Path, paintings: Path, run: Path, device: str):
     if trainer == "cyclegan":
-        return train_cyclegan(load_config(None, sets + [f"data.a={photos}", f"data.b={paintings}"]), run=run,
-                              device=device, show_progress=False)
+        return train_cyclegan(
+            load_config(None, sets + [f"data.a={photos}", f"data.b={paintings}"]), run=run, device=device, show_progress=False
+        )
     root, fn = (SRGANConfig, train_srgan) if trainer == "srgan" else (DenoiseConfig, train_denoise)
     cfg = load_config(None, sets + [f"data.hr={photos}", "loss.pretrain_steps=0"], root=root)
     return fn(cfg, run=run, device=device, show_progress=False)
@@ -80,16 +90,25 @@ def main() -> None:
             if trainer not in wanted:
                 continue
             for amp in ("none", "bf16"):
-                sets = model + [f"data.crop={args.crop}", "data.workers=1", f"train.batch_size={args.batch_size}",
-                                f"train.steps={2 * args.steps}", f"train.log_every={args.steps}", "train.sample_every=0",
-                                f"train.checkpoint_every={10 * args.steps}", f"train.amp={amp}"]
+                sets = model + [
+                    f"data.crop={args.crop}",
+                    "data.workers=1",
+                    f"train.batch_size={args.batch_size}",
+                    f"train.steps={2 * args.steps}",
+                    f"train.log_every={args.steps}",
+                    "train.sample_every=0",
+                    f"train.checkpoint_every={10 * args.steps}",
+                    f"train.amp={amp}",
+                ]
                 res = _run(trainer, sets, photos, paintings, Path(tmp) / f"run-{len(rows)}", args.device)
                 rate = res.metrics["it_per_s"]
                 images = rate * args.batch_size * (2 if trainer == "cyclegan" else 1)
                 rows.append((trainer, label, "fp32" if amp == "none" else "bf16 autocast", rate, images))
                 print(f"{trainer} {label} {rows[-1][2]}: {rate:.3f} steps/s", flush=True)
-    print(f"\nOne training step per trainer ({args.crop} px crops (SR: HR crops), batch {args.batch_size}, {args.device}); "
-          "images/s counts A+B for CycleGAN, training pairs for SR/denoise\n")
+    print(
+        f"\nOne training step per trainer ({args.crop} px crops (SR: HR crops), batch {args.batch_size}, {args.device}); "
+        "images/s counts A+B for CycleGAN, training pairs for SR/denoise\n"
+    )
     print("| trainer | model | precision | steps/s | images/s |")
     print("|---|---|---|---|---|")
     for trainer, label, prec, rate, ips in rows:

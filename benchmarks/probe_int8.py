@@ -37,9 +37,11 @@ from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import build, describe
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-RANDOM = [("RRDBNet x4", "RRDBNet", dict(num_in_ch=3, num_out_ch=3, scale=4), 128),
-          ("SRVGGNetCompact x4", "SRVGGNetCompact", dict(upscale=4), 256),
-          ("ResnetGenerator-9", "ResnetGenerator", dict(n_blocks=9), 256)]
+RANDOM = [
+    ("RRDBNet x4", "RRDBNet", dict(num_in_ch=3, num_out_ch=3, scale=4), 128),
+    ("SRVGGNetCompact x4", "SRVGGNetCompact", dict(upscale=4), 256),
+    ("ResnetGenerator-9", "ResnetGenerator", dict(n_blocks=9), 256),
+]
 
 
 def quantise(model: torch.nn.Module, calibration: list[torch.Tensor]) -> torch.nn.Module:
@@ -63,8 +65,9 @@ def timed(model: torch.nn.Module, x: torch.Tensor, repeat: int = 3) -> tuple[tor
     return out, (time.perf_counter() - t0) / repeat
 
 
-def row(name: str, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], weights: str,
-        value_range: tuple[float, float]) -> str:
+def row(
+    name: str, model: torch.nn.Module, x: torch.Tensor, calibration: list[torch.Tensor], weights: str, value_range: tuple[float, float]
+) -> str:
     ref, t32 = timed(model, x)
     t0 = time.perf_counter()
     quantised = quantise(model, calibration)  # FX prepare, calibration forwards, convert
@@ -81,10 +84,9 @@ def noisy_gray(path: str, gen: torch.Generator) -> torch.Tensor:
 
 
 def our_int8_on_set12(model: torch.nn.Module, meta, photos: list[torch.Tensor]) -> None:
+    import scenestyle.engine.tasks as tasks
     from scenestyle.engine.device import check_image, choose_placement, prepare
     from scenestyle.engine.tasks import Processor
-
-    import scenestyle.engine.tasks as tasks
 
     tasks.MIN_PHOTO_CROPS = 16  # Set12 photos are 0.07-0.26 MP: lift the CLI's size gate so each is checked
     placement = choose_placement("cpu", "int8", model=model, meta=meta)
@@ -98,7 +100,11 @@ def our_int8_on_set12(model: torch.nn.Module, meta, photos: list[torch.Tensor]) 
         with torch.inference_mode():
             ours, ref = proc.model(x), proc.fallback(x)  # --precision int8 falls back to fp32: the reference
             fx_out = fx(x)
-        print(f"| {k + 1:02d} | {check:.1f} | {psnr(ours.numpy(), ref.numpy(), peak=1.0):.1f} | {psnr(fx_out.numpy(), ref.numpy(), peak=1.0):.1f} |", flush=True)
+        print(
+            f"| {k + 1:02d} | {check:.1f} | {psnr(ours.numpy(), ref.numpy(), peak=1.0):.1f} "
+            f"| {psnr(fx_out.numpy(), ref.numpy(), peak=1.0):.1f} |",
+            flush=True,
+        )
 
 
 def depthwise_row() -> str:
@@ -112,14 +118,19 @@ def depthwise_row() -> str:
     crops = sample_crops(x, 64, 6)
     q.fit(q, crops[::2], crops[1::2])
     _, t8 = timed(q, x)
-    return f"CompactGenerator (norm none, depthwise convs), 512², random: fp32 NCHW {t32 * 1e3:.0f} ms, scenestyle int8 {t8 * 1e3:.0f} ms ({t8 / t32:.1f}x slower)"
+    return (
+        f"CompactGenerator (norm none, depthwise convs), 512², random: fp32 NCHW {t32 * 1e3:.0f} ms, "
+        f"scenestyle int8 {t8 * 1e3:.0f} ms ({t8 / t32:.1f}x slower)"
+    )
 
 
 def main() -> None:
     warnings.filterwarnings("ignore")  # torch.ao.quantization deprecation notices
     flags = cpu_flags()
-    print(f"CPU: {cpu_model_name()}; " + ", ".join(f"{f}={'yes' if f in flags else 'no'}"
-                                                 for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16")))
+    print(
+        f"CPU: {cpu_model_name()}; "
+        + ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16"))
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| model | weights | input | fp32 NCHW ms | int8 ms | speedup | int8 vs fp32 dB | FX quantise s |")
     print("|---|---|---|---|---|---|---|---|")
@@ -128,8 +139,17 @@ def main() -> None:
     if set12 and dncnn.exists():
         gen = torch.Generator().manual_seed(0)
         loaded = load_model(str(dncnn), task="denoise")
-        print(row("DnCNN-25 gray", loaded.module.eval(), noisy_gray(set12[0], gen), [noisy_gray(p, gen) for p in set12[1:6]],
-                  "KAIR (real)", loaded.meta.value_range), flush=True)
+        print(
+            row(
+                "DnCNN-25 gray",
+                loaded.module.eval(),
+                noisy_gray(set12[0], gen),
+                [noisy_gray(p, gen) for p in set12[1:6]],
+                "KAIR (real)",
+                loaded.meta.value_range,
+            ),
+            flush=True,
+        )
     for name, arch, kwargs, side in RANDOM:
         torch.manual_seed(0)
         model = build(arch, **kwargs).eval()

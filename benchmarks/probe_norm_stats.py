@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_inference import test_image
 from PIL import Image
 
-from bench_inference import test_image
 from scenestyle.engine import norm_stats, tiles
 from scenestyle.engine.convert import UnitRange
 from scenestyle.engine.device import choose_placement, prepare
@@ -39,8 +39,7 @@ def main() -> None:
         with Image.open(wallpapers[0]) as im:
             photo = np.asarray(im.convert("RGB").resize((1536, 1024), Image.BICUBIC), dtype=np.float32) / 255
         images["real photo"] = torch.from_numpy(photo).permute(2, 0, 1)[None].contiguous()
-    rows = [("0.5 MP copy only", 0), ("first 1 exact", 1), ("first 2 exact", 2), ("first 3 exact", 3),
-            ("first 5 exact", 5)]
+    rows = [("0.5 MP copy only", 0), ("first 1 exact", 1), ("first 2 exact", 2), ("first 3 exact", 3), ("first 5 exact", 5)]
     print("| image | " + " | ".join(r[0] for r in rows) + " | all exact |")
     print("|---" * (len(rows) + 2) + "|")
     for name, x in images.items():

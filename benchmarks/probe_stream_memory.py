@@ -59,15 +59,22 @@ def main() -> None:
         for label, limit in (("written while computed", 16_000_000), ("computed whole", 1 << 62)):
             out = Path(tmp) / f"{limit}.jpg"
             t0 = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", RUN.format(limit=limit, src=str(src), out=str(out), weights=str(weights))],
-                                  capture_output=True, text=True, cwd=HERE.parent)
+            proc = subprocess.run(
+                [sys.executable, "-c", RUN.format(limit=limit, src=str(src), out=str(out), weights=str(weights))],
+                capture_output=True,
+                text=True,
+                cwd=HERE.parent,
+            )
             secs = time.perf_counter() - t0
             if proc.returncode != 0:
                 raise SystemExit(f"{label}: failed: {proc.stderr.strip().splitlines()[-1:]}")
             rss = int(proc.stderr.split("peak_rss_kb")[-1])
             report = json.loads(proc.stdout)
-            print(f"{label}: {SIZE[0]}x{SIZE[1]} CompactGenerator ({report['parameters']['precision']}) to JPEG, "
-                  f"{secs:.1f} s, peak RSS {rss / 1024:.0f} MB", flush=True)
+            print(
+                f"{label}: {SIZE[0]}x{SIZE[1]} CompactGenerator ({report['parameters']['precision']}) to JPEG, "
+                f"{secs:.1f} s, peak RSS {rss / 1024:.0f} MB",
+                flush=True,
+            )
             outs[label] = np.asarray(Image.open(out), dtype=np.float64)
         a, b = outs.values()
         print(f"PSNR between the two outputs: {10 * np.log10(255**2 / np.mean((a - b) ** 2)):.1f} dB")

@@ -18,8 +18,14 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-SCENES = ("sunhays80_img_001.jpg", "sunhays80_img_009.jpg", "sunhays80_img_017.jpg",
-          "sunhays80_img_033.jpg", "sunhays80_img_057.jpg", "sunhays80_img_071.jpg")
+SCENES = (
+    "sunhays80_img_001.jpg",
+    "sunhays80_img_009.jpg",
+    "sunhays80_img_017.jpg",
+    "sunhays80_img_033.jpg",
+    "sunhays80_img_057.jpg",
+    "sunhays80_img_071.jpg",
+)
 CELL = 240  # cell height in pixels
 
 
@@ -65,8 +71,12 @@ def main() -> None:
         w, h = out_big.size
         box = (w * 3 // 8, h * 3 // 8, w * 5 // 8, h * 5 // 8)  # the centre quarter of the field of view
         sbox = tuple(round(v * out_small.width / w) for v in box)
-        rows.append([label(fit(out_small.crop(sbox)), f"{args.styles[0]} 1 MP"),
-                     label(fit(out_big.crop(box)), f"{args.styles[0]} {w * h / 1e6:.0f} MP")])
+        rows.append(
+            [
+                label(fit(out_small.crop(sbox)), f"{args.styles[0]} 1 MP"),
+                label(fit(out_big.crop(box)), f"{args.styles[0]} {w * h / 1e6:.0f} MP"),
+            ]
+        )
     width = max(sum(c.width for c in r) for r in rows)
     sheet = Image.new("RGB", (width, CELL * len(rows)), (255, 255, 255))
     for y, row in enumerate(rows):

@@ -47,7 +47,7 @@ class LoadedModel:
 
     @property
     def task(self) -> str:
-        """"style", "upscale" or "denoise"."""
+        """ "style", "upscale" or "denoise"."""
         return self.meta.task
 
 
@@ -101,7 +101,7 @@ def read_state_dict(path: Path, state_dict_key: str | None = None) -> dict[str, 
         )
     sd = {str(k): v for k, v in obj.items()}
     if sd and all(k.startswith("module.") for k in sd):  # saved from DistributedDataParallel
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -158,7 +158,9 @@ def _drop_instance_norm_stats(sd: dict[str, torch.Tensor], module: nn.Module) ->
     # Official CycleGAN checkpoints saved with torch 0.4 carry running stats for InstanceNorm layers
     # that do not track them; the reference loader (pix2pix `__patch_instance_norm_state_dict`)
     # drops exactly these keys, so do the same and nothing more.
-    norms = {name for name, m in module.named_modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats}
+    norms = {
+        name for name, m in module.named_modules() if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not m.track_running_stats
+    }
     if not norms:
         return sd
     stats = ("running_mean", "running_var", "num_batches_tracked")
@@ -184,7 +186,8 @@ def _fit(module: nn.Module, sd: dict[str, torch.Tensor], path: Path, arch: str, 
             k = shapes[0]
             parts.append(f"{len(shapes)} of other shape (e.g. {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)})")
         raise WeightsError(
-            f"weights {path.name} do not fit {arch}: {', '.join(parts)}; if the architecture is wrong pass --arch, one of: {', '.join(archs)}"
+            f"weights {path.name} do not fit {arch}: {', '.join(parts)}; "
+            f"if the architecture is wrong pass --arch, one of: {', '.join(archs)}"
         )
     try:
         module.load_state_dict(sd, strict=True)

@@ -73,8 +73,7 @@ def torchrun_two_ranks(args: list[str], run: Path) -> subprocess.CompletedProces
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        cmd = [str(torchrun), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(port),
-               "-m", "scenestyle", *args]
+        cmd = [str(torchrun), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "scenestyle", *args]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         if done.returncode == 0 or "SIGABRT" not in done.stderr or attempt:
             return done

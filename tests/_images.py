@@ -74,9 +74,7 @@ def exif_bytes(orientation: int = 1, make: str = "ScenestyleCam", date: str = "2
     return exif.tobytes()
 
 
-def make_exif_oriented(
-    path: Path, orientation: int, size: tuple[int, int] = (24, 16), format: str = "PNG", **save
-) -> np.ndarray:
+def make_exif_oriented(path: Path, orientation: int, size: tuple[int, int] = (24, 16), format: str = "PNG", **save) -> np.ndarray:
     """Store the upright ``pattern`` so that a viewer honouring ``orientation`` shows it
     upright; returns the upright uint8 array."""
     upright = pattern(size, 3)

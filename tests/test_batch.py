@@ -84,8 +84,9 @@ def test_run_jobs_resume_skips_existing_and_logs_failures(tmp_path):
         return p.read_text()
 
     manifest = tmp_path / "m.jsonl"
-    results = run_jobs(jobs, load=load, compute=str.upper, save=lambda s, p: p.write_text(s),
-                       manifest=manifest, context={"model": {"sha256": "abc"}})
+    results = run_jobs(
+        jobs, load=load, compute=str.upper, save=lambda s, p: p.write_text(s), manifest=manifest, context={"model": {"sha256": "abc"}}
+    )
     assert [r.status for r in results] == ["ok", "failed", "skipped"]
     assert jobs[0].output.read_text() == "A"
     assert jobs[2].output.read_bytes() == b"old"  # nothing overwritten without --overwrite

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
-from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from scenestyle.cli import app
 
 runner = CliRunner()
@@ -58,6 +58,7 @@ def _offline(monkeypatch, tmp_path):
 # --- 1, 2, 7: the manifest path is checked before anything runs ---------------------------------
 # The weights file does not exist: a run that got as far as loading the model would exit 3.
 
+
 @pytest.mark.parametrize("case", ["input", "output", "output-folder", "text-file", "no-folder", "a-folder"])
 def test_bad_manifest_path_is_refused_before_the_model_loads(tmp_path, case):
     src = _photo(tmp_path / "in.png")
@@ -89,6 +90,7 @@ def test_an_existing_manifest_is_appended_to(tmp_path, dn):
 
 
 # --- 3 and 22: a default run on a folder reruns, with one predictable manifest ---------------------
+
 
 def test_default_run_on_a_folder_can_be_rerun_and_skips_finished_photos(tmp_path, dn):
     ph = tmp_path / "ph"
@@ -123,6 +125,7 @@ def test_help_says_where_the_manifest_goes():
 
 
 # --- 4, 5, 13: any file name is shown as it is, on one line ----------------------------------------
+
 
 def test_names_with_rich_markup_are_shown_verbatim(tmp_path, dn):
     d = tmp_path / "a[/b]"
@@ -179,6 +182,7 @@ def test_newline_in_a_failing_name_stays_one_line(tmp_path, dn):
 
 # --- 6: disk full while the manifest is written -----------------------------------------------------
 
+
 def test_disk_full_on_the_manifest_is_one_line_exit_4(tmp_path, dn, monkeypatch):
     import scenestyle.engine.batch as batch
 
@@ -203,6 +207,7 @@ def test_disk_full_on_the_manifest_is_one_line_exit_4(tmp_path, dn, monkeypatch)
 
 # --- 8: an input that cannot be hashed fails alone ---------------------------------------------------
 
+
 def test_unhashable_input_fails_alone(tmp_path, dn, monkeypatch):
     import scenestyle.engine.batch as batch
 
@@ -224,6 +229,7 @@ def test_unhashable_input_fails_alone(tmp_path, dn, monkeypatch):
 
 # --- 9: stale temp files of ours are removed -----------------------------------------------------------
 
+
 def test_stale_temp_files_are_removed_by_their_pattern_only(tmp_path, dn):
     import fcntl
 
@@ -242,6 +248,7 @@ def test_stale_temp_files_are_removed_by_their_pattern_only(tmp_path, dn):
 
 
 # --- 11, 12: usage and output errors where they belong -------------------------------------------------
+
 
 def test_output_extension_contradicting_format_is_a_usage_error_up_front(tmp_path):
     src = _photo(tmp_path / "in.png")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
-from _fixtures import tiny_weights  # noqa: F401 (fixture)
 
 runner = CliRunner()
 
@@ -178,8 +178,9 @@ def test_int8_runs_exactly_where_the_kernel_probe_allows_it(tmp_path, weights):
     loaded = load_model(str(weights["dn"]))
     blocker = int8_blocker(loaded.module, loaded.meta)
     big, small = _photo(tmp_path / "big.png", size=(512, 512)), _photo(tmp_path / "small.png")
-    r = invoke("denoise", big, small, "-o", tmp_path / "out", "--weights", weights["dn"], "--precision", "int8",
-               "--device", "cpu", "--json")
+    r = invoke(
+        "denoise", big, small, "-o", tmp_path / "out", "--weights", weights["dn"], "--precision", "int8", "--device", "cpu", "--json"
+    )
     if blocker is not None:
         assert r.exit_code == 2, r.output
         assert f"--precision int8 cannot run this model: {blocker}" in r.stderr

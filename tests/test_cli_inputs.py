@@ -7,13 +7,13 @@ import hashlib
 import json
 from pathlib import Path
 
+import _images as mk
 import numpy as np
 import pytest
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
-import _images as mk
-from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from scenestyle.cli import app
 
 runner = CliRunner()

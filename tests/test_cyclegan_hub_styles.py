@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_weights import COMMIT, fake_hub, hub_cache, sha  # noqa: F401 (fixtures reused)
 from typer.testing import CliRunner
 
 from scenestyle import weights as w
-from scenestyle.weights import lock as wlock
 from scenestyle.cli import app
 from scenestyle.errors import WeightsError
-from test_weights import COMMIT, fake_hub, hub_cache, sha  # noqa: F401 (fixtures reused)
+from scenestyle.weights import lock as wlock
 
 # lock name -> (--style value, official file stem); official downloads are
 # http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/<stem>.pth

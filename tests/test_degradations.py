@@ -11,8 +11,17 @@ import torch
 from PIL import Image
 
 from scenestyle.train.degradations import (
-    RealESRGANDegradation, bicubic_pair, degrade, filter2d, gaussian_kernel, generalized_gaussian_kernel, jpeg,
-    plateau_kernel, random_kernel, sinc_kernel, usm_sharp,
+    RealESRGANDegradation,
+    bicubic_pair,
+    degrade,
+    filter2d,
+    gaussian_kernel,
+    generalized_gaussian_kernel,
+    jpeg,
+    plateau_kernel,
+    random_kernel,
+    sinc_kernel,
+    usm_sharp,
 )
 from scenestyle.train.noise_synthesis import NOISE_KINDS, add_noise
 
@@ -33,6 +42,7 @@ def photo_like(n: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
 
 # --- kernels ----------------------------------------------------------------------------------
 
+
 def test_kernels_sum_to_one_and_have_their_shape():
     ks = {
         "iso": gaussian_kernel(21, 2.0),
@@ -52,8 +62,7 @@ def test_kernels_sum_to_one_and_have_their_shape():
     iso = ks["iso"]
     torch.testing.assert_close(iso, iso.T)
     # rotating an anisotropic kernel by 90° transposes it
-    torch.testing.assert_close(gaussian_kernel(21, 3.0, 1.0, math.pi / 2), gaussian_kernel(21, 3.0, 1.0, 0.0).T,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(gaussian_kernel(21, 3.0, 1.0, math.pi / 2), gaussian_kernel(21, 3.0, 1.0, 0.0).T, atol=1e-6, rtol=0)
     assert not torch.allclose(ks["aniso"], ks["aniso"].T)
     with pytest.raises(ValueError, match="odd"):
         gaussian_kernel(20, 1.0)
@@ -68,8 +77,16 @@ def test_gaussian_kernel_matches_its_sigma():
 
 def test_random_kernel_is_padded_normalised_and_seeded():
     cfg = RealESRGANDegradation()
-    draw = lambda g: random_kernel(g, cfg.kernel_list, cfg.kernel_prob, cfg.kernel_sizes, cfg.blur_sigma,  # noqa: E731
-                                   cfg.betag_range, cfg.betap_range, cfg.sinc_prob)
+    draw = lambda g: random_kernel(
+        g,
+        cfg.kernel_list,
+        cfg.kernel_prob,
+        cfg.kernel_sizes,
+        cfg.blur_sigma,  # noqa: E731
+        cfg.betag_range,
+        cfg.betap_range,
+        cfg.sinc_prob,
+    )
     g = gen(3)
     kernels = [draw(g) for _ in range(20)]
     for k in kernels:
@@ -103,6 +120,7 @@ def test_usm_sharp_keeps_flat_areas_and_boosts_edges():
 
 # --- JPEG -------------------------------------------------------------------------------------
 
+
 def test_jpeg_low_quality_changes_the_image_high_quality_barely():
     x = photo_like(2, 48)
     low = jpeg(x, 10)
@@ -121,6 +139,7 @@ def test_jpeg_low_quality_changes_the_image_high_quality_barely():
 
 
 # --- bicubic protocol -------------------------------------------------------------------------
+
 
 def test_bicubic_pair_crops_to_a_multiple_of_the_scale():
     hr = torch.rand(2, 3, 67, 70)
@@ -146,6 +165,7 @@ def test_bicubic_pair_reproduces_set5_lr(shared_dir):
 
 
 # --- Real-ESRGAN second-order pipeline -------------------------------------------------------
+
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_degrade_shapes_range_and_quantisation(scale):
@@ -215,6 +235,7 @@ def test_config_is_frozen_and_validated():
 
 # --- denoise noise synthesis ----------------------------------------------------------------
 
+
 def test_gaussian_noise_sigma_matches_request_and_map():
     flat = torch.full((2, 3, 64, 64), 0.5)
     noisy, sigma_map = add_noise(flat, "gaussian", gen(0), sigma_range=(25.0, 25.0))
@@ -239,7 +260,7 @@ def test_poisson_gaussian_noise_is_signal_dependent():
     params = dict(shot_range=(4e-3, 4e-3), read_range=(0.01, 0.01))
     noisy, sigma_map = add_noise(x, "poisson_gaussian", gen(2), **params)
     est = (noisy - x).std(dim=(1, 2, 3))
-    expected = torch.sqrt(4e-3 * torch.tensor([0.1, 0.9]) + 0.01 ** 2)
+    expected = torch.sqrt(4e-3 * torch.tensor([0.1, 0.9]) + 0.01**2)
     assert est[1] > 2 * est[0]
     assert ((est - expected).abs() < 0.1 * expected).all()
     torch.testing.assert_close(sigma_map[:, 0, 0, 0], expected, rtol=1e-5, atol=1e-6)

@@ -76,11 +76,15 @@ def test_variant_builders_detect_as_their_class():
 
 def test_official_default_layouts():
     with torch.device("meta"):
-        assert detect_arch(build("RRDBNet").state_dict()) == ("RRDBNet", dict(
-            num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32))
+        assert detect_arch(build("RRDBNet").state_dict()) == (
+            "RRDBNet",
+            dict(num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32),
+        )
         assert detect_arch(build("RRDBNet", scale=2).state_dict())[1]["scale"] == 2
-        assert detect_arch(build("SRVGGNetCompact", num_conv=32).state_dict()) == ("SRVGGNetCompact", dict(
-            num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu"))
+        assert detect_arch(build("SRVGGNetCompact", num_conv=32).state_dict()) == (
+            "SRVGGNetCompact",
+            dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu"),
+        )
 
 
 def test_legacy_instance_norm_statistics_are_tolerated():

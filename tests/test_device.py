@@ -13,8 +13,7 @@ from scenestyle.nn import ModelMeta, describe
 from scenestyle.nn.ffdnet import FFDNet
 
 # What the loader would say about Tiny.
-META = ModelMeta(arch="tiny", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=4, halo=2,
-                 value_range=(0.0, 1.0))
+META = ModelMeta(arch="tiny", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=4, halo=2, value_range=(0.0, 1.0))
 
 
 class Tiny(nn.Module):
@@ -125,8 +124,7 @@ def test_a_model_comes_with_its_meta():
 
 
 def test_check_image_respects_range_and_multiple():
-    m = ModelMeta(arch="odd", task="style", in_channels=1, out_channels=1, scale=1, size_multiple=24, halo=0,
-                  value_range=(-1.0, 1.0))
+    m = ModelMeta(arch="odd", task="style", in_channels=1, out_channels=1, scale=1, size_multiple=24, halo=0, value_range=(-1.0, 1.0))
     img = check_image(m)
     assert img.shape == (1, 1, 72, 72)
     assert img.min() >= -1 and img.max() <= 1 and img.std() > 0.1

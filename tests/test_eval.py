@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from _fixtures import tiny_weights  # noqa: F401  (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -13,8 +14,6 @@ from scenestyle.cli import app
 from scenestyle.evaluate.sr import evaluate_sr
 from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.metrics.resize import imresize
-
-from _fixtures import tiny_weights  # noqa: F401  (fixture)
 
 runner = CliRunner()
 
@@ -52,7 +51,11 @@ def test_sr_bicubic_baseline_json(hr_dir):
 
 
 def test_sr_tiny_model_records_sha(hr_dir, tiny_weights):
-    out = _json(_invoke("sr", "--dataset", str(hr_dir), "--weights", str(tiny_weights["SRVGGNetCompact"]), "--scale", "2", "--json", "--device", "cpu"))
+    out = _json(
+        _invoke(
+            "sr", "--dataset", str(hr_dir), "--weights", str(tiny_weights["SRVGGNetCompact"]), "--scale", "2", "--json", "--device", "cpu"
+        )
+    )
     assert len(out["model"]["sha256"]) == 64 and out["model"]["arch"] == "SRVGGNetCompact"
     assert np.isfinite(out["means"][""]["psnr"])
 
@@ -84,9 +87,13 @@ def test_denoise_tiny_model_two_sigmas(tmp_path, tiny_weights):
     rng = np.random.default_rng(1)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8)).save(d / f"{i}.png")
-    out = _json(_invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--sigma", "15,50", "--json", "--device", "cpu"))
+    out = _json(
+        _invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--sigma", "15,50", "--json", "--device", "cpu")
+    )
     assert list(out["means"]) == ["sigma=15", "sigma=50"] and out["seed"] == 0
-    again = _json(_invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--sigma", "15,50", "--json", "--device", "cpu"))
+    again = _json(
+        _invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--sigma", "15,50", "--json", "--device", "cpu")
+    )
     assert [i["psnr"] for i in again["images"]] == [i["psnr"] for i in out["images"]]  # seeded: reproducible
     r = _invoke("denoise", "--dataset", str(d), "--weights", str(tiny_weights["DnCNN"]), "--sigma", "x")
     assert r.exit_code == 2 and "--sigma" in r.output
@@ -128,8 +135,22 @@ def test_bicubic_reference_on_shared(shared_dir, name):
 @pytest.mark.slow
 def test_dncnn25_set12_sigma25_reference(shared_dir):
     weights = shared_dir / "weights/kair_dncnn/dncnn_25.pth"
-    out = _json(_invoke("denoise", "--dataset", str(shared_dir / "data/eval/Set12"), "--weights", str(weights),
-                        "--sigma", "25", "--seed", "0", "--json", "--device", "cpu"))
+    out = _json(
+        _invoke(
+            "denoise",
+            "--dataset",
+            str(shared_dir / "data/eval/Set12"),
+            "--weights",
+            str(weights),
+            "--sigma",
+            "25",
+            "--seed",
+            "0",
+            "--json",
+            "--device",
+            "cpu",
+        )
+    )
     assert out["model"]["name"] == "dncnn-25" and out["means"]["sigma=25"]["images"] == 12
     assert out["means"]["sigma=25"]["psnr"] == pytest.approx(DNCNN25_SET12_DB, abs=0.01)
 

@@ -11,6 +11,7 @@ import pytest
 import scipy.ndimage
 import scipy.stats
 import torch
+from _fixtures import TINY_MODELS, save_weights
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,8 +20,6 @@ from scenestyle.evaluate import critic as C
 from scenestyle.metrics import swd as S
 from scenestyle.metrics.colour import colour_transfer, lab_stats, lab_to_srgb, srgb_to_lab
 from scenestyle.metrics.structure import gaussian_blur, structure_ssim
-
-from _fixtures import TINY_MODELS, save_weights
 
 runner = CliRunner()
 _KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256.0  # the reference's gaussian_filter
@@ -91,7 +90,10 @@ def _karras_reference(da, db, rng):
     """Transcription of the reference's finalize_descriptors + sliced_wasserstein (equal-size sets)."""
     out = []
     for a, b in zip(da, db):
-        fa, fb = [(d - d.mean(axis=(0, 2, 3), keepdims=True)) / d.std(axis=(0, 2, 3), keepdims=True) for d in (a.astype(np.float64), b.astype(np.float64))]
+        fa, fb = [
+            (d - d.mean(axis=(0, 2, 3), keepdims=True)) / d.std(axis=(0, 2, 3), keepdims=True)
+            for d in (a.astype(np.float64), b.astype(np.float64))
+        ]
         fa, fb = fa.reshape(len(fa), -1), fb.reshape(len(fb), -1)
         res = []
         for _ in range(4):
@@ -239,7 +241,9 @@ FAST = ("--critic-steps", "60", "--crop", "32", "--max-side", "0")
 
 
 def _style(folders, *args):
-    return runner.invoke(app, ["eval", "style", "--photos", str(folders / "photos"), "--paintings", str(folders / "paintings"), *FAST, *args])
+    return runner.invoke(
+        app, ["eval", "style", "--photos", str(folders / "photos"), "--paintings", str(folders / "paintings"), *FAST, *args]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +298,9 @@ def test_cli_errors(folders, tmp_path):
     assert r.exit_code == 2 and "--baselines-only" in r.output
     r = _style(folders, "--outputs", str(folders / "outputs"), "--baselines-only")
     assert r.exit_code == 2 and "not --outputs and --baselines-only" in r.output
-    r = runner.invoke(app, ["eval", "style", "--photos", str(tmp_path / "nope"), "--paintings", str(folders / "paintings"), "--baselines-only"])
+    r = runner.invoke(
+        app, ["eval", "style", "--photos", str(tmp_path / "nope"), "--paintings", str(folders / "paintings"), "--baselines-only"]
+    )
     assert r.exit_code == 2 and "nope" in r.output
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_nn import dependency_radius
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
@@ -22,8 +23,6 @@ from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.imaging import read_picture
 from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import DnCNN, FFDNet, build, describe, detect_arch
-
-from test_nn import dependency_radius
 
 CPU = Placement(torch.device("cpu"), torch.float32, False, None, "test")
 runner = CliRunner()
@@ -38,6 +37,7 @@ META = describe("FFDNet", dict(in_nc=3, out_nc=3))  # what the engine reads: the
 
 
 # --- KAIR layout and forward ----------------------------------------------------------------
+
 
 def kair_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """KAIR ``FFDNet.forward`` written out over the state dict: replicate pad to even, KAIR's
@@ -66,8 +66,9 @@ def kair_shapes(in_nc: int, out_nc: int, nc: int, nb: int) -> dict[str, tuple[in
     return out
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("ffdnet_color", dict(in_nc=3, out_nc=3, nc=96, nb=12)),
-                                              ("ffdnet_gray", dict(in_nc=1, out_nc=1, nc=64, nb=15))])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("ffdnet_color", dict(in_nc=3, out_nc=3, nc=96, nb=12)), ("ffdnet_gray", dict(in_nc=1, out_nc=1, nc=64, nb=15))]
+)
 def test_released_checkpoint_layout(name, kwargs):
     with torch.device("meta"):
         model = build(name)
@@ -123,8 +124,16 @@ def test_bf16_forward_runs():
 
 # --- detection --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs", [dict(in_nc=1, out_nc=1, nc=8, nb=2), dict(in_nc=3, out_nc=3, nc=6, nb=4),
-                                    dict(in_nc=3, out_nc=1, nc=8, nb=3), dict(in_nc=1, out_nc=1, nc=64, nb=15)])
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_nc=1, out_nc=1, nc=8, nb=2),
+        dict(in_nc=3, out_nc=3, nc=6, nb=4),
+        dict(in_nc=3, out_nc=1, nc=8, nb=3),
+        dict(in_nc=1, out_nc=1, nc=64, nb=15),
+    ],
+)
 def test_detect_ffdnet(kwargs):
     sd = FFDNet(**kwargs).state_dict()
     assert detect_arch(sd) == ("FFDNet", kwargs)
@@ -136,6 +145,7 @@ def test_dncnn_is_not_mistaken_for_ffdnet(ch):
 
 
 # --- halo and tiles ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("nb", [2, 3, 5])
 def test_halo_is_the_receptive_field(nb):
@@ -153,13 +163,11 @@ def test_tiled_equals_whole_image():
     assert psnr(tiled.numpy(), whole.numpy(), peak=1.0) >= 40
     even = x[..., :74, :]  # (odd sides are padded by the engine, reflecting, and by FFDNet, replicating)
     with torch.no_grad():  # the σ reached the forward
-        torch.testing.assert_close(run_model(model, meta, even, CPU, tile=0, sigma=30 / 255), model(even, 30 / 255),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(run_model(model, meta, even, CPU, tile=0, sigma=30 / 255), model(even, 30 / 255), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="takes a noise level"):
         run_model(model, meta, x, CPU, tile=0)
     with pytest.raises(ValueError, match="takes no noise level"):
-        run_model(DnCNN(in_nc=3, out_nc=3, nc=4, nb=2), describe("DnCNN", dict(in_nc=3, out_nc=3, nb=2)), x, CPU,
-                  tile=0, sigma=0.1)
+        run_model(DnCNN(in_nc=3, out_nc=3, nc=4, nb=2), describe("DnCNN", dict(in_nc=3, out_nc=3, nb=2)), x, CPU, tile=0, sigma=0.1)
 
 
 def test_stacked_images_each_get_their_own_sigma():
@@ -172,6 +180,7 @@ def test_stacked_images_each_get_their_own_sigma():
 
 
 # --- the engine: σ per photo --------------------------------------------------------------------
+
 
 def subtractor(channels: int = 3) -> FFDNet:
     """An FFDNet built by hand whose output is exactly ``x - σ`` (inputs are non-negative, so the
@@ -227,8 +236,7 @@ def test_processor_sigma_is_strength_times_estimate(tmp_path):
 def test_each_picture_carries_its_own_sigma(tmp_path):
     """σ rides on the Picture: photos annotated ahead run at their own σ in any order, alone or batched."""
     pics = [read_picture(noisy_photo(tmp_path / f"n{s}.png", s, seed=s)) for s in (4, 20)]
-    proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0, batch_size=2,
-                     stream_pixels=10**9)
+    proc = Processor(model=subtractor(), meta=META, placement=CPU, task="denoise", tile=0, batch_size=2, stream_pixels=10**9)
     annotated = [proc.annotate(p) for p in pics]
     levels = [a.noise_level for a in annotated]
     assert levels[1] > 3 * levels[0]
@@ -249,6 +257,7 @@ def test_estimate_beyond_the_model_range_is_capped():
 
 
 # --- the CLI --------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def weights(tmp_path) -> dict[str, Path]:
@@ -282,8 +291,9 @@ def test_cli_estimated_and_given_noise_level(tmp_path, weights):
     estimate = estimate_noise(np.asarray(Image.open(src), dtype=np.float32) / 255) * 255
     shifts, manifest = {}, tmp_path / "runs.jsonl"  # one manifest for the three runs (appended)
     for strength in ("1", "0.5"):
-        code, output, report = denoise(src, "-o", tmp_path / f"s{strength}.png", "--weights", weights["ffdnet_sub"],
-                                       "--strength", strength, "--manifest", manifest)
+        code, output, report = denoise(
+            src, "-o", tmp_path / f"s{strength}.png", "--weights", weights["ffdnet_sub"], "--strength", strength, "--manifest", manifest
+        )
         assert code == 0, output
         [res] = report["results"]
         assert report["model"]["arch"] == "FFDNet" and report["parameters"]["noise_level"] is None
@@ -292,14 +302,18 @@ def test_cli_estimated_and_given_noise_level(tmp_path, weights):
     assert shifts["1"] == pytest.approx(estimate, abs=0.6)  # 8-bit rounding of the output
     assert shifts["0.5"] == pytest.approx(estimate / 2, abs=0.6)
 
-    code, output, report = denoise(src, "-o", tmp_path / "given.png", "--weights", weights["ffdnet_sub"], "--noise-level", "20",
-                                   "--manifest", manifest)
+    code, output, report = denoise(
+        src, "-o", tmp_path / "given.png", "--weights", weights["ffdnet_sub"], "--noise-level", "20", "--manifest", manifest
+    )
     assert code == 0, output
     assert report["parameters"]["noise_level"] == 20 and "noise level 20/255 from --noise-level" in report["results"][0]["notes"]
     assert _mean_shift(src, tmp_path / "given.png") == pytest.approx(20, abs=0.6)
     lines = [json.loads(s) for s in manifest.read_text().splitlines()]
     assert [ln["notes"][-1].split(" = ")[0].split(" from ")[0] for ln in lines] == [
-        f"noise level {estimate:.2f}/255", f"noise level {estimate / 2:.2f}/255", "noise level 20/255"]
+        f"noise level {estimate:.2f}/255",
+        f"noise level {estimate / 2:.2f}/255",
+        "noise level 20/255",
+    ]
 
 
 def test_cli_seeded_ffdnet_grayscale_and_tiled(tmp_path, weights):
@@ -315,11 +329,14 @@ def test_cli_seeded_ffdnet_grayscale_and_tiled(tmp_path, weights):
     assert psnr(np.asarray(Image.open(tmp_path / "tiled.png")), whole) >= 40
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (("--weights", "dncnn", "--noise-level", "15"), "--noise-level needs a model that takes a noise level"),
-    (("--weights", "ffdnet", "--noise-level", "80"), "--noise-level"),
-    (("--weights", "ffdnet", "--noise-level", "15", "--strength", "0.5"), "not both"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--weights", "dncnn", "--noise-level", "15"), "--noise-level needs a model that takes a noise level"),
+        (("--weights", "ffdnet", "--noise-level", "80"), "--noise-level"),
+        (("--weights", "ffdnet", "--noise-level", "15", "--strength", "0.5"), "not both"),
+    ],
+)
 def test_cli_noise_level_usage_errors(tmp_path, weights, extra, message):
     src = noisy_photo(tmp_path / "photo.png", 5)
     args = [weights[a] if a in weights else a for a in extra]
@@ -340,6 +357,7 @@ def test_dncnn_strength_still_blends(tmp_path, weights):
 
 # --- eval denoise: a noise-level model is told the test's σ ------------------------------------------
 
+
 def _clean_set(folder: Path) -> Path:
     """Two small clean images (smooth gradients, far from 0 and 255: the noise is never clipped much)."""
     folder.mkdir()
@@ -354,8 +372,15 @@ def _eval_outputs(weights: Path, dataset: Path, sigmas, **kwargs):
     from scenestyle.evaluate.denoise import evaluate_denoise
 
     panels = {}
-    report = evaluate_denoise(dataset, model=str(weights), sigmas=sigmas, device="cpu", offline=True,
-                              on_output=lambda name, group, p: panels.__setitem__((name, group), p), **kwargs)
+    report = evaluate_denoise(
+        dataset,
+        model=str(weights),
+        sigmas=sigmas,
+        device="cpu",
+        offline=True,
+        on_output=lambda name, group, p: panels.__setitem__((name, group), p),
+        **kwargs,
+    )
     return report, panels
 
 
@@ -374,8 +399,7 @@ def test_eval_gives_a_noise_level_model_the_true_sigma(tmp_path, weights):
         assert np.array_equal(np.clip(np.round(drawn * 255), 0, 255).astype(np.uint8), noisy)
         x = torch.from_numpy(drawn.astype(np.float32)).permute(2, 0, 1)[None]
         with torch.no_grad():
-            by_sigma = {s: np.round(model(x, s / 255)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8)
-                        for s in (15, 25, 50)}
+            by_sigma = {s: np.round(model(x, s / 255)[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).astype(np.uint8) for s in (15, 25, 50)}
         assert np.abs(by_sigma[15].astype(int) - by_sigma[50]).mean() > 5  # σ matters to this model
         assert np.abs(out.astype(int) - by_sigma[sigma]).max() <= 1  # eval ran it at the test's σ
         assert np.abs(out.astype(int) - by_sigma[25]).mean() > 2  # not at the old fixed 25
@@ -395,13 +419,16 @@ def test_eval_with_blind_estimates(tmp_path, weights):
 
 def test_eval_sigma_source_usage_errors(tmp_path, weights):
     clean = _clean_set(tmp_path / "clean")
-    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]),
-                            "--sigma-source", "true", "--device", "cpu"])
+    r = runner.invoke(
+        app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]), "--sigma-source", "true", "--device", "cpu"]
+    )
     assert r.exit_code == 2 and "--sigma-source needs a model that takes a noise level" in r.output, r.output
-    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["ffdnet"]),
-                            "--sigma-source", "guess", "--device", "cpu"])
+    r = runner.invoke(
+        app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["ffdnet"]), "--sigma-source", "guess", "--device", "cpu"]
+    )
     assert r.exit_code == 2 and "--sigma-source must be true or estimate" in r.output, r.output
-    r = runner.invoke(app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]),
-                            "--sigma", "15", "--device", "cpu", "--json"])
+    r = runner.invoke(
+        app, ["eval", "denoise", "--dataset", str(clean), "--weights", str(weights["dncnn"]), "--sigma", "15", "--device", "cpu", "--json"]
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["protocol"]["model_sigma"].startswith("none")

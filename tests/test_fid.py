@@ -66,8 +66,11 @@ def inception_file(tmp_path_factory):
     random BN statistics) and without num_batches_tracked, like an old torch.save."""
     torch.manual_seed(0)
     tv = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
-    sd = {k: (torch.rand_like(v) + 0.5 if k.endswith("running_var") else torch.randn_like(v) * 0.05 if v.is_floating_point() else v)
-          for k, v in tv.state_dict().items() if not k.endswith("num_batches_tracked")}
+    sd = {
+        k: (torch.rand_like(v) + 0.5 if k.endswith("running_var") else torch.randn_like(v) * 0.05 if v.is_floating_point() else v)
+        for k, v in tv.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     path = tmp_path_factory.mktemp("fid") / "pt_inception-test.pth"
     torch.save(sd, path)
     return path, sd
@@ -78,10 +81,14 @@ def test_layout_matches_pytorch_fid_keys(inception_file):
     model, sha = F.load_fid_inception(str(path))
     own = model.state_dict()
     known = {  # names and shapes of pt_inception-2015-12-05-6726825d.pth (pytorch-fid / torchvision Inception3)
-        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "Conv2d_4a_3x3.bn.running_var": (192,),
-        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1), "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
-        "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3), "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1),
-        "fc.weight": (1008, 2048), "fc.bias": (1008,),
+        "Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3),
+        "Conv2d_4a_3x3.bn.running_var": (192,),
+        "Mixed_5b.branch_pool.conv.weight": (32, 192, 1, 1),
+        "Mixed_6b.branch7x7_2.conv.weight": (128, 128, 1, 7),
+        "Mixed_7a.branch7x7x3_4.conv.weight": (192, 192, 3, 3),
+        "Mixed_7c.branch3x3dbl_3b.conv.weight": (384, 384, 3, 1),
+        "fc.weight": (1008, 2048),
+        "fc.bias": (1008,),
     }
     for k, shape in known.items():
         assert tuple(own[k].shape) == shape, k
@@ -98,8 +105,9 @@ def test_extractor_matches_torchvision_blocks(inception_file):
     with torch.no_grad():  # unpatched blocks are torchvision's exactly
         torch.testing.assert_close(model.Mixed_6a(x), tv.Mixed_6a(x))
         stem = torch.randn(1, 3, 64, 64)
-        torch.testing.assert_close(model.Conv2d_2b_3x3(model.Conv2d_2a_3x3(model.Conv2d_1a_3x3(stem))),
-                                   tv.Conv2d_2b_3x3(tv.Conv2d_2a_3x3(tv.Conv2d_1a_3x3(stem))))
+        torch.testing.assert_close(
+            model.Conv2d_2b_3x3(model.Conv2d_2a_3x3(model.Conv2d_1a_3x3(stem))), tv.Conv2d_2b_3x3(tv.Conv2d_2a_3x3(tv.Conv2d_1a_3x3(stem)))
+        )
     imgs = [np.random.default_rng(i).integers(0, 256, (40, 50, 3), dtype=np.uint8) for i in range(3)]
     feats, logits = F.extract(model, imgs, "clean", batch_size=2)
     assert feats.shape == (3, 2048) and logits.shape == (3, 1008) and np.isfinite(feats).all()

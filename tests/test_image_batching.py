@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
+from _images import make_random_bytes, make_rgb
 from PIL import Image
 from typer.testing import CliRunner
 
-from _fixtures import tiny_weights  # noqa: F401 (fixture)
-from _images import make_random_bytes, make_rgb
 from scenestyle.cli import app
 from scenestyle.engine.batch import Job, run_jobs
 from scenestyle.engine.device import Placement
@@ -29,8 +29,9 @@ def _batch_sizes(model: torch.nn.Module, size: tuple[int, int]) -> list[int]:
     return seen
 
 
-@pytest.mark.parametrize("arch,kwargs", [("SRVGGNetCompact", dict(num_feat=8, num_conv=3, upscale=2)),
-                                         ("ResnetGenerator", dict(ngf=4, n_blocks=2))])
+@pytest.mark.parametrize(
+    "arch,kwargs", [("SRVGGNetCompact", dict(num_feat=8, num_conv=3, upscale=2)), ("ResnetGenerator", dict(ngf=4, n_blocks=2))]
+)
 def test_stacked_images_equal_one_by_one(arch, kwargs):
     torch.manual_seed(0)
     model, meta = build(arch, **kwargs).eval(), describe(arch, kwargs)
@@ -92,14 +93,21 @@ def test_runner_groups_consecutive_same_key_and_reports_bad_files_alone(tmp_path
         calls.append([p.value for p in pics])
         return [p.value * 10 for p in pics]
 
-    results = run_jobs(_jobs(tmp_path, spec), load=_load, compute=lambda p: p.value * 10, save=_save,
-                       compute_many=many, group=3, group_key=lambda p: p.shape)
+    results = run_jobs(
+        _jobs(tmp_path, spec),
+        load=_load,
+        compute=lambda p: p.value * 10,
+        save=_save,
+        compute_many=many,
+        group=3,
+        group_key=lambda p: p.shape,
+    )
     assert [r.status for r in results] == ["ok", "ok", "ok", "failed", "ok", "ok", "ok", "ok"]
     assert "corrupt" in results[3].error
     # groups never cross a size change or a bad file, and never exceed `group`
     assert calls == [[1, 2, 3], [6, 7]]  # 4 and 5 were alone (single compute)
     outs = {p.name: p.read_text() for p in (tmp_path / "out").iterdir()}
-    assert outs == {f"out{i}.txt": str(int(s.split(':')[0]) * 10) for i, s in enumerate(spec) if s != "bad"}
+    assert outs == {f"out{i}.txt": str(int(s.split(":")[0]) * 10) for i, s in enumerate(spec) if s != "bad"}
 
 
 def test_failed_group_is_retried_per_image_so_the_error_lands_on_its_file(tmp_path):
@@ -113,16 +121,22 @@ def test_failed_group_is_retried_per_image_so_the_error_lands_on_its_file(tmp_pa
             raise ScenestyleError("image 2 is broken")
         return p.value
 
-    results = run_jobs(_jobs(tmp_path, spec), load=_load, compute=one, save=_save, compute_many=many, group=3,
-                       group_key=lambda p: p.shape)
+    results = run_jobs(_jobs(tmp_path, spec), load=_load, compute=one, save=_save, compute_many=many, group=3, group_key=lambda p: p.shape)
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert results[1].error == "image 2 is broken"
 
 
 def test_none_key_is_never_grouped(tmp_path):
     calls = []
-    run_jobs(_jobs(tmp_path, ["1:8", "2:8"]), load=_load, compute=lambda p: p.value, save=_save,
-             compute_many=lambda ps: calls.append(ps) or [p.value for p in ps], group=4, group_key=lambda p: None)
+    run_jobs(
+        _jobs(tmp_path, ["1:8", "2:8"]),
+        load=_load,
+        compute=lambda p: p.value,
+        save=_save,
+        compute_many=lambda ps: calls.append(ps) or [p.value for p in ps],
+        group=4,
+        group_key=lambda p: None,
+    )
     assert calls == []
 
 
@@ -139,9 +153,23 @@ def test_cli_batch_size_gives_the_same_files(tmp_path, tiny_weights, monkeypatch
     runner = CliRunner()
     outs = {}
     for bs in (1, 4):
-        res = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / f"o{bs}"), "--weights",
-                                  str(tiny_weights["SRVGGNetCompact"]), "--device", "cpu", "--precision", "fp32",
-                                  "--batch-size", str(bs)])
+        res = runner.invoke(
+            app,
+            [
+                "upscale",
+                str(src),
+                "-o",
+                str(tmp_path / f"o{bs}"),
+                "--weights",
+                str(tiny_weights["SRVGGNetCompact"]),
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--batch-size",
+                str(bs),
+            ],
+        )
         assert res.exit_code == 0, res.output
         outs[bs] = {p.name: np.asarray(Image.open(p)) for p in sorted((tmp_path / f"o{bs}").glob("*.png"))}
     assert sorted(outs[1]) == sorted(outs[4]) and len(outs[1]) == 5
@@ -156,8 +184,20 @@ def test_cli_batch_with_a_corrupt_file_still_writes_the_rest(tmp_path, tiny_weig
     for i in range(4):
         make_rgb(src / f"p{i}.png", size=(32, 32))
     make_random_bytes(src / "p2b.png")
-    res = CliRunner().invoke(app, ["upscale", str(src), "-o", str(tmp_path / "o"), "--weights",
-                                   str(tiny_weights["SRVGGNetCompact"]), "--device", "cpu", "--batch-size", "4"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "upscale",
+            str(src),
+            "-o",
+            str(tmp_path / "o"),
+            "--weights",
+            str(tiny_weights["SRVGGNetCompact"]),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+        ],
+    )
     assert res.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == [f"p{i}_x2.png" for i in range(4)]
-

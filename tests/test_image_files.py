@@ -26,8 +26,7 @@ def test_folder_listing_flat_or_recursive(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in list_images(tmp_path, "DIR")] == ["a.gif", "b.PNG"]
-    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, "DIR", recursive=True)] == \
-        ["a.gif", "b.PNG", "sub/c.jpg"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, "DIR", recursive=True)] == ["a.gif", "b.PNG", "sub/c.jpg"]
 
 
 def test_missing_or_empty_folder_names_it_and_the_suffixes(tmp_path: Path) -> None:

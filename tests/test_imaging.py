@@ -9,16 +9,15 @@ import struct
 import zlib
 from pathlib import Path
 
+import _images as mk
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
 
-import _images as mk
-from scenestyle.imaging import atomic, png, tiff
-from scenestyle.imaging.rows import write_array
 from scenestyle.errors import InputImageError, OutputError, UsageError
-from scenestyle.imaging import Picture, output_format_for, read_picture, write_picture
+from scenestyle.imaging import Picture, atomic, output_format_for, png, read_picture, tiff, write_picture
+from scenestyle.imaging.rows import write_array
 
 
 def as8(a: np.ndarray) -> np.ndarray:
@@ -222,9 +221,7 @@ def test_16bit_png_written_by_us_is_read_by_pillow_as_16bit_grey(tmp_path: Path)
         np.testing.assert_array_equal(np.asarray(im), arr[..., 0])
 
 
-def test_16bit_png_encoder_filters_survive_noise_and_block_edges(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_16bit_png_encoder_filters_survive_noise_and_block_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 240 * 64)  # 64 rows of 40 RGB16 pixels
     rng = np.random.default_rng(1)
     noisy = rng.random((700, 40, 3)).astype(np.float32)
@@ -256,8 +253,16 @@ def test_16bit_png_exif_after_the_pixels_is_read_and_applied(tmp_path: Path) -> 
 def test_16bit_tiff_from_another_writer_reads_exactly(tmp_path: Path, byteorder: str, extra: str | None) -> None:
     src = tmp_path / "deep.tif"
     arr = mk.pattern(channels=3 if extra is None else 4, bits=16)
-    tifffile.imwrite(src, arr, byteorder=byteorder, photometric="rgb", compression="zlib", predictor=True,
-                     rowsperstrip=5, extrasamples=None if extra is None else (extra,))
+    tifffile.imwrite(
+        src,
+        arr,
+        byteorder=byteorder,
+        photometric="rgb",
+        compression="zlib",
+        predictor=True,
+        rowsperstrip=5,
+        extrasamples=None if extra is None else (extra,),
+    )
     pic = read_picture(src)
     assert pic.bit_depth == 16
     np.testing.assert_array_equal(as16(pic.pixels), arr[..., :3])

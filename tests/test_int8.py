@@ -18,8 +18,7 @@ from scenestyle.imaging import Picture
 from scenestyle.nn import ModelMeta, build, describe
 
 # What the loader would say about Smooth (and, for the kernel probe, a plain conv).
-META = ModelMeta(arch="smooth", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=1, halo=4,
-                 value_range=(0.0, 1.0))
+META = ModelMeta(arch="smooth", task="denoise", in_channels=3, out_channels=3, scale=1, size_multiple=1, halo=4, value_range=(0.0, 1.0))
 
 # the public kernel probe: a plain conv is refused only when this torch/CPU cannot run int8 convs
 # (no x86 quantised engine, or kernels that saturate, as AVX2-only CPUs' do)
@@ -51,14 +50,17 @@ def with_flags(monkeypatch, *flags: str) -> None:
     monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset(flags))
 
 
-@pytest.mark.parametrize("arch, kwargs, blocked", [
-    ("DnCNN", dict(in_nc=1, out_nc=1, nc=8, nb=3), None),
-    ("SRVGGNetCompact", dict(num_feat=8, num_conv=2, upscale=4), None),
-    ("RRDBNet", dict(num_feat=8, num_block=1, num_grow_ch=4, scale=2), None),
-    ("ResnetGenerator", dict(ngf=8, n_blocks=1), "normalises per instance"),
-    ("FFDNet", dict(in_nc=1, out_nc=1, nc=8, nb=3), "noise level"),
-    ("CompactGenerator", dict(ngf=8, n_blocks=1, norm="none"), "depthwise"),
-])
+@pytest.mark.parametrize(
+    "arch, kwargs, blocked",
+    [
+        ("DnCNN", dict(in_nc=1, out_nc=1, nc=8, nb=3), None),
+        ("SRVGGNetCompact", dict(num_feat=8, num_conv=2, upscale=4), None),
+        ("RRDBNet", dict(num_feat=8, num_block=1, num_grow_ch=4, scale=2), None),
+        ("ResnetGenerator", dict(ngf=8, n_blocks=1), "normalises per instance"),
+        ("FFDNet", dict(in_nc=1, out_nc=1, nc=8, nb=3), "noise level"),
+        ("CompactGenerator", dict(ngf=8, n_blocks=1, norm="none"), "depthwise"),
+    ],
+)
 def test_blocker_names_why_a_model_cannot_run_int8(arch, kwargs, blocked):
     why = int8.int8_blocker(build(arch, **kwargs), describe(arch, kwargs))
     assert why == KERNELS if blocked is None else blocked in why  # an eligible model meets only the kernel verdict
@@ -129,8 +131,9 @@ def test_auto_skips_int8_without_vnni_or_with_amx(monkeypatch, flags):
 
 def test_auto_says_why_a_model_gets_no_int8(monkeypatch):
     with_flags(monkeypatch, "avx512_vnni")
-    p = choose_placement("cpu", "auto", model=build("ResnetGenerator", ngf=8, n_blocks=1),
-                         meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1)))
+    p = choose_placement(
+        "cpu", "auto", model=build("ResnetGenerator", ngf=8, n_blocks=1), meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1))
+    )
     assert not p.int8 and "no int8 (the model normalises per instance)" in p.reason
 
 
@@ -142,8 +145,9 @@ def test_auto_without_model_mentions_int8(monkeypatch):
 def test_explicit_int8_refusals(monkeypatch):
     with_flags(monkeypatch, "avx512_vnni")
     with pytest.raises(UsageError, match="cannot run this model: the model normalises per instance; choose auto, fp32 or bf16"):
-        choose_placement("cpu", "int8", model=build("ResnetGenerator", ngf=8, n_blocks=1),
-                         meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1)))
+        choose_placement(
+            "cpu", "int8", model=build("ResnetGenerator", ngf=8, n_blocks=1), meta=describe("ResnetGenerator", dict(ngf=8, n_blocks=1))
+        )
     with pytest.raises(UsageError, match="only where each photo is calibrated"):
         choose_placement("cpu", "int8", model=Smooth(), meta=META, int8=False)
     assert not choose_placement("cpu", "auto", model=Smooth(), meta=META, int8=False).int8
@@ -209,8 +213,7 @@ def test_small_photo_runs_the_fallback(monkeypatch):
 @needs_kernels
 def test_sequential_relu_is_fused_and_convs_pass_quint8_along():
     torch.manual_seed(0)
-    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                        nn.Conv2d(8, 3, 3, padding=1))
+    seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1))
     q = int8.Int8Model(seq, fallback=seq)
     first, fused, mid, _, last = list(q.net)
     assert isinstance(fused, nn.Identity) and first.relu and mid.relu and not last.relu

@@ -43,8 +43,7 @@ class OtherNet(nn.Module):
 
 
 def _test_meta(arch: str, **_) -> ModelMeta:
-    return ModelMeta(arch=arch, task="denoise", in_channels=1, out_channels=1, scale=1, size_multiple=1, halo=2,
-                     value_range=(0.0, 1.0))
+    return ModelMeta(arch=arch, task="denoise", in_channels=1, out_channels=1, scale=1, size_multiple=1, halo=2, value_range=(0.0, 1.0))
 
 
 @pytest.fixture

@@ -22,13 +22,13 @@ import pytest
 import torch
 from PIL import Image
 from rich.console import Console
+from test_weights import COMMIT, TINY, hub_cache, point_hub_at, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
 from typer.testing import CliRunner
 
 from scenestyle import weights as w
 from scenestyle.cli import app
 from scenestyle.errors import UsageError, WeightsError
 from scenestyle.loading import read_state_dict
-from test_weights import COMMIT, TINY, hub_cache, point_hub_at, put_in_cache, sha, write_lock  # noqa: F401 (fixture reused)
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -132,8 +132,9 @@ def _says_how_to_get_it(line: str, url: str) -> None:
 def test_unreachable_hub_pull_is_one_line_without_retries(closed_hub, hub_cache):
     # A real process: the hub's retry warnings go to the process's stderr through logging.
     env = {**os.environ, "PYTHONIOENCODING": "utf-8", "COLUMNS": "400"}
-    r = subprocess.run([sys.executable, "-m", "scenestyle", "weights", "pull", "realesrgan-x4plus"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "scenestyle", "weights", "pull", "realesrgan-x4plus"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 3, r.stderr
     _says_how_to_get_it(one_line(r.stderr), X4_URL)
 
@@ -150,8 +151,7 @@ def test_unreachable_hub_upscale_and_fid_are_one_line(closed_hub, hub_cache, tmp
     photo = _photo(tmp_path / "photo.jpg")
     r = invoke("upscale", photo)
     assert r.exit_code == 3
-    _says_how_to_get_it(one_line(r.stderr),
-                        "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-x4v3.pth")
+    _says_how_to_get_it(one_line(r.stderr), "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-x4v3.pth")
     assert not (tmp_path / "photo_x4.jpg").exists()
 
     a, b = tmp_path / "a", tmp_path / "b"
@@ -336,9 +336,14 @@ def test_checkpoints_and_exports_follow_the_umask(tmp_path, umask, mode):
 
     torch.manual_seed(0)
     kwargs = {"ngf": 4, "n_blocks": 1}
-    state = {"format": "scenestyle-cyclegan/1", "step": 3, "config_sha256": "0" * 64, "ema": None,
-             "generator": {"arch": "ResnetGenerator", "kwargs": kwargs, "model": "G_AB"},
-             "models": {"G_AB": build("ResnetGenerator", **kwargs).state_dict()}}
+    state = {
+        "format": "scenestyle-cyclegan/1",
+        "step": 3,
+        "config_sha256": "0" * 64,
+        "ema": None,
+        "generator": {"arch": "ResnetGenerator", "kwargs": kwargs, "model": "G_AB"},
+        "models": {"G_AB": build("ResnetGenerator", **kwargs).state_dict()},
+    }
     old = os.umask(umask)
     try:
         path = ckpt.checkpoint_path(tmp_path / "run", 3)
@@ -414,9 +419,11 @@ def test_lock_sigma_reaches_the_loaded_model(tmp_path):
     f = tmp_path / "dn.pth"
     torch.save(build("DnCNN", in_nc=1, out_nc=1, nc=8, nb=3).state_dict(), f)
     lock = tmp_path / "weights.lock"
-    lock.write_text(f'[models.dn-15]\ntask = "denoise"\narch = "DnCNN"\nkwargs = {{ in_nc = 1, out_nc = 1, nc = 8, nb = 3 }}\n'
-                    f'sha256 = "{w.file_sha256(f)}"\nlicence = "MIT"\nformat = "pth"\nsigma = 15\n'
-                    'urls = ["https://example.org/dn.pth"]\n')
+    lock.write_text(
+        f'[models.dn-15]\ntask = "denoise"\narch = "DnCNN"\nkwargs = {{ in_nc = 1, out_nc = 1, nc = 8, nb = 3 }}\n'
+        f'sha256 = "{w.file_sha256(f)}"\nlicence = "MIT"\nformat = "pth"\nsigma = 15\n'
+        'urls = ["https://example.org/dn.pth"]\n'
+    )
     assert load_model(str(f), lock=lock).meta.fixed_sigma == pytest.approx(15 / 255)
     assert w.load_lock()["dncnn-25"].sigma == 25
     bad = tmp_path / "bad.lock"

@@ -9,19 +9,19 @@ import inspect
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from torch import nn
 
 from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn import ARCHS, ModelMeta, build, count_macs, describe, detect_arch, list_archs
 from scenestyle.nn._blocks import round_up
-from scenestyle.nn.meta import TABLE
 from scenestyle.nn.compact import CompactGenerator
 from scenestyle.nn.cyclegan import ResnetGenerator, UnetGenerator
 from scenestyle.nn.dncnn import DnCNN
+from scenestyle.nn.meta import TABLE
 from scenestyle.nn.rrdbnet import RRDBNet
 from scenestyle.nn.srvgg import SRVGGNetCompact
 
-from conftest import TINY
 
 def tiny(name: str) -> dict:
     if name not in TINY:
@@ -94,8 +94,19 @@ def test_the_table_covers_exactly_the_generators():
 
 def test_architecture_files_carry_no_engine_metadata():
     """What the engine reads lives in nn.meta: a module is forward and weights only."""
-    engine_names = {"in_channels", "out_channels", "value_range", "size_multiple", "halo", "task", "noise_level",
-                    "noise_level_input", "sigma_max", "int8_chains", "fixed_sigma"}
+    engine_names = {
+        "in_channels",
+        "out_channels",
+        "value_range",
+        "size_multiple",
+        "halo",
+        "task",
+        "noise_level",
+        "noise_level_input",
+        "sigma_max",
+        "int8_chains",
+        "fixed_sigma",
+    }
     for name in list_archs():
         model = build(name, **tiny(name))
         for m in model.modules():
@@ -148,6 +159,7 @@ def test_detect_round_trip(name):
 
 # --- official key layouts -----------------------------------------------------------------
 
+
 def _shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -157,12 +169,17 @@ def test_resnet_generator_upstream_keys():
     with torch.device("meta"):
         shapes = _shapes(ResnetGenerator())
     expected = {
-        "model.1.weight": (64, 3, 7, 7), "model.1.bias": (64,),  # instance norm -> conv bias
-        "model.4.weight": (128, 64, 3, 3), "model.7.weight": (256, 128, 3, 3),
-        "model.10.conv_block.1.weight": (256, 256, 3, 3), "model.10.conv_block.5.weight": (256, 256, 3, 3),
+        "model.1.weight": (64, 3, 7, 7),
+        "model.1.bias": (64,),  # instance norm -> conv bias
+        "model.4.weight": (128, 64, 3, 3),
+        "model.7.weight": (256, 128, 3, 3),
+        "model.10.conv_block.1.weight": (256, 256, 3, 3),
+        "model.10.conv_block.5.weight": (256, 256, 3, 3),
         "model.18.conv_block.5.bias": (256,),
-        "model.19.weight": (256, 128, 3, 3), "model.22.weight": (128, 64, 3, 3),  # ConvTranspose2d
-        "model.26.weight": (3, 64, 7, 7), "model.26.bias": (3,),
+        "model.19.weight": (256, 128, 3, 3),
+        "model.22.weight": (128, 64, 3, 3),  # ConvTranspose2d
+        "model.26.weight": (3, 64, 7, 7),
+        "model.26.bias": (3,),
     }
     assert {k: shapes.get(k) for k in expected} == expected
     assert len(shapes) == 48 and not any(k.startswith("model.27") for k in shapes)
@@ -183,10 +200,13 @@ def test_unet_generator_upstream_keys():
     inner = "model.model.1.model." + "3.model." * 6
     expected = {
         "model.model.0.weight": (64, 3, 4, 4),
-        "model.model.1.model.1.weight": (128, 64, 4, 4), "model.model.1.model.2.running_mean": (128,),
+        "model.model.1.model.1.weight": (128, 64, 4, 4),
+        "model.model.1.model.2.running_mean": (128,),
         "model.model.1.model.5.weight": (256, 64, 4, 4),
-        "model.model.3.weight": (128, 3, 4, 4), "model.model.3.bias": (3,),
-        inner + "1.weight": (512, 512, 4, 4), inner + "3.weight": (512, 512, 4, 4),
+        "model.model.3.weight": (128, 3, 4, 4),
+        "model.model.3.bias": (3,),
+        inner + "1.weight": (512, 512, 4, 4),
+        inner + "3.weight": (512, 512, 4, 4),
         inner + "4.running_var": (512,),
     }
     assert {k: shapes.get(k) for k in expected} == expected
@@ -198,10 +218,15 @@ def test_rrdbnet_upstream_keys():
         model = RRDBNet()
     shapes = _shapes(model)
     expected = {
-        "conv_first.weight": (64, 3, 3, 3), "body.0.rdb1.conv1.weight": (32, 64, 3, 3),
-        "body.0.rdb1.conv5.weight": (64, 192, 3, 3), "body.22.rdb3.conv5.bias": (64,),
-        "conv_body.weight": (64, 64, 3, 3), "conv_up1.weight": (64, 64, 3, 3), "conv_up2.weight": (64, 64, 3, 3),
-        "conv_hr.weight": (64, 64, 3, 3), "conv_last.weight": (3, 64, 3, 3),
+        "conv_first.weight": (64, 3, 3, 3),
+        "body.0.rdb1.conv1.weight": (32, 64, 3, 3),
+        "body.0.rdb1.conv5.weight": (64, 192, 3, 3),
+        "body.22.rdb3.conv5.bias": (64,),
+        "conv_body.weight": (64, 64, 3, 3),
+        "conv_up1.weight": (64, 64, 3, 3),
+        "conv_up2.weight": (64, 64, 3, 3),
+        "conv_hr.weight": (64, 64, 3, 3),
+        "conv_last.weight": (3, 64, 3, 3),
     }
     assert {k: shapes.get(k) for k in expected} == expected
     assert "body.23.rdb1.conv1.weight" not in shapes
@@ -276,6 +301,7 @@ def test_every_generator_family_has_golden_values():
 
 # --- MACs ---------------------------------------------------------------------------------
 
+
 def test_count_macs_by_hand():
     conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)  # 16x16 out: 8*256 outputs * (4/2)*9
     assert count_macs(conv, (1, 4, 16, 16)) == 8 * 256 * 2 * 9
@@ -303,13 +329,16 @@ def test_compact_generator_is_15x_cheaper_than_resnet9():
         resnet = count_macs(ResnetGenerator(ngf=64, n_blocks=9), (1, 3, 256, 256))
         compact = count_macs(build("compact_generator"), (1, 3, 256, 256))
         compact_cls = count_macs(CompactGenerator(), (1, 3, 256, 256))
-    print(f"\nMACs at 256x256: ResnetGenerator(ngf=64, n_blocks=9) {resnet / 1e9:.2f} G, "
-          f"compact_generator {compact / 1e9:.2f} G (1/{resnet / compact:.1f})")
+    print(
+        f"\nMACs at 256x256: ResnetGenerator(ngf=64, n_blocks=9) {resnet / 1e9:.2f} G, "
+        f"compact_generator {compact / 1e9:.2f} G (1/{resnet / compact:.1f})"
+    )
     assert compact == compact_cls
     assert compact * 15 <= resnet
 
 
 # --- halo: tiles with this much overlap reproduce whole-image output ----------------------
+
 
 def dependency_radius(model: nn.Module, meta: ModelMeta, size: int) -> int:
     """Largest distance (input pixels) from input pixel ``o // scale`` that output pixel ``o``
@@ -362,7 +391,7 @@ def test_halo_tile_matches_whole_image():
     x = torch.rand(1, 3, 128, 128) * 2 - 1
     with torch.no_grad():
         whole = model(x)
-        tile = model(x[:, :, 48 - h:80 + h, 48 - h:80 + h])[:, :, h:h + 32, h:h + 32]
+        tile = model(x[:, :, 48 - h : 80 + h, 48 - h : 80 + h])[:, :, h : h + 32, h : h + 32]
     assert psnr(tile.numpy(), whole[:, :, 48:80, 48:80].numpy(), peak=2.0) > 100
 
 
@@ -455,8 +484,7 @@ def test_channel_mean_var_in_either_layout(dtype):
         torch.testing.assert_close(v.double(), var, **tol)
 
 
-@pytest.mark.parametrize("name", [n for n in list_archs()
-                                  if any(isinstance(m, nn.InstanceNorm2d) for m in build(n, **tiny(n)).modules())])
+@pytest.mark.parametrize("name", [n for n in list_archs() if any(isinstance(m, nn.InstanceNorm2d) for m in build(n, **tiny(n)).modules())])
 def test_instance_norm_models_agree_in_channels_last(name):
     """Every instance-norm architecture uses the layout-preserving norm, and its channels_last
     forward (the CPU inference layout) matches the NCHW one."""

@@ -23,6 +23,7 @@ def resnet_generator_reference(sd: dict, x: torch.Tensor, n_blocks: int) -> torc
     10..10+n-1 residual blocks (conv_block.1 and .5 behind reflect pads), then two transposed
     convs at 10+n and 13+n, pad3 and the output conv at 17+n, tanh.
     """
+
     def conv(h, i, **kw):
         return F.conv2d(h, sd[f"model.{i}.weight"], sd.get(f"model.{i}.bias"), **kw)
 

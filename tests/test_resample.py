@@ -9,8 +9,9 @@ from scenestyle.engine.convert import resize
 from scenestyle.engine.resample import BandResizer, axis_weights, resize_band
 
 
-@pytest.mark.parametrize("h,w,oh,ow", [(40, 52, 20, 26), (40, 52, 35, 45), (37, 29, 111, 87), (50, 30, 7, 5),
-                                       (9, 11, 40, 3), (1, 5, 3, 7), (64, 64, 64, 64)])
+@pytest.mark.parametrize(
+    "h,w,oh,ow", [(40, 52, 20, 26), (40, 52, 35, 45), (37, 29, 111, 87), (50, 30, 7, 5), (9, 11, 40, 3), (1, 5, 3, 7), (64, 64, 64, 64)]
+)
 @pytest.mark.parametrize("band", [1, 7, 1000])
 def test_bands_fed_top_to_bottom_give_the_whole_resize(h, w, oh, ow, band):
     x = np.random.default_rng(h * w + band).random((h, w, 3)).astype(np.float32)

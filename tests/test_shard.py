@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fixtures import tiny_weights, torchrun_two_ranks  # noqa: F401 (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
 from scenestyle.engine import shard
 from scenestyle.errors import UsageError
-from _fixtures import tiny_weights, torchrun_two_ranks  # noqa: F401 (fixture)
 
 runner = CliRunner()
 # (width, height): varied, so balancing by pixels and by file count differ
@@ -75,6 +75,7 @@ def reference(photos, tiny_weights, tmp_path) -> Path:
 
 # -- the split ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["3/2", "2/2", "1/0", "0", "a/b", "-1/2", "1/2/3", ""])
 def test_bad_shard_values_are_one_line_usage_errors(value):
     with pytest.raises(UsageError) as e:
@@ -127,8 +128,9 @@ def test_rank_zero_gives_up_on_a_hung_rank_and_names_its_inputs(tmp_path):
 
     manifest = tmp_path / "m.jsonl"
     jobs = [Job(tmp_path / f"{n}.png", tmp_path / f"{n}_x2.png") for n in "abc"]
-    s = Sharding(index=0, count=2, mode="torchrun", jobs=jobs, owner=[0, 1, 1], manifest=manifest,
-                 context={"command": "upscale"}, timeout=0.3)
+    s = Sharding(
+        index=0, count=2, mode="torchrun", jobs=jobs, owner=[0, 1, 1], manifest=manifest, context={"command": "upscale"}, timeout=0.3
+    )
     line = '{"input": "%s", "output": "%s", "status": "ok", "shard": "%d/2"}\n'
     shard.part_path(manifest, 0, 2).write_text(line % (jobs[0].input, jobs[0].output, 0))
     hung = shard.hold(shard.part_path(manifest, 1, 2))  # alive (its lock is held) but silent after one photo
@@ -178,8 +180,9 @@ def test_a_stopped_rank_zero_still_merges_and_says_what_is_left(tmp_path):
 
     with pytest.raises(Interrupted) as e:
         s.run(stopped_after_one, jobs[:2], context={"command": "upscale"}, manifest=shard.part_path(manifest, 0, 2))
-    assert str(e.value).startswith("2 of 3 inputs finished (2 ok, 0 skipped, 0 failed); rank 0 of 2 stopped "
-                                   f"before finishing: 1 input not processed ({jobs[1].input})")
+    assert str(e.value).startswith(
+        f"2 of 3 inputs finished (2 ok, 0 skipped, 0 failed); rank 0 of 2 stopped before finishing: 1 input not processed ({jobs[1].input})"
+    )
     assert isinstance(e.value.__cause__, KeyboardInterrupt)  # the CLI tells 130 from 143 by it
     assert [x["status"] for x in _lines(manifest)] == ["ok", "failed", "ok"] and shard.leftover_parts(manifest) == []
 
@@ -194,6 +197,7 @@ def test_bad_rank_timeout_is_refused_before_anything_runs(monkeypatch):
 
 
 # -- --shard I/N --------------------------------------------------------------------------------
+
 
 def test_shards_cover_the_folder_once_and_a_plain_rerun_merges_them(photos, tiny_weights, reference, tmp_path):
     w = tiny_weights["SRVGGNetCompact"]
@@ -210,8 +214,11 @@ def test_shards_cover_the_folder_once_and_a_plain_rerun_merges_them(photos, tiny
         r = _invoke(*_args(photos, out, w, "--shard", f"{i}/2"))
         assert r.exit_code == 0, r.output
     parts = shard.leftover_parts(manifest)
-    assert [p.name for p in parts] == ["scenestyle-upscale.part-0-of-2.jsonl", "scenestyle-upscale.part-1-of-2.jsonl",
-                                       "scenestyle-upscale.part-0-of-3.jsonl"]
+    assert [p.name for p in parts] == [
+        "scenestyle-upscale.part-0-of-2.jsonl",
+        "scenestyle-upscale.part-1-of-2.jsonl",
+        "scenestyle-upscale.part-0-of-3.jsonl",
+    ]
     assert not manifest.exists()
     records = [x for p in parts for x in _lines(p)]
     ok = sorted(x["input"] for x in records if x["status"] == "ok")
@@ -237,6 +244,7 @@ def test_shard_under_torchrun_is_refused(photos, tiny_weights, tmp_path, monkeyp
 
 
 # -- torchrun -------------------------------------------------------------------------------------
+
 
 def _scenestyle_lines(stderr: str) -> list[str]:
     return [x for x in stderr.splitlines() if re.match(r"scenestyle(\[rank \d+\])?:", x)]
@@ -282,6 +290,5 @@ def test_a_killed_rank_loses_no_other_work_and_a_rerun_resumes(photos, tiny_weig
     again = _invoke(*_args(photos, out, w, "--json"))  # resumed by one process: another N
     assert again.exit_code == 0, again.output
     counts = json.loads(again.stdout)["counts"]
-    assert counts == {"ok": sum(x["status"] != "ok" for x in lines), "skipped": sum(x["status"] == "ok" for x in lines),
-                      "failed": 0}
+    assert counts == {"ok": sum(x["status"] != "ok" for x in lines), "skipped": sum(x["status"] == "ok" for x in lines), "failed": 0}
     _same_pictures(out, reference)

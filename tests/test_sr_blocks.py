@@ -12,7 +12,13 @@ from scenestyle.errors import WeightsError
 from scenestyle.nn import build
 from scenestyle.nn.discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator
 from scenestyle.train.sr_losses import (
-    VGG19_LAYERS, FeatureMatchingLoss, GANLoss, PerceptualLoss, PixelLoss, VGG19Features, charbonnier_loss,
+    VGG19_LAYERS,
+    FeatureMatchingLoss,
+    GANLoss,
+    PerceptualLoss,
+    PixelLoss,
+    VGG19Features,
+    charbonnier_loss,
 )
 
 
@@ -22,20 +28,31 @@ def shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 # --- discriminators: key layouts read off the upstream files ----------------------------------
 
+
 def _vgg_style_expected(num_in_ch: int, f: int, input_size: int) -> dict[str, tuple[int, ...]]:
     """BasicSR ``VGGStyleDiscriminator.__init__`` written out: conv0_0, conv0_1/bn0_1, then per
     stage convS_0/bnS_0 (3x3) and convS_1/bnS_1 (4x4 stride 2), linear1 (f*8*4*4 -> 100), linear2."""
+
     def bn(name, c):
-        return {f"{name}.weight": (c,), f"{name}.bias": (c,), f"{name}.running_mean": (c,),
-                f"{name}.running_var": (c,), f"{name}.num_batches_tracked": ()}
+        return {
+            f"{name}.weight": (c,),
+            f"{name}.bias": (c,),
+            f"{name}.running_mean": (c,),
+            f"{name}.running_var": (c,),
+            f"{name}.num_batches_tracked": (),
+        }
+
     exp = {"conv0_0.weight": (f, num_in_ch, 3, 3), "conv0_0.bias": (f,), "conv0_1.weight": (f, f, 4, 4), **bn("bn0_1", f)}
     stages = [(1, f, 2 * f), (2, 2 * f, 4 * f), (3, 4 * f, 8 * f), (4, 8 * f, 8 * f)]
     stages += [(5, 8 * f, 8 * f)] if input_size == 256 else []
     for s, cin, cout in stages:
-        exp |= {f"conv{s}_0.weight": (cout, cin, 3, 3), **bn(f"bn{s}_0", cout),
-                f"conv{s}_1.weight": (cout, cout, 4, 4), **bn(f"bn{s}_1", cout)}
-    return exp | {"linear1.weight": (100, f * 8 * 4 * 4), "linear1.bias": (100,),
-                  "linear2.weight": (1, 100), "linear2.bias": (1,)}
+        exp |= {
+            f"conv{s}_0.weight": (cout, cin, 3, 3),
+            **bn(f"bn{s}_0", cout),
+            f"conv{s}_1.weight": (cout, cout, 4, 4),
+            **bn(f"bn{s}_1", cout),
+        }
+    return exp | {"linear1.weight": (100, f * 8 * 4 * 4), "linear1.bias": (100,), "linear2.weight": (1, 100), "linear2.bias": (1,)}
 
 
 @pytest.mark.parametrize("input_size", [128, 256])
@@ -51,12 +68,19 @@ def test_vgg_style_discriminator_upstream_keys(input_size):
 def test_unet_discriminator_sn_upstream_keys():
     """Layout of ``RealESRGAN_x4plus_netD.pth``: plain conv0/conv9, spectral norm on conv1..conv8."""
     got = shapes(UNetDiscriminatorSN(num_in_ch=3, num_feat=64))
-    convs = {1: (128, 64, 4), 2: (256, 128, 4), 3: (512, 256, 4), 4: (256, 512, 3),
-             5: (128, 256, 3), 6: (64, 128, 3), 7: (64, 64, 3), 8: (64, 64, 3)}
+    convs = {
+        1: (128, 64, 4),
+        2: (256, 128, 4),
+        3: (512, 256, 4),
+        4: (256, 512, 3),
+        5: (128, 256, 3),
+        6: (64, 128, 3),
+        7: (64, 64, 3),
+        8: (64, 64, 3),
+    }
     expected = {"conv0.weight": (64, 3, 3, 3), "conv0.bias": (64,)}
     for i, (cout, cin, k) in convs.items():
-        expected |= {f"conv{i}.weight_orig": (cout, cin, k, k), f"conv{i}.weight_u": (cout,),
-                     f"conv{i}.weight_v": (cin * k * k,)}
+        expected |= {f"conv{i}.weight_orig": (cout, cin, k, k), f"conv{i}.weight_u": (cout,), f"conv{i}.weight_v": (cin * k * k,)}
     expected |= {"conv9.weight": (1, 64, 3, 3), "conv9.bias": (1,)}
     assert got == expected
     assert not any(k.endswith(".bias") for k in got if k[4] in "12345678")  # bias=False under SN
@@ -100,6 +124,7 @@ def test_spectral_norm_keeps_largest_singular_value_near_one():
 
 
 # --- pixel and GAN losses ---------------------------------------------------------------------
+
 
 def test_pixel_losses_zero_at_optimum_and_gradients_flow():
     target = torch.rand(2, 3, 8, 8)
@@ -158,6 +183,7 @@ def test_gan_loss_gradient_reaches_generator():
 
 # --- feature matching and perceptual losses ---------------------------------------------------
 
+
 def test_feature_matching_zero_for_identical_inputs_and_positive_otherwise():
     torch.manual_seed(0)
     d = UNetDiscriminatorSN(num_feat=8).train()  # training mode: SN power iterations run
@@ -196,9 +222,13 @@ def test_perceptual_loss_without_weights_points_to_feature_matching():
 
 def _tiny_vgg_weights() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    return {"features.0.weight": torch.randn(64, 3, 3, 3) * 0.1, "features.0.bias": torch.zeros(64),
-            "features.2.weight": torch.randn(64, 64, 3, 3) * 0.05, "features.2.bias": torch.zeros(64),
-            "classifier.0.weight": torch.zeros(1)}  # ignored
+    return {
+        "features.0.weight": torch.randn(64, 3, 3, 3) * 0.1,
+        "features.0.bias": torch.zeros(64),
+        "features.2.weight": torch.randn(64, 64, 3, 3) * 0.05,
+        "features.2.bias": torch.zeros(64),
+        "classifier.0.weight": torch.zeros(1),
+    }  # ignored
 
 
 def test_vgg19_layer_names_match_torchvision_indices():

@@ -68,15 +68,23 @@ def test_diffaug_is_seeded_differentiable_and_checked():
 
 
 def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
-    cfg = load_config(REPO / "configs" / "style-oil.toml", ["data.workers=0", "data.crop=32", "train.sample_every=0",
-                                                           "model.generator_kwargs={ngf = 4, n_blocks = 1, colour_pool = 9}",
-                                                           "model.discriminator_kwargs={ndf = 4, n_layers = 2}"])
+    cfg = load_config(
+        REPO / "configs" / "style-oil.toml",
+        [
+            "data.workers=0",
+            "data.crop=32",
+            "train.sample_every=0",
+            "model.generator_kwargs={ngf = 4, n_blocks = 1, colour_pool = 9}",
+            "model.discriminator_kwargs={ndf = 4, n_layers = 2}",
+        ],
+    )
     assert cfg.data.work_pixels == 1_000_000 and cfg.gan.diffaug
     for d in "ab":
         (tmp_path / d).mkdir()
         for i in range(2):
-            Image.fromarray(np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8)).filter(
-                ImageFilter.SMOOTH).save(tmp_path / d / f"{i}.png")
+            Image.fromarray(np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8)).filter(ImageFilter.SMOOTH).save(
+                tmp_path / d / f"{i}.png"
+            )
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, a=str(tmp_path / "a"), b=str(tmp_path / "b")))
     result = train_cyclegan(cfg, run=tmp_path / "run", max_steps=2, show_progress=False)
     assert result.step == 2
@@ -117,7 +125,7 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
     # a crop with the halo around it gives the same interior: tiles stay seamless
     h = describe("CompactGenerator", dict(ngf=4, n_blocks=1, norm="none", colour_pool=9)).halo
     with torch.no_grad():
-        part = g(x[..., 8 : 96, 4 : 96])
+        part = g(x[..., 8:96, 4:96])
     assert h >= 4 and torch.allclose(part[..., h : 88 - h, h : 92 - h], y[..., 8 + h : 96 - h, 4 + h : 96 - h], atol=1e-5)
     with pytest.raises(ValueError, match="colour_pool"):
         build("CompactGenerator", colour_pool=8)
@@ -127,8 +135,9 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
 def test_discriminator_norm_is_independent_of_the_generators(d_norm, want):
     from scenestyle.train.cyclegan import build_networks
 
-    cfg = load_config(None, ["model.generator=CompactGenerator", "model.norm=none", f"model.discriminator_norm={d_norm}",
-                             "gan.one_direction=true"])
+    cfg = load_config(
+        None, ["model.generator=CompactGenerator", "model.norm=none", f"model.discriminator_norm={d_norm}", "gan.one_direction=true"]
+    )
     nets = build_networks(cfg)
     kinds = (torch.nn.InstanceNorm2d, torch.nn.BatchNorm2d)
     norms_d = {k for m in nets["D_B"].modules() for k in kinds if isinstance(m, k)}
@@ -142,8 +151,9 @@ def test_kaiming_init_makes_a_norm_free_generator_depend_on_its_input(init):
     from scenestyle.train.cyclegan import build_networks
 
     torch.manual_seed(0)
-    cfg = load_config(None, ["model.generator=CompactGenerator", "model.norm=none", f"model.generator_init={init}",
-                             "gan.one_direction=true"])
+    cfg = load_config(
+        None, ["model.generator=CompactGenerator", "model.norm=none", f"model.generator_init={init}", "gan.one_direction=true"]
+    )
     g = build_networks(cfg)["G_AB"].eval()
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():

@@ -24,11 +24,20 @@ NCHW = Placement(torch.device("cpu"), torch.float32, False, None, "test")
 # ---------------------------------------------------------------- tiny stand-ins for scenestyle.nn archs
 
 
-def meta(task: str = "denoise", *, scale: int = 1, value_range=(0.0, 1.0), size_multiple: int = 1, halo: int = 0,
-         channels: int = 3) -> ModelMeta:
+def meta(
+    task: str = "denoise", *, scale: int = 1, value_range=(0.0, 1.0), size_multiple: int = 1, halo: int = 0, channels: int = 3
+) -> ModelMeta:
     """What the loader would say about a stand-in."""
-    return ModelMeta(arch="stand-in", task=task, in_channels=channels, out_channels=channels, scale=scale,
-                     size_multiple=size_multiple, halo=halo, value_range=value_range)
+    return ModelMeta(
+        arch="stand-in",
+        task=task,
+        in_channels=channels,
+        out_channels=channels,
+        scale=scale,
+        size_multiple=size_multiple,
+        halo=halo,
+        value_range=value_range,
+    )
 
 
 class TinyDnCNN(nn.Module):
@@ -78,14 +87,27 @@ class TinyResnetGenerator(nn.Module):
         layers += [nn.Conv2d(2 * ngf, 4 * ngf, 3, 2, 1), norm(4 * ngf), nn.ReLU()]
         self.down = nn.Sequential(*layers)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(4 * ngf, 4 * ngf, 3), norm(4 * ngf), nn.ReLU(),
-                          nn.ReflectionPad2d(1), nn.Conv2d(4 * ngf, 4 * ngf, 3), norm(4 * ngf))
+            nn.Sequential(
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(4 * ngf, 4 * ngf, 3),
+                norm(4 * ngf),
+                nn.ReLU(),
+                nn.ReflectionPad2d(1),
+                nn.Conv2d(4 * ngf, 4 * ngf, 3),
+                norm(4 * ngf),
+            )
             for _ in range(n_blocks)
         )
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, 2, 1, output_padding=1), norm(2 * ngf), nn.ReLU(),
-            nn.ConvTranspose2d(2 * ngf, ngf, 3, 2, 1, output_padding=1), norm(ngf), nn.ReLU(),
-            nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh(),
+            nn.ConvTranspose2d(4 * ngf, 2 * ngf, 3, 2, 1, output_padding=1),
+            norm(2 * ngf),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * ngf, ngf, 3, 2, 1, output_padding=1),
+            norm(ngf),
+            nn.ReLU(),
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(ngf, 3, 7),
+            nn.Tanh(),
         )
         # halo not a multiple of 4 on purpose: run_model rounds it up
         self.meta = meta("style", value_range=(-1.0, 1.0), size_multiple=4, halo=15 + 8 * n_blocks + 1)
@@ -109,7 +131,9 @@ def image(h: int, w: int, lo: float = 0.0, hi: float = 1.0, seed: int = 0) -> to
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
     planes = [
-        0.5 + 0.3 * torch.sin(3 * xx + 2 * yy + c) + 0.1 * torch.sin(60 * xx * (c + 1)) * torch.cos(45 * yy)
+        0.5
+        + 0.3 * torch.sin(3 * xx + 2 * yy + c)
+        + 0.1 * torch.sin(60 * xx * (c + 1)) * torch.cos(45 * yy)
         + 0.03 * torch.randn(h, w, generator=g)
         for c in range(3)
     ]
@@ -129,10 +153,7 @@ def test_window_starts_cover_every_pixel_with_halo_context(length, window, core,
     starts = window_starts(length, window, core, halo)
     assert starts[0] == 0 and starts[-1] + min(window, length) == length
     for p in range(length):
-        ok = any(
-            s <= p < s + window and (s == 0 or p - s >= halo) and (s + window >= length or s + window - 1 - p >= halo)
-            for s in starts
-        )
+        ok = any(s <= p < s + window and (s == 0 or p - s >= halo) and (s + window >= length or s + window - 1 - p >= halo) for s in starts)
         assert ok, p
 
 
@@ -226,8 +247,9 @@ def _reference_blend(model, x, tile, halo, scale):
 
 # (h, w, tile, halo, batch): cores narrower than 2 halos (a window overlaps non-neighbours), clamped
 # last windows, batches that span window rows, one window row, one window column
-@pytest.mark.parametrize("h,w,tile,halo,batch", [(40, 52, 16, 4, 1), (37, 29, 8, 6, 3), (24, 70, 12, 8, 5),
-                                                  (70, 20, 20, 2, 2), (33, 33, 4, 9, 7)])
+@pytest.mark.parametrize(
+    "h,w,tile,halo,batch", [(40, 52, 16, 4, 1), (37, 29, 8, 6, 3), (24, 70, 12, 8, 5), (70, 20, 20, 2, 2), (33, 33, 4, 9, 7)]
+)
 def test_sink_blocks_tile_the_output_once_and_match_the_plain_blend(h, w, tile, halo, batch):
     model = seeded(TinySRVGG(scale=2, halo=halo))
     x = image(h, w)

@@ -20,25 +20,38 @@ def test_defaults_are_upstream_cyclegan() -> None:
 
 
 def test_set_parses_by_field_type() -> None:
-    cfg = load_config(None, ["gan.loss=hinge", "train.steps=7", "optim.lr=1e-3", "gan.one_direction=true",
-                             "data.scale_jitter=[1.0, 2.0]", "model.generator_kwargs.ngf=16",
-                             "model.generator_kwargs={n_blocks = 3}", "model.generator_kwargs.ngf=8",
-                             'data.a="/x y/a"'])
+    cfg = load_config(
+        None,
+        [
+            "gan.loss=hinge",
+            "train.steps=7",
+            "optim.lr=1e-3",
+            "gan.one_direction=true",
+            "data.scale_jitter=[1.0, 2.0]",
+            "model.generator_kwargs.ngf=16",
+            "model.generator_kwargs={n_blocks = 3}",
+            "model.generator_kwargs.ngf=8",
+            'data.a="/x y/a"',
+        ],
+    )
     assert cfg.gan.loss == "hinge" and cfg.train.steps == 7 and cfg.optim.lr == 1e-3 and cfg.gan.one_direction is True
     assert cfg.data.scale_jitter == (1.0, 2.0) and cfg.data.a == "/x y/a"
     assert cfg.model.generator_kwargs == {"n_blocks": 3, "ngf": 8}
 
 
-@pytest.mark.parametrize("item, needle", [
-    ("gan.los=lsgan", "gan.loss"),  # wrong key: the valid keys are listed
-    ("gann.loss=lsgan", "data, model, gan, optim, train"),
-    ("gan.loss=wgan", "vanilla, lsgan, wgan-gp, hinge"),
-    ("train.steps=ten", "train.steps"),
-    ("train.channels_last=maybe", "true or false"),
-    ("model.generator=VGG", "resnet_9blocks"),
-    ("data.crop=30", "multiple of 4"),
-    ("gan.loss", "key=value"),
-])
+@pytest.mark.parametrize(
+    "item, needle",
+    [
+        ("gan.los=lsgan", "gan.loss"),  # wrong key: the valid keys are listed
+        ("gann.loss=lsgan", "data, model, gan, optim, train"),
+        ("gan.loss=wgan", "vanilla, lsgan, wgan-gp, hinge"),
+        ("train.steps=ten", "train.steps"),
+        ("train.channels_last=maybe", "true or false"),
+        ("model.generator=VGG", "resnet_9blocks"),
+        ("data.crop=30", "multiple of 4"),
+        ("gan.loss", "key=value"),
+    ],
+)
 def test_bad_overrides_teach(item: str, needle: str) -> None:
     with pytest.raises(UsageError, match=None) as exc:
         load_config(None, [item])

@@ -29,10 +29,18 @@ from scenestyle.weights import file_sha256
 
 PY = sys.executable
 
-TINY = ["data.crop=32", "data.workers=0", "model.generator=ResnetGenerator",
-        "model.generator_kwargs={ngf = 8, n_blocks = 2}", "model.discriminator_kwargs={ndf = 8, n_layers = 2}",
-        "train.log_every=1", "train.sample_every=0", "gan.pool_size=4", "train.ema_decay=0.9",
-        "train.deterministic=true"]
+TINY = [
+    "data.crop=32",
+    "data.workers=0",
+    "model.generator=ResnetGenerator",
+    "model.generator_kwargs={ngf = 8, n_blocks = 2}",
+    "model.discriminator_kwargs={ndf = 8, n_layers = 2}",
+    "train.log_every=1",
+    "train.sample_every=0",
+    "gan.pool_size=4",
+    "train.ema_decay=0.9",
+    "train.deterministic=true",
+]
 
 
 @pytest.fixture()
@@ -55,7 +63,8 @@ def _args(a: Path, b: Path, run: Path, *extra: str) -> list[str]:
 def _weights(run: Path) -> dict:
     state = ckpt.load(ckpt.latest_checkpoint(run))
     return {f"{m}.{k}": v for m, sd in state["models"].items() for k, v in sd.items()} | {
-        f"ema.{k}": v for k, v in state["ema"]["module"].items()}
+        f"ema.{k}": v for k, v in state["ema"]["module"].items()
+    }
 
 
 def test_stream_is_deterministic_sharded_and_skips_corrupt(domains) -> None:
@@ -82,16 +91,21 @@ def test_sigkill_then_resume_is_bitwise_identical(domains, tmp_path: Path) -> No
     a, b = domains
     steps = ["train.steps=12", "train.checkpoint_every=2", "train.keep_checkpoints=2"]
     # uninterrupted reference, in this process
-    ref = train_cyclegan(load_config(None, TINY + steps + [f"data.a={a}", f"data.b={b}"]), run=tmp_path / "ref",
-                         device="cpu", show_progress=False)
+    ref = train_cyclegan(
+        load_config(None, TINY + steps + [f"data.a={a}", f"data.b={b}"]), run=tmp_path / "ref", device="cpu", show_progress=False
+    )
     assert ref.step == 12 and ref.stopped == "done"
     # the same run in a subprocess, killed with SIGKILL once a checkpoint is on disk
     run = tmp_path / "killed"
     kill_after_first_checkpoint([PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *steps), "--device", "cpu"], run)
     killed_at = ckpt.list_checkpoints(run)[-1][0]
     assert 0 < killed_at < 12
-    done = subprocess.run([PY, "-m", "scenestyle", "train", "cyclegan", "--resume", str(run), "--device", "cpu", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [PY, "-m", "scenestyle", "train", "cyclegan", "--resume", str(run), "--device", "cpu", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     w_ref, w_res = _weights(tmp_path / "ref"), _weights(run)
     assert w_ref.keys() == w_res.keys()
@@ -107,8 +121,13 @@ def test_sigterm_saves_and_exits_143(domains, tmp_path: Path, group: bool) -> No
     a, b = domains
     run = tmp_path / "run"
     extra = ["train.steps=100000", "train.checkpoint_every=100000"] + (["data.workers=2"] if group else [])
-    proc = subprocess.Popen([PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *extra), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=group)
+    proc = subprocess.Popen(
+        [PY, "-m", "scenestyle", "train", "cyclegan", *_args(a, b, run, *extra), "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=group,
+    )
     deadline = time.monotonic() + 60
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text().strip():
         assert time.monotonic() < deadline and proc.poll() is None
@@ -133,8 +152,17 @@ def test_export_then_stylize_matches_direct_forward(domains, tmp_path: Path) -> 
     a, b = domains
     runner = CliRunner()
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "cyclegan", *_args(a, b, run, "train.steps=2", "gan.one_direction=true",
-                                                           "train.sample_every=1"), "--device", "cpu", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "cyclegan",
+            *_args(a, b, run, "train.steps=2", "gan.one_direction=true", "train.sample_every=1"),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (run / "samples" / "step_00000002.png").is_file() and (run / "config.toml").is_file()
     res = runner.invoke(app, ["train", "export", str(run), "--name", "tiny-style", "-o", str(tmp_path / "exp")])
@@ -144,8 +172,10 @@ def test_export_then_stylize_matches_direct_forward(domains, tmp_path: Path) -> 
     assert entry["arch"] == "ResnetGenerator" and entry["kwargs"]["ngf"] == 8 and entry["kwargs"]["n_blocks"] == 2
     assert entry["sha256"] == file_sha256(tmp_path / "exp" / "tiny-style.safetensors")
     out = tmp_path / "out.png"
-    res = runner.invoke(app, ["stylize", str(b / "0.png"), "--weights", str(weights), "-o", str(out),
-                              "--device", "cpu", "--precision", "fp32", "--tile", "0"])
+    res = runner.invoke(
+        app,
+        ["stylize", str(b / "0.png"), "--weights", str(weights), "-o", str(out), "--device", "cpu", "--precision", "fp32", "--tile", "0"],
+    )
     assert res.exit_code == 0, res.output
 
     from safetensors.torch import load_file
@@ -181,12 +211,21 @@ def test_cli_errors_are_one_line(domains, tmp_path: Path) -> None:
 def test_ddp_two_gloo_ranks_stay_in_sync(domains, tmp_path: Path) -> None:
     a, b = domains
     run = tmp_path / "ddp"
-    done = torchrun_two_ranks(["train", "cyclegan", *_args(a, b, run, "train.steps=3", "train.checkpoint_every=3",
-                                                          "train.deterministic=false"), "--device", "cpu", "--json"], run)
+    done = torchrun_two_ranks(
+        [
+            "train",
+            "cyclegan",
+            *_args(a, b, run, "train.steps=3", "train.checkpoint_every=3", "train.deterministic=false"),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        run,
+    )
     assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
     import json
 
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json.loads(done.stdout[done.stdout.index("{") :])
     assert len(report["digests"]) == 2 and report["digests"][0] == report["digests"][1]
     assert [s for s, _ in ckpt.list_checkpoints(run)] == [3]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # rank 0 alone logs

@@ -25,8 +25,15 @@ from scenestyle.train.schemas import DenoiseConfig, SRGANConfig, noise_params
 from scenestyle.train.sr_denoise import train_denoise, train_srgan
 
 PY = sys.executable
-COMMON = ["data.crop=32", "data.workers=0", "train.log_every=1", "train.sample_every=0", "train.batch_size=2",
-          "loss.pretrain_steps=1", "model.discriminator_kwargs={num_feat = 8}"]
+COMMON = [
+    "data.crop=32",
+    "data.workers=0",
+    "train.log_every=1",
+    "train.sample_every=0",
+    "train.batch_size=2",
+    "loss.pretrain_steps=1",
+    "model.discriminator_kwargs={num_feat = 8}",
+]
 SR = COMMON + ["model.generator_kwargs={num_feat = 8, num_conv = 2, upscale = 2}"]
 DN = COMMON + ["model.generator_kwargs={nc = 8, nb = 3}", "train.ema_decay=0.9"]  # tiny ffdnet_color
 
@@ -73,6 +80,7 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 # ---- pairs
 
+
 def test_crops_are_native_pixels_and_pairs_are_pure_functions_of_the_step(photos: Path) -> None:
     files = sorted(p for p in photos.rglob("*.png"))
     sr = HRCrops(files, 32, SRPairs(2, "bicubic"), gray=False, seed=0, rank=0)
@@ -80,12 +88,11 @@ def test_crops_are_native_pixels_and_pairs_are_pure_functions_of_the_step(photos
     crop = sr.crop_hr(r)
     src = np.asarray(Image.open(files[0]), dtype=np.float32) / 255  # 40x44: free 8 rows, 12 columns
     x, y = round(12 * 0.25), round(8 * 0.75)
-    assert torch.equal(crop, torch.from_numpy(src[y:y + 32, x:x + 32].transpose(2, 0, 1).copy()))
+    assert torch.equal(crop, torch.from_numpy(src[y : y + 32, x : x + 32].transpose(2, 0, 1).copy()))
     stream = HRStream(len(files), batch_size=2, crop=32, scale_range=(1.0, 1.0), hflip=True, vflip=True, seed=1)
     lr, hr, pix, sigma = sr[stream.recipes(3)]
     assert lr.shape == (2, 3, 16, 16) and hr.shape == (2, 3, 32, 32) and pix is hr and sigma.numel() == 0
-    dn = HRCrops(files, 32, NoisyPairs(("gaussian", "jpeg"), (0.5, 0.5), noise_params(DenoiseConfig().noise)),
-                 gray=False, seed=0, rank=0)
+    dn = HRCrops(files, 32, NoisyPairs(("gaussian", "jpeg"), (0.5, 0.5), noise_params(DenoiseConfig().noise)), gray=False, seed=0, rank=0)
     a, b, c = dn[stream.recipes(3)], dn[stream.recipes(3)], dn[stream.recipes(4)]
     assert all(torch.equal(x, y) for x, y in zip(a, b))  # same step: same crops, same noise
     assert not torch.equal(a[0], c[0])
@@ -107,9 +114,22 @@ def test_gaussian_sigma_map_matches_the_noise(photos: Path) -> None:
 
 # ---- trainers run, on every degradation and noise kind
 
-@pytest.mark.parametrize("kind, gen", [("bicubic", []), ("realesrgan", [
-    "model.generator=RRDBNet", "model.generator_kwargs={num_feat = 8, num_block = 1, num_grow_ch = 4, scale = 2}",
-    "model.discriminator=VGGStyleDiscriminator", "model.spectral_norm=true"])])
+
+@pytest.mark.parametrize(
+    "kind, gen",
+    [
+        ("bicubic", []),
+        (
+            "realesrgan",
+            [
+                "model.generator=RRDBNet",
+                "model.generator_kwargs={num_feat = 8, num_block = 1, num_grow_ch = 4, scale = 2}",
+                "model.discriminator=VGGStyleDiscriminator",
+                "model.spectral_norm=true",
+            ],
+        ),
+    ],
+)
 def test_srgan_runs(photos: Path, tmp_path: Path, kind: str, gen: list[str]) -> None:
     cfg = _sr(photos, f"degradation.kind={kind}", "train.steps=3", "train.sample_every=3", *gen)
     with pytest.warns(RuntimeWarning, match="broken.jpg"):
@@ -156,8 +176,16 @@ def test_overfit_one_pair_l1_falls(tmp_path: Path) -> None:
     img = np.stack([128 + 100 * np.sin(xx / 3.0), 128 + 100 * np.cos(yy / 4.0), 255 * ((xx // 8 + yy // 8) % 2)], -1)
     (tmp_path / "one").mkdir()
     Image.fromarray(img.astype(np.uint8)).save(tmp_path / "one" / "one.png")
-    cfg = _sr(tmp_path / "one", "data.hflip=false", "data.vflip=false", "train.batch_size=1", "train.steps=40",
-              "loss.pretrain_steps=40", "optim.lr=2e-3", "optim.policy=step")
+    cfg = _sr(
+        tmp_path / "one",
+        "data.hflip=false",
+        "data.vflip=false",
+        "train.batch_size=1",
+        "train.steps=40",
+        "loss.pretrain_steps=40",
+        "optim.lr=2e-3",
+        "optim.policy=step",
+    )
     train_srgan(cfg, run=tmp_path / "run", device="cpu", show_progress=False)
     pix = [r["loss_pix"] for r in _records(tmp_path / "run")]
     assert len(pix) == 40 and np.mean(pix[-5:]) < 0.7 * pix[0]
@@ -165,19 +193,32 @@ def test_overfit_one_pair_l1_falls(tmp_path: Path) -> None:
 
 # ---- resume
 
+
 @pytest.mark.slow
 def test_sigkill_then_resume_is_bitwise_identical(photos: Path, tmp_path: Path) -> None:
-    steps = ["train.deterministic=true", "train.steps=10", "train.checkpoint_every=2", "train.keep_checkpoints=2", "loss.pretrain_steps=3",
-             "noise.kinds=[gaussian, jpeg, camera]", "noise.probs=[0.4, 0.3, 0.3]"]
+    steps = [
+        "train.deterministic=true",
+        "train.steps=10",
+        "train.checkpoint_every=2",
+        "train.keep_checkpoints=2",
+        "loss.pretrain_steps=3",
+        "noise.kinds=[gaussian, jpeg, camera]",
+        "noise.probs=[0.4, 0.3, 0.3]",
+    ]
     ref = train_denoise(_dn(photos, *steps), run=tmp_path / "ref", device="cpu", show_progress=False)
     assert ref.step == 10
     run = tmp_path / "killed"
     sets = [x for s in DN + steps for x in ("--set", s)]
-    kill_after_first_checkpoint([PY, "-m", "scenestyle", "train", "denoise", "--clean", str(photos), "--run", str(run), *sets,
-                                 "--device", "cpu"], run)
+    kill_after_first_checkpoint(
+        [PY, "-m", "scenestyle", "train", "denoise", "--clean", str(photos), "--run", str(run), *sets, "--device", "cpu"], run
+    )
     assert 0 < ckpt.list_checkpoints(run)[-1][0] < 10
-    done = subprocess.run([PY, "-m", "scenestyle", "train", "denoise", "--resume", str(run), "--device", "cpu", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [PY, "-m", "scenestyle", "train", "denoise", "--resume", str(run), "--device", "cpu", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert _same_weights(tmp_path / "ref", run)
     assert [s for s, _ in ckpt.list_checkpoints(run)] == [8, 10]
@@ -204,8 +245,7 @@ def test_resume_extends_a_finished_run(photos: Path, tmp_path: Path) -> None:
 
 
 def test_resume_extension_stretches_a_cosine_schedule(photos: Path, tmp_path: Path) -> None:
-    train_srgan(_sr(photos, "train.steps=2", "optim.min_lr_ratio=0.0"), run=tmp_path / "sr", device="cpu",
-                show_progress=False)
+    train_srgan(_sr(photos, "train.steps=2", "optim.min_lr_ratio=0.0"), run=tmp_path / "sr", device="cpu", show_progress=False)
     assert _records(tmp_path / "sr")[-1]["lr"] == pytest.approx(0.0)  # cosine ended at 0
     train_srgan(None, resume=tmp_path / "sr", overrides=["train.steps=4"], device="cpu", show_progress=False)
     lrs = [r["lr"] for r in _records(tmp_path / "sr")]  # now on the 4-step curve: 0.5 * (1 + cos(pi * k / 4))
@@ -215,9 +255,17 @@ def test_resume_extension_stretches_a_cosine_schedule(photos: Path, tmp_path: Pa
 def test_resume_extension_works_for_cyclegan(photos: Path, tmp_path: Path) -> None:
     from scenestyle.train.cyclegan import train_cyclegan
 
-    cg = ["data.crop=32", "data.workers=0", "model.generator=ResnetGenerator", "model.generator_kwargs={ngf = 4, n_blocks = 1}",
-          "model.discriminator_kwargs={ndf = 4, n_layers = 1}", "train.sample_every=0", "train.steps=1",
-          f"data.a={photos}", f"data.b={photos}"]
+    cg = [
+        "data.crop=32",
+        "data.workers=0",
+        "model.generator=ResnetGenerator",
+        "model.generator_kwargs={ngf = 4, n_blocks = 1}",
+        "model.discriminator_kwargs={ndf = 4, n_layers = 1}",
+        "train.sample_every=0",
+        "train.steps=1",
+        f"data.a={photos}",
+        f"data.b={photos}",
+    ]
     train_cyclegan(load_config(None, cg), run=tmp_path / "cg", device="cpu", show_progress=False)
     res = train_cyclegan(None, resume=tmp_path / "cg", overrides=["train.steps=2"], device="cpu", show_progress=False)
     assert res.step == 2 and [s for s, _ in ckpt.list_checkpoints(tmp_path / "cg")] == [1, 2]
@@ -227,6 +275,7 @@ def test_resume_extension_works_for_cyclegan(photos: Path, tmp_path: Path) -> No
 
 
 # ---- export -> inference
+
 
 def _png(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(path), dtype=np.float32) / 255).permute(2, 0, 1)[None]
@@ -259,8 +308,9 @@ def test_export_then_upscale_and_denoise_match_direct_forward(photos: Path, tmp_
     assert (_png(tmp_path / "up.png") - want).abs().max() <= 1.01 / 255
 
     weights = tmp_path / "exp" / "tiny-denoise.safetensors"  # EMA weights (train.ema_decay > 0)
-    res = runner.invoke(app, ["denoise", str(photo), "--weights", str(weights), "--noise-level", "25",
-                              "-o", str(tmp_path / "dn.png"), *fixed])
+    res = runner.invoke(
+        app, ["denoise", str(photo), "--weights", str(weights), "--noise-level", "25", "-o", str(tmp_path / "dn.png"), *fixed]
+    )
     assert res.exit_code == 0, res.output
     g = build("ffdnet_color", nc=8, nb=3).eval()
     g.load_state_dict(load_file(str(weights)))
@@ -271,14 +321,14 @@ def test_export_then_upscale_and_denoise_match_direct_forward(photos: Path, tmp_
 
 # ---- DDP
 
+
 @pytest.mark.slow
 def test_ddp_two_gloo_ranks_stay_in_sync(photos: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     sets = [x for s in SR + ["train.steps=3", "train.checkpoint_every=3"] for x in ("--set", s)]
-    done = torchrun_two_ranks(["train", "srgan", "--hr", str(photos), "--run-dir", str(run), *sets, "--device", "cpu",
-                               "--json"], run)
+    done = torchrun_two_ranks(["train", "srgan", "--hr", str(photos), "--run-dir", str(run), *sets, "--device", "cpu", "--json"], run)
     assert done.returncode == 0, done.stderr[:3000] + "\n...\n" + done.stderr[-1500:]
-    report = json.loads(done.stdout[done.stdout.index("{"):])
+    report = json.loads(done.stdout[done.stdout.index("{") :])
     assert len(report["digests"]) == 2 and report["digests"][0] == report["digests"][1]
     assert len(_records(run)) == 3  # rank 0 alone logs
     state = ckpt.load(ckpt.latest_checkpoint(run))
@@ -287,20 +337,35 @@ def test_ddp_two_gloo_ranks_stay_in_sync(photos: Path, tmp_path: Path) -> None:
 
 # ---- config and CLI errors
 
-@pytest.mark.parametrize("argv, needle", [
-    (["train", "srgan"], "--hr"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "model.generator=DnCNN"], "SRVGGNetCompact, RRDBNet"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "model.generator_kwargs={upscale = 1, num_feat = 8}"], "scale"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "degradation.kind=jpeg"], "bicubic, realesrgan"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "degradation.realesrgan={noise_rnage = [1.0, 2.0]}"], "noise_range"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "loss.perceptual_weight=1"], "feature_matching_weight"),
-    (["train", "srgan", "--hr", "PHOTOS", "--set", "model.discriminator=VGGStyleDiscriminator",
-      "--set", "model.discriminator_kwargs={input_size = 64}"], "data.crop"),
-    (["train", "denoise", "--clean", "PHOTOS", "--set", "noise.probs=[0.5, 0.5]"], "noise.probs"),
-    (["train", "denoise", "--clean", "PHOTOS", "--set", "model.generator=ffdnet_gray"], "camera"),
-    (["train", "denoise", "--clean", "PHOTOS", "--set", "noise.kinds=[gaussian, salt]"], "poisson_gaussian"),
-    (["train", "denoise", "--clean", "NOWHERE"], "does not exist"),
-])
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["train", "srgan"], "--hr"),
+        (["train", "srgan", "--hr", "PHOTOS", "--set", "model.generator=DnCNN"], "SRVGGNetCompact, RRDBNet"),
+        (["train", "srgan", "--hr", "PHOTOS", "--set", "model.generator_kwargs={upscale = 1, num_feat = 8}"], "scale"),
+        (["train", "srgan", "--hr", "PHOTOS", "--set", "degradation.kind=jpeg"], "bicubic, realesrgan"),
+        (["train", "srgan", "--hr", "PHOTOS", "--set", "degradation.realesrgan={noise_rnage = [1.0, 2.0]}"], "noise_range"),
+        (["train", "srgan", "--hr", "PHOTOS", "--set", "loss.perceptual_weight=1"], "feature_matching_weight"),
+        (
+            [
+                "train",
+                "srgan",
+                "--hr",
+                "PHOTOS",
+                "--set",
+                "model.discriminator=VGGStyleDiscriminator",
+                "--set",
+                "model.discriminator_kwargs={input_size = 64}",
+            ],
+            "data.crop",
+        ),
+        (["train", "denoise", "--clean", "PHOTOS", "--set", "noise.probs=[0.5, 0.5]"], "noise.probs"),
+        (["train", "denoise", "--clean", "PHOTOS", "--set", "model.generator=ffdnet_gray"], "camera"),
+        (["train", "denoise", "--clean", "PHOTOS", "--set", "noise.kinds=[gaussian, salt]"], "poisson_gaussian"),
+        (["train", "denoise", "--clean", "NOWHERE"], "does not exist"),
+    ],
+)
 def test_errors_are_one_line_exit_2(photos: Path, tmp_path: Path, argv: list[str], needle: str) -> None:
     argv = [str(photos) if a == "PHOTOS" else str(tmp_path / "nope") if a == "NOWHERE" else a for a in argv]
     tiny = [x for s in ["data.crop=32", "data.workers=0", "train.steps=1"] for x in ("--set", s)]
@@ -321,8 +386,7 @@ def test_config_hash_ignores_only_the_cadence_keys(tmp_path: Path) -> None:
     from scenestyle.train.config import config_hash, to_toml
 
     base = load_config(None, ["data.hr=/x"], root=SRGANConfig)
-    cadence = load_config(None, ["data.hr=/x", "train.steps=7", "train.log_every=3", "train.keep_checkpoints=9"],
-                          root=SRGANConfig)
+    cadence = load_config(None, ["data.hr=/x", "train.steps=7", "train.log_every=3", "train.keep_checkpoints=9"], root=SRGANConfig)
     assert config_hash(base) == config_hash(cadence) and to_toml(base) != to_toml(cadence)
     assert config_hash(base) != config_hash(load_config(None, ["data.hr=/x", "train.batch_size=2"], root=SRGANConfig))
     # same sections and values, other trainer: other hash; TOML round trip keeps the root's defaults

@@ -42,10 +42,23 @@ def _picture(h: int, w: int, channels: int, alpha: bool, bits: int) -> Picture:
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-@pytest.mark.parametrize("channels,alpha,bits,fmt", [(3, False, 8, "png"), (3, False, 8, "jpg"), (3, True, 8, "png"),
-                                                     (1, False, 8, "png"), (1, True, 8, "tif"), (3, False, 16, "png"),
-                                                     (3, True, 16, "tif"), (3, False, 16, "jpg"), (3, False, 8, "tif"),
-                                                     (1, True, 16, "tif"), (3, True, 8, "webp"), (1, False, 8, "jpg")])
+@pytest.mark.parametrize(
+    "channels,alpha,bits,fmt",
+    [
+        (3, False, 8, "png"),
+        (3, False, 8, "jpg"),
+        (3, True, 8, "png"),
+        (1, False, 8, "png"),
+        (1, True, 8, "tif"),
+        (3, False, 16, "png"),
+        (3, True, 16, "tif"),
+        (3, False, 16, "jpg"),
+        (3, False, 8, "tif"),
+        (1, True, 16, "tif"),
+        (3, True, 8, "webp"),
+        (1, False, 8, "jpg"),
+    ],
+)
 def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path, monkeypatch, streamed, channels, alpha, bits, fmt):
     monkeypatch.setattr(jpeg, "JPEG_STRIP_BYTES", 1)  # a strip per MCU row: many restarts
     monkeypatch.setattr(tiff, "TIFF_STRIP_BYTES", 999)
@@ -73,23 +86,30 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
 def test_same_size_big_upscales_stream_one_by_one_instead_of_sharing_a_float_batch():
     pics = [_picture(10, 12, 3, False, 8) for _ in range(3)]
     small = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=10**9)
-    big = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480)  # 20×24 results are "big"
+    big = Processor(
+        model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480
+    )  # 20×24 results are "big"
     batched, streamed = small.many(pics), big.many(pics)
     assert [p.streamed for p in batched] == [False] * 3 and [p.streamed for p in streamed] == [True] * 3
 
 
-@pytest.mark.parametrize("task,arch,kwargs,channels,alpha,strength", [
-    ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 3, True, 0.7),  # instance norms: whole-image statistics
-    ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 1, False, 1.0),  # grey photo, colour model
-    ("denoise", "DnCNN", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, False, 0.5),
-    ("denoise", "FFDNet", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, True, 0.8),  # strength scales σ instead
-])
+@pytest.mark.parametrize(
+    "task,arch,kwargs,channels,alpha,strength",
+    [
+        ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 3, True, 0.7),  # instance norms: whole-image statistics
+        ("style", "ResnetGenerator", dict(ngf=8, n_blocks=1), 1, False, 1.0),  # grey photo, colour model
+        ("denoise", "DnCNN", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, False, 0.5),
+        ("denoise", "FFDNet", dict(in_nc=3, out_nc=3, nc=8, nb=3), 3, True, 0.8),  # strength scales σ instead
+    ],
+)
 def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path: Path, task, arch, kwargs, channels, alpha, strength):
     torch.manual_seed(0)
     model = build(arch, **kwargs).eval()
     pic = _picture(40, 52, channels, alpha, 8)
-    whole, streamed = (Processor(model=model, meta=describe(arch, kwargs), placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
-                       for n in (10**9, 0))
+    whole, streamed = (
+        Processor(model=model, meta=describe(arch, kwargs), placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
+        for n in (10**9, 0)
+    )
     assert not whole.streamed and streamed.streamed and streamed.pixels.shape == pic.pixels.shape
     write_picture(tmp_path / "whole.png", whole)
     write_picture(tmp_path / "streamed.png", streamed)
@@ -106,8 +126,15 @@ def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path
 @pytest.mark.parametrize("outscale", [3.0, 1.5, 0.7])
 @pytest.mark.parametrize("streamed", [False, True])
 def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, outscale, streamed):
-    proc = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, outscale=outscale,
-                     stream_pixels=0 if streamed else 10**9)
+    proc = Processor(
+        model=_upscaler(2),
+        meta=_up_meta(2),
+        placement=FP32,
+        task="upscale",
+        tile=8,
+        outscale=outscale,
+        stream_pixels=0 if streamed else 10**9,
+    )
     pic = _picture(21, 30, 3, True, 8)
     out = proc(pic)
     th, tw = round(21 * outscale), round(30 * outscale)
@@ -119,7 +146,6 @@ def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, 
     for x, y in ((a.pixels, b.pixels), (a.alpha, b.alpha)):
         diff = np.abs(x - y) * 255
         assert diff.max() <= 1.01 and (diff > 0.5).mean() < 0.01  # float rounding may flip a rare sample by one level
-
 
 
 @pytest.mark.parametrize("channels", [3, 1])
@@ -256,7 +282,9 @@ def test_nan_from_the_model_is_one_clear_error():
     proc = Processor(model=Broken(), meta=_up_meta(2), placement=FP32, task="upscale", tile=8)
     with pytest.raises(ScenestyleError, match="NaN or infinite"):
         proc(_picture(10, 12, 3, False, 8))
-    streamed = Processor(model=Broken(), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, stream_pixels=0)(_picture(10, 12, 3, False, 8))
+    streamed = Processor(model=Broken(), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, stream_pixels=0)(
+        _picture(10, 12, 3, False, 8)
+    )
     with pytest.raises(ScenestyleError, match="^the model produced NaN"):  # its own words, not "cannot write"
         write_picture(Path("/tmp") / "scenestyle-nan-test.png", streamed)
     assert not list(Path("/tmp").glob("*scenestyle-nan-test.png*"))

@@ -28,7 +28,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_lock(tmp_path: Path, data: bytes = TINY, *, revision: str = COMMIT, repo: str = "org/tiny", filename: str = "sub/tiny.pth") -> Path:
+def write_lock(
+    tmp_path: Path, data: bytes = TINY, *, revision: str = COMMIT, repo: str = "org/tiny", filename: str = "sub/tiny.pth"
+) -> Path:
     p = tmp_path / "weights.lock"
     p.write_text(
         f"""
@@ -48,7 +50,7 @@ revision = "{revision}"
 [models.other]
 task = "upscale"
 arch = "RRDBNet"
-sha256 = "{'ab' * 32}"
+sha256 = "{"ab" * 32}"
 licence = "MIT"
 format = "pth"
 urls = ["https://example.org/other.pth"]
@@ -73,7 +75,6 @@ def put_in_cache(cache: Path, repo_id: str, filename: str, data: bytes, *, commi
     return snap
 
 
-
 def point_hub_at(monkeypatch, url: str) -> None:
     """Send huggingface_hub to ``url`` (a loopback endpoint), bypassing proxies and offline mode."""
     import huggingface_hub.constants as hc
@@ -84,6 +85,7 @@ def point_hub_at(monkeypatch, url: str) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+
 
 @pytest.fixture
 def hub_cache(tmp_path, monkeypatch) -> Path:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures import TINY_MODELS, save_weights
 from PIL import Image
+from test_weights import write_lock
 from typer.testing import CliRunner
 
 import scenestyle
@@ -19,8 +21,6 @@ from scenestyle.cli import app
 from scenestyle.errors import WeightsError
 from scenestyle.nn import _registry, build, describe
 from scenestyle.weights import lock as wlock
-from _fixtures import TINY_MODELS, save_weights
-from test_weights import write_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -80,14 +80,20 @@ def test_packaged_defaults_name_entries_that_fit_their_command():
     twins = {n: e.wdn for n, e in lock.items() if e.wdn}
     assert twins
     for name, twin in twins.items():
-        assert lock[twin].task == lock[name].task and (lock[twin].arch, dict(lock[twin].kwargs)) == (lock[name].arch, dict(lock[name].kwargs))
+        assert lock[twin].task == lock[name].task and (lock[twin].arch, dict(lock[twin].kwargs)) == (
+            lock[name].arch,
+            dict(lock[name].kwargs),
+        )
 
 
-@pytest.mark.parametrize("args, default", [
-    (("upscale",), lambda d: d.upscale[4]),
-    (("upscale", "--scale", "2"), lambda d: d.upscale[2]),
-    (("denoise",), lambda d: d.denoise),
-])
+@pytest.mark.parametrize(
+    "args, default",
+    [
+        (("upscale",), lambda d: d.upscale[4]),
+        (("upscale", "--scale", "2"), lambda d: d.upscale[2]),
+        (("denoise",), lambda d: d.denoise),
+    ],
+)
 def test_commands_without_a_model_load_the_lock_default(tmp_path, monkeypatch, args, default):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     src = tmp_path / "p.png"
@@ -97,12 +103,15 @@ def test_commands_without_a_model_load_the_lock_default(tmp_path, monkeypatch, a
     assert f"weights {default(w.load_defaults())!r} are not" in r.stderr
 
 
-@pytest.mark.parametrize("extra, needle", [
-    ('[defaults]\ndenoise = "other"\n', "defaults.denoise must be one of the denoise entries (tiny), not 'other'"),
-    ('[defaults]\nupscale = { x4 = "ghost" }\n', "defaults.upscale.x4 must be one of the upscale entries (other)"),
-    ('[defaults]\nupscale = { four = "other" }\n', "defaults.upscale must be an inline table of scale to entry"),
-    ('[defaults]\npaint = "tiny"\n', "unknown key(s) paint in [defaults]"),
-])
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        ('[defaults]\ndenoise = "other"\n', "defaults.denoise must be one of the denoise entries (tiny), not 'other'"),
+        ('[defaults]\nupscale = { x4 = "ghost" }\n', "defaults.upscale.x4 must be one of the upscale entries (other)"),
+        ('[defaults]\nupscale = { four = "other" }\n', "defaults.upscale must be an inline table of scale to entry"),
+        ('[defaults]\npaint = "tiny"\n', "unknown key(s) paint in [defaults]"),
+    ],
+)
 def test_bad_defaults_are_refused(tmp_path, extra, needle):
     p = write_lock(tmp_path)
     p.write_text(p.read_text() + extra)
@@ -114,7 +123,9 @@ def test_bad_defaults_are_refused(tmp_path, extra, needle):
 @pytest.mark.parametrize("twin", ["ghost", "tiny"])  # no such entry; an entry of another architecture
 def test_wdn_must_name_an_entry_of_the_same_architecture(tmp_path, twin):
     p = write_lock(tmp_path)
-    p.write_text(p.read_text().replace('urls = ["https://example.org/other.pth"]', f'urls = ["https://example.org/other.pth"]\nwdn = "{twin}"'))
+    p.write_text(
+        p.read_text().replace('urls = ["https://example.org/other.pth"]', f'urls = ["https://example.org/other.pth"]\nwdn = "{twin}"')
+    )
     with pytest.raises(WeightsError, match=f"entry 'other': wdn '{twin}' must name another entry with the same arch"):
         w.load_lock(p)
 
@@ -149,9 +160,18 @@ def test_lock_entry_without_any_source_is_refused(tmp_path):
 
 def _srvgg_entry(name: str, path: Path, wdn: str | None) -> w.WeightsEntry:
     data = path.read_bytes()
-    return w.WeightsEntry(name=name, task="upscale", arch="SRVGGNetCompact", kwargs=TINY_MODELS["SRVGGNetCompact"],
-                          sha256=hashlib.sha256(data).hexdigest(), size=len(data), licence="MIT", format="safetensors",
-                          urls=(f"https://example.org/{name}.safetensors",), wdn=wdn)
+    return w.WeightsEntry(
+        name=name,
+        task="upscale",
+        arch="SRVGGNetCompact",
+        kwargs=TINY_MODELS["SRVGGNetCompact"],
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        licence="MIT",
+        format="safetensors",
+        urls=(f"https://example.org/{name}.safetensors",),
+        wdn=wdn,
+    )
 
 
 def test_upscale_denoise_blends_with_the_twin_the_lock_names(tmp_path, monkeypatch):
@@ -160,7 +180,10 @@ def test_upscale_denoise_blends_with_the_twin_the_lock_names(tmp_path, monkeypat
     for seed, name in enumerate(["tiny-x2", "tiny-wdn"]):
         torch.manual_seed(seed)
         paths[name] = save_weights(build("SRVGGNetCompact", **TINY_MODELS["SRVGGNetCompact"]), tmp_path / f"{name}.safetensors")
-    entries = {"tiny-x2": _srvgg_entry("tiny-x2", paths["tiny-x2"], "tiny-wdn"), "tiny-wdn": _srvgg_entry("tiny-wdn", paths["tiny-wdn"], None)}
+    entries = {
+        "tiny-x2": _srvgg_entry("tiny-x2", paths["tiny-x2"], "tiny-wdn"),
+        "tiny-wdn": _srvgg_entry("tiny-wdn", paths["tiny-wdn"], None),
+    }
     monkeypatch.setattr(wlock, "_default_lock", {**w.load_lock(), **entries})
     w.add(paths["tiny-wdn"])  # the twin is loaded by name, so it must be where names are found
     src = tmp_path / "p.png"

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+from _fixtures import tiny_weights  # noqa: F401 (fixture)
 from PIL import Image
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
 from scenestyle.engine.convert import resize
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, luma, work_shape
-from _fixtures import tiny_weights  # noqa: F401 (fixture)
 
 runner = CliRunner()
 
@@ -89,8 +89,20 @@ def test_big_and_small_photo_of_one_scene_get_the_same_look(tmp_path, tiny_weigh
     _save(small, tmp_path / "small.png")
     w = tiny_weights[arch]
     for name in ("big", "small"):
-        r = runner.invoke(app, ["stylize", str(tmp_path / f"{name}.png"), "--weights", str(w), "--work-size", "153600",
-                                "--json", "-o", str(tmp_path / f"{name}_out.png")])
+        r = runner.invoke(
+            app,
+            [
+                "stylize",
+                str(tmp_path / f"{name}.png"),
+                "--weights",
+                str(w),
+                "--work-size",
+                "153600",
+                "--json",
+                "-o",
+                str(tmp_path / f"{name}_out.png"),
+            ],
+        )
         assert r.exit_code == 0, r.output
     out_big = np.asarray(Image.open(tmp_path / "big_out.png"), np.float32) / 255
     out_small = np.asarray(Image.open(tmp_path / "small_out.png"), np.float32) / 255
@@ -115,8 +127,7 @@ def test_work_size_note_and_full_size_option(tmp_path, tiny_weights):
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
 
 
-@pytest.mark.parametrize("args,needle", [(("stylize", "--work-size", "1000"), "--work-size"),
-                                          (("upscale", "--work-size", "100000"), "")])
+@pytest.mark.parametrize("args,needle", [(("stylize", "--work-size", "1000"), "--work-size"), (("upscale", "--work-size", "100000"), "")])
 def test_work_size_bad_values_are_usage_errors(tmp_path, tiny_weights, args, needle):
     src = tmp_path / "p.png"
     _save(_scene(40, 40), src)
@@ -142,8 +153,16 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
     pic = Picture(pixels=photo, alpha=alpha, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
     outs = []
     for name, stream_pixels in (("whole", 1 << 40), ("streamed", 1)):
-        proc = Processor(model=model, meta=loaded.meta, placement=placement, task="style", tile=0, strength=0.7,
-                         work_pixels=40_000, stream_pixels=stream_pixels)
+        proc = Processor(
+            model=model,
+            meta=loaded.meta,
+            placement=placement,
+            task="style",
+            tile=0,
+            strength=0.7,
+            work_pixels=40_000,
+            stream_pixels=stream_pixels,
+        )
         with torch.inference_mode():
             write_picture(tmp_path / f"{name}.png", proc(pic))
         outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))

@@ -15,12 +15,11 @@ import typer
 from typer.core import TyperGroup
 
 from scenestyle.cli import _console
+from scenestyle.cli.eval import eval_app
 from scenestyle.cli.info import info
 from scenestyle.cli.process import denoise, stylize, upscale
-from scenestyle.cli.eval import eval_app
 from scenestyle.cli.train import train_app
 from scenestyle.cli.weights import weights_app
-
 
 
 class _OneLineErrors(TyperGroup):
@@ -67,8 +66,7 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Turn scene photos into paintings, upscale and denoise them — on any photo, CPU or GPU."""
 

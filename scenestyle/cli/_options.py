@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -10,9 +10,9 @@ from scenestyle.errors import UsageError
 
 Json = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
 # Two texts for one flag: each command names the option --weights replaces, and only one it has.
-Weights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model.")]
-StyleWeights = Annotated[Optional[str], typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --style.")]
-Arch = Annotated[Optional[str], typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
+Weights = Annotated[str | None, typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --model.")]
+StyleWeights = Annotated[str | None, typer.Option("--weights", help="A .pth/.safetensors file or hf://REPO/FILE[@REV]; overrides --style.")]
+Arch = Annotated[str | None, typer.Option("--arch", help="Architecture for --weights (default: detected from the file).")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Offline = Annotated[bool, typer.Option("--offline", help="Never download weights (also: HF_HUB_OFFLINE=1).")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,11 +16,17 @@ from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, W
 from scenestyle.errors import UsageError
 from scenestyle.weights import load_defaults
 
-eval_app = typer.Typer(help="Score models with PSNR/SSIM (SR, denoising, folder pairs), FID/KID/IS and style measures (SWD, critic, structure).", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Score models with PSNR/SSIM (SR, denoising, folder pairs), FID/KID/IS and style measures (SWD, critic, structure).",
+    no_args_is_help=True,
+)
 
 Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
 Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
-Sheet = Annotated[Optional[Path], typer.Option("--sheet", help="Write a contact sheet (PATH.png + PATH.html): best and worst cases, crops where the error is largest.")]
+Sheet = Annotated[
+    Path | None,
+    typer.Option("--sheet", help="Write a contact sheet (PATH.png + PATH.html): best and worst cases, crops where the error is largest."),
+]
 
 
 def _collector(sheet: Path | None):
@@ -69,7 +75,12 @@ def _print_report(report, title: str) -> None:
     for col in ("PSNR dB", "SSIM") + (("LPIPS",) if lp else ()) + ("seconds",):
         table.add_column(col, justify="right")
     for s in report.scores:
-        row = [shown(s.name)] + ([shown(s.group)] if grouped else []) + [_fmt(s.psnr, 2), _fmt(s.ssim, 4)] + ([_fmt(s.lpips, 4)] if lp else [])
+        row = (
+            [shown(s.name)]
+            + ([shown(s.group)] if grouped else [])
+            + [_fmt(s.psnr, 2), _fmt(s.ssim, 4)]
+            + ([_fmt(s.lpips, 4)] if lp else [])
+        )
         table.add_row(*row, f"{s.seconds:.2f}")
     for g, m in report.means().items():
         row = [f"[bold]mean ({m['images']})[/]"] + ([shown(g)] if grouped else []) + [f"[bold]{_fmt(m['psnr'], 2)}[/]", _fmt(m["ssim"], 4)]
@@ -96,21 +107,42 @@ def _emit(report, json_out: bool, title: str) -> None:
 def sr(
     dataset: Annotated[Path, typer.Option("--dataset", help="HR image folder, or a Set5-style folder with HR/ and LR_bicubic/X{scale}/.")],
     scale: Annotated[int, typer.Option("--scale", help="Upscaling factor.")] = 4,
-    model: Annotated[Optional[str], typer.Option("--model", help="weights.lock name, or `bicubic` (built-in MATLAB bicubic baseline).")] = None,
-    weights: Weights = None, arch: Arch = None,
-    lr_dir: Annotated[Optional[Path], typer.Option("--lr-dir", help="Folder of LR images (default: the dataset's LR_bicubic/X{scale}, else MATLAB bicubic of HR).")] = None,
-    crop_border: Annotated[Optional[int], typer.Option("--crop-border", help="Pixels ignored at each border (default: the scale).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="weights.lock name, or `bicubic` (built-in MATLAB bicubic baseline).")
+    ] = None,
+    weights: Weights = None,
+    arch: Arch = None,
+    lr_dir: Annotated[
+        Path | None,
+        typer.Option("--lr-dir", help="Folder of LR images (default: the dataset's LR_bicubic/X{scale}, else MATLAB bicubic of HR)."),
+    ] = None,
+    crop_border: Annotated[int | None, typer.Option("--crop-border", help="Pixels ignored at each border (default: the scale).")] = None,
     y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel (default) or RGB.")] = True,
-    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    tile: Tile = "0",
+    offline: Offline = False,
+    json_out: Json = False,
     sheet: Sheet = None,
 ) -> None:
     """PSNR/SSIM of a super-resolution model on an HR dataset (bicubic-degraded LR)."""
     from scenestyle.evaluate.sr import evaluate_sr
 
     keep, panels = _collector(sheet)
-    report = evaluate_sr(dataset, scale=scale, model=_spec(model, weights, None), arch=arch, lr_dir=lr_dir,
-                         crop_border=crop_border, test_y=y, device=device, precision=precision, tile=parse_tile(tile),
-                         offline=offline, on_output=keep)
+    report = evaluate_sr(
+        dataset,
+        scale=scale,
+        model=_spec(model, weights, None),
+        arch=arch,
+        lr_dir=lr_dir,
+        crop_border=crop_border,
+        test_y=y,
+        device=device,
+        precision=precision,
+        tile=parse_tile(tile),
+        offline=offline,
+        on_output=keep,
+    )
     _emit(report, json_out, f"eval sr x{scale}: {dataset}")
     _write_sheet(sheet, report, panels, json_out)
 
@@ -129,24 +161,47 @@ def _sigmas(text: str) -> tuple[float, ...]:
 @handle_errors
 def denoise(
     dataset: Annotated[Path, typer.Option("--dataset", help="Folder of clean images (e.g. Set12, CBSD68).")],
-    model: Annotated[Optional[str], typer.Option("--model", help=f"weights.lock name (default {load_defaults().denoise}).")] = None,
-    weights: Weights = None, arch: Arch = None,
+    model: Annotated[str | None, typer.Option("--model", help=f"weights.lock name (default {load_defaults().denoise}).")] = None,
+    weights: Weights = None,
+    arch: Arch = None,
     sigma: Annotated[str, typer.Option("--sigma", help="Noise levels on the 0-255 scale, comma-separated.")] = "25",
-    sigma_source: Annotated[Optional[str], typer.Option("--sigma-source", help=(
-        "Noise-level models (FFDNet) only: the σ the model is given, `true` (the test's own σ, KAIR protocol; "
-        "default) or `estimate` (the blind estimate of each noisy image, as `denoise` does)."))] = None,
+    sigma_source: Annotated[
+        str | None,
+        typer.Option(
+            "--sigma-source",
+            help=(
+                "Noise-level models (FFDNet) only: the σ the model is given, `true` (the test's own σ, KAIR protocol; "
+                "default) or `estimate` (the blind estimate of each noisy image, as `denoise` does)."
+            ),
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="np.random.seed before the first image of each sigma.")] = 0,
     gray: Annotated[bool, typer.Option("--gray", help="Convert images to grayscale first.")] = False,
-    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    tile: Tile = "0",
+    offline: Offline = False,
+    json_out: Json = False,
     sheet: Sheet = None,
 ) -> None:
     """PSNR/SSIM of a denoiser on synthetic Gaussian noise (KAIR protocol)."""
     from scenestyle.evaluate.denoise import evaluate_denoise
 
     keep, panels = _collector(sheet)
-    report = evaluate_denoise(dataset, model=_spec(model, weights, load_defaults().denoise), arch=arch, sigmas=_sigmas(sigma),
-                              sigma_source=sigma_source, seed=seed, gray=gray, device=device, precision=precision,
-                              tile=parse_tile(tile), offline=offline, on_output=keep)
+    report = evaluate_denoise(
+        dataset,
+        model=_spec(model, weights, load_defaults().denoise),
+        arch=arch,
+        sigmas=_sigmas(sigma),
+        sigma_source=sigma_source,
+        seed=seed,
+        gray=gray,
+        device=device,
+        precision=precision,
+        tile=parse_tile(tile),
+        offline=offline,
+        on_output=keep,
+    )
     _emit(report, json_out, f"eval denoise: {dataset}")
     _write_sheet(sheet, report, panels, json_out)
 
@@ -158,7 +213,9 @@ def pair(
     dir_b: Annotated[Path, typer.Argument(help="Folder of references (same file names).")],
     y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel, or RGB (default).")] = False,
     crop_border: Annotated[int, typer.Option("--crop-border", help="Pixels ignored at each border.")] = 0,
-    lpips_weights: Annotated[Optional[Path], typer.Option("--lpips-weights", help="Full state dict of lpips.LPIPS (alex or vgg) to add LPIPS; never downloaded.")] = None,
+    lpips_weights: Annotated[
+        Path | None, typer.Option("--lpips-weights", help="Full state dict of lpips.LPIPS (alex or vgg) to add LPIPS; never downloaded.")
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """PSNR/SSIM (and LPIPS with --lpips-weights) between files of the same name in two folders."""
@@ -175,17 +232,21 @@ def fid(
     dir_b: Annotated[Path, typer.Argument(help="Second image folder.")],
     with_kid: Annotated[bool, typer.Option("--kid", help="Also compute KID (subsets of min(1000, N) images).")] = False,
     with_is: Annotated[bool, typer.Option("--is", help="Also compute the Inception Score of each folder.")] = False,
-    mode: Annotated[str, typer.Option("--mode", help="clean (PIL bicubic to 299, clean-fid) | legacy (torch bilinear, pytorch-fid).")] = "clean",
+    mode: Annotated[
+        str, typer.Option("--mode", help="clean (PIL bicubic to 299, clean-fid) | legacy (torch bilinear, pytorch-fid).")
+    ] = "clean",
     weights: Annotated[str, typer.Option("--weights", help="FID Inception weights: lock name or file.")] = "inception-fid",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recompute folder features instead of reading the cache.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N")] = "cpu",
-    offline: Offline = False, json_out: Json = False,
+    offline: Offline = False,
+    json_out: Json = False,
 ) -> None:
     """FID (and KID, IS) between two image folders with the pytorch-fid Inception."""
     from scenestyle.evaluate.fid import evaluate_fid
 
-    r = evaluate_fid(dir_a, dir_b, mode=mode, with_kid=with_kid, with_is=with_is, weights=weights, offline=offline,
-                     use_cache=not no_cache, device=device)
+    r = evaluate_fid(
+        dir_a, dir_b, mode=mode, with_kid=with_kid, with_is=with_is, weights=weights, offline=offline, use_cache=not no_cache, device=device
+    )
     if json_out:
         _console.out.print_json(json.dumps(r.to_dict(), ensure_ascii=False))
         return
@@ -201,8 +262,15 @@ def fid(
 def _style_progress(json_out: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=_console.err, transient=True, disable=json_out or not _console.err.is_terminal)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console.err,
+        transient=True,
+        disable=json_out or not _console.err.is_terminal,
+    )
     tasks: dict[str, int] = {}
 
     def step(stage: str, done: int, total: int) -> None:
@@ -216,20 +284,32 @@ def _style_progress(json_out: bool):
 def _print_style(report) -> None:
     from rich import box
 
-    table = Table(title=f"eval style: {shown(report.photos)} vs {shown(report.paintings)}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    legend = ("SWD x1e3 against the paintings per pyramid level (1/1 fine texture ... last: colour) and avg; "
-              "critic: share of crops called painting (rgb, colour-blind gray); struct: SSIM of blurred luma vs photo")
+    table = Table(
+        title=f"eval style: {shown(report.photos)} vs {shown(report.paintings)}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True
+    )
+    legend = (
+        "SWD x1e3 against the paintings per pyramid level (1/1 fine texture ... last: colour) and avg; "
+        "critic: share of crops called painting (rgb, colour-blind gray); struct: SSIM of blurred luma vs photo"
+    )
     table.add_column("set", no_wrap=True)
     for col in list(report.levels) + ["avg", "rgb", "gray", "struct"]:
         table.add_column(col, justify="right", no_wrap=True)
     for r in report.rows:
-        table.add_row(shown(r.name), *[f"{v:.0f}" for v in r.swd], f"[bold]{r.swd_mean:.1f}[/]", f"{r.critic_rgb:.3f}",
-                      f"{r.critic_gray:.3f}", f"{r.structure_ssim:.3f}")
+        table.add_row(
+            shown(r.name),
+            *[f"{v:.0f}" for v in r.swd],
+            f"[bold]{r.swd_mean:.1f}[/]",
+            f"{r.critic_rgb:.3f}",
+            f"{r.critic_gray:.3f}",
+            f"{r.structure_ssim:.3f}",
+        )
     _console.out.print(table)
     _console.out.print(legend, soft_wrap=True)
     for v, a in report.critic_accuracy.items():
-        _console.out.print(f"critic {v}: held-out accuracy {a['balanced']:.3f} (paintings called painting {a['paintings']:.3f}, "
-                           f"photos called photo {a['photos']:.3f})")
+        _console.out.print(
+            f"critic {v}: held-out accuracy {a['balanced']:.3f} (paintings called painting {a['paintings']:.3f}, "
+            f"photos called photo {a['photos']:.3f})"
+        )
     m = report.model
     if m.get("sha256"):
         _console.out.print(f"model {shown(m.get('name'))} ({m.get('arch')}), sha256 {m['sha256']}", soft_wrap=True)
@@ -245,15 +325,24 @@ def _print_style(report) -> None:
 def style(
     photos: Annotated[Path, typer.Option("--photos", help="Folder of photos to stylize (never trained on).")],
     paintings: Annotated[Path, typer.Option("--paintings", help="Folder of target paintings.")],
-    style_name: Annotated[Optional[str], typer.Option("--style", help="Style model to run (as in `scenestyle stylize --style`).")] = None,
-    weights: StyleWeights = None, arch: Arch = None,
-    outputs: Annotated[Optional[Path], typer.Option("--outputs", help="Folder of already stylized photos, matched to photos by stem ({stem}*).")] = None,
-    baselines_only: Annotated[bool, typer.Option("--baselines-only", help="Score only the untouched photos and the colour-transfer baseline.")] = False,
+    style_name: Annotated[str | None, typer.Option("--style", help="Style model to run (as in `scenestyle stylize --style`).")] = None,
+    weights: StyleWeights = None,
+    arch: Arch = None,
+    outputs: Annotated[
+        Path | None, typer.Option("--outputs", help="Folder of already stylized photos, matched to photos by stem ({stem}*).")
+    ] = None,
+    baselines_only: Annotated[
+        bool, typer.Option("--baselines-only", help="Score only the untouched photos and the colour-transfer baseline.")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds crops, descriptors, projections and the critics.")] = 0,
     max_side: Annotated[int, typer.Option("--max-side", help="Downscale every image so its long side is at most this (0: keep).")] = 512,
     critic_steps: Annotated[int, typer.Option("--critic-steps", help="Training steps per critic (4 critics: 2 variants x 2 folds).")] = 400,
     crop: Annotated[int, typer.Option("--crop", help="Critic crop size in pixels (after --max-side).")] = 64,
-    device: Device = "auto", precision: Precision = "fp32", tile: Tile = "0", offline: Offline = False, json_out: Json = False,
+    device: Device = "auto",
+    precision: Precision = "fp32",
+    tile: Tile = "0",
+    offline: Offline = False,
+    json_out: Json = False,
     sheet: Sheet = None,
 ) -> None:
     """Style measures (SWD per pyramid level, critic shares, structure SSIM) beside three baselines."""
@@ -263,19 +352,35 @@ def style(
     from scenestyle.evaluate.style import evaluate_style, style_spec
 
     spec = style_spec(style_name, weights)
-    given = [n for n, v in (("--style/--weights", spec), ("--outputs", outputs), ("--baselines-only", baselines_only or None)) if v is not None]
+    given = [
+        n for n, v in (("--style/--weights", spec), ("--outputs", outputs), ("--baselines-only", baselines_only or None)) if v is not None
+    ]
     if len(given) != 1:
-        raise UsageError("name what to score: --style NAME, --weights FILE, --outputs DIR or --baselines-only"
-                         + (f" (one of them, not {' and '.join(given)})" if given else ""))
+        raise UsageError(
+            "name what to score: --style NAME, --weights FILE, --outputs DIR or --baselines-only"
+            + (f" (one of them, not {' and '.join(given)})" if given else "")
+        )
     if critic_steps < 1 or crop < 8:
         raise UsageError(f"--critic-steps must be >= 1 and --crop >= 8 (got {critic_steps} and {crop})")
     panels: dict = {}
     progress, step = _style_progress(json_out)
     with progress:
-        report = evaluate_style(photos, paintings, outputs_dir=outputs, model_spec=spec, arch=arch, seed=seed, max_side=max_side,
-                                device=device, precision=precision, tile=parse_tile(tile), offline=offline,
-                                critic=replace(CriticConfig(), steps=critic_steps, crop=crop), on_progress=step,
-                                on_panels=panels.__setitem__ if sheet else None)
+        report = evaluate_style(
+            photos,
+            paintings,
+            outputs_dir=outputs,
+            model_spec=spec,
+            arch=arch,
+            seed=seed,
+            max_side=max_side,
+            device=device,
+            precision=precision,
+            tile=parse_tile(tile),
+            offline=offline,
+            critic=replace(CriticConfig(), steps=critic_steps, crop=crop),
+            on_progress=step,
+            on_panels=panels.__setitem__ if sheet else None,
+        )
     if json_out:
         _console.out.print_json(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

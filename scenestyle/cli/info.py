@@ -22,15 +22,17 @@ def info(
     """Show versions, the device and precision auto picks (and why), the weights cache and models."""
     import huggingface_hub
     import PIL
-    from huggingface_hub import constants as hf_constants
     import torch
+    from huggingface_hub import constants as hf_constants
 
     import scenestyle
     from scenestyle.engine.device import choose_placement, cpu_flags, cpu_model_name
     from scenestyle.weights import cache_path, load_lock
 
     placement = choose_placement(device, precision)
-    flags = sorted(f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"})
+    flags = sorted(
+        f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
+    )
     report = {
         "scenestyle": scenestyle.__version__,
         "python": platform.python_version(),

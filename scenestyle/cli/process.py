@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from scenestyle.cli import _console
 from scenestyle._text import encodable_tree
+from scenestyle.cli import _console
 from scenestyle.cli._console import handle_errors, shown
 from scenestyle.cli._download import download_callback
 from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
@@ -19,25 +19,44 @@ from scenestyle.errors import UsageError
 from scenestyle.weights import load_defaults
 
 Inputs = Annotated[list[str], typer.Argument(help="Image files, folders or globs.", show_default=False)]
-Out = Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input.")]
-Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8 (fp16 is refused on CPU; int8 is CPU only, checked per photo).")]
+Out = Annotated[
+    Path | None,
+    typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input."),
+]
+Precision = Annotated[
+    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8 (fp16 is refused on CPU; int8 is CPU only, checked per photo).")
+]
 Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
 Batch = Annotated[str, typer.Option("--batch-size", help="Tiles per forward pass: auto (4 on CUDA, 1 on CPU) or N.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist (default: skip them, so a run resumes).")]
-Format = Annotated[Optional[str], typer.Option("--format", help="jpeg | png | webp | tiff (default: the input's).")]
+Format = Annotated[str | None, typer.Option("--format", help="jpeg | png | webp | tiff (default: the input's).")]
 Quality = Annotated[int, typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality.")]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", min=1, help="Refuse inputs larger than this (decompression-bomb guard).")]
-Model = Annotated[Optional[str], typer.Option("--model", help="Model name from weights.lock.")]
+Model = Annotated[str | None, typer.Option("--model", help="Model name from weights.lock.")]
 # Shown as --style's default in the help; the name without the lock's "style-" prefix.
 DEFAULT_STYLE = (load_defaults().style or "").removeprefix("style-")
-Manifest = Annotated[Optional[Path], typer.Option("--manifest", help=(
-    "JSONL manifest to append one line per input to (default: scenestyle-COMMAND.jsonl in the -o folder, "
-    "else in the first input's folder)."))]
-Shard = Annotated[Optional[str], typer.Option("--shard", help=(
-    "I/N: process share I (0 to N-1) of N, balanced by pixels, for N processes started apart (a SLURM array, "
-    "xargs); each writes its own manifest part, which a later run without --shard merges. Not under torchrun, "
-    "whose ranks share the photos by themselves."))]
+Manifest = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help=(
+            "JSONL manifest to append one line per input to (default: scenestyle-COMMAND.jsonl in the -o folder, "
+            "else in the first input's folder)."
+        ),
+    ),
+]
+Shard = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help=(
+            "I/N: process share I (0 to N-1) of N, balanced by pixels, for N processes started apart (a SLURM array, "
+            "xargs); each writes its own manifest part, which a later run without --shard merges. Not under torchrun, "
+            "whose ranks share the photos by themselves."
+        ),
+    ),
+]
 
 FORMATS = ("jpeg", "png", "webp", "tiff")
 
@@ -72,20 +91,34 @@ def _run(task: str, params: dict) -> None:
     kw["out"] = kw.pop("output")
     if "style" in kw:
         kw["model"] = kw.pop("style")
-    opts = RunOptions(inputs=tuple(kw.pop("inputs")), tile=parse_tile(kw.pop("tile")), fmt=_format(kw.pop("fmt")),
-                      batch_size=_batch(kw.pop("batch_size")), **kw)
+    opts = RunOptions(
+        inputs=tuple(kw.pop("inputs")),
+        tile=parse_tile(kw.pop("tile")),
+        fmt=_format(kw.pop("fmt")),
+        batch_size=_batch(kw.pop("batch_size")),
+        **kw,
+    )
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=_console.err, transient=True, disable=json_out or quiet or not _console.err.is_terminal,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=_console.err,
+        transient=True,
+        disable=json_out or quiet or not _console.err.is_terminal,
     )
     state: dict = {}
     on_download = download_callback(progress, "downloading {}")
 
     def on_model(loaded, placement) -> None:
         if not json_out and not quiet:
-            _console.err.print(f"model {shown(loaded.name or loaded.path)} ({loaded.arch}) on {placement.device}, "
-                               f"{placement.precision}: {shown(placement.reason)}", soft_wrap=True)
+            _console.err.print(
+                f"model {shown(loaded.name or loaded.path)} ({loaded.arch}) on {placement.device}, "
+                f"{placement.precision}: {shown(placement.reason)}",
+                soft_wrap=True,
+            )
 
     def on_start(job, i, n) -> None:
         if "images" not in state:
@@ -136,13 +169,31 @@ def stylize(
     output: Out = None,
     style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = DEFAULT_STYLE,
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
-    work_size: Annotated[int, typer.Option("--work-size", help=(
-        "Paint photos larger than this many pixels at this size (the scale the style was trained at), then bring "
-        "the painting back to full size with a guided filter that keeps the photo's edges. 0 = paint at full size."))] = 1_000_000,
-    weights: StyleWeights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
-    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
+    work_size: Annotated[
+        int,
+        typer.Option(
+            "--work-size",
+            help=(
+                "Paint photos larger than this many pixels at this size (the scale the style was trained at), then bring "
+                "the painting back to full size with a guided filter that keeps the photo's edges. 0 = paint at full size."
+            ),
+        ),
+    ] = 1_000_000,
+    weights: StyleWeights = None,
+    arch: Arch = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = "auto",
+    batch_size: Batch = "auto",
+    recursive: Recursive = False,
+    overwrite: Overwrite = False,
+    offline: Offline = False,
+    json_out: Json = False,
+    fmt: Format = None,
+    quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000,
+    manifest: Manifest = None,
+    shard: Shard = None,
 ) -> None:
     """Turn photos into paintings in a style."""
     _run("style", locals())
@@ -152,14 +203,27 @@ def stylize(
 def upscale(
     inputs: Inputs,
     output: Out = None,
-    scale: Annotated[Optional[int], typer.Option("--scale", help="2 or 4: picks the default model and checks --weights.")] = None,
+    scale: Annotated[int | None, typer.Option("--scale", help="2 or 4: picks the default model and checks --weights.")] = None,
     model: Model = None,
-    outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final size factor (default: the model's scale).")] = None,
-    denoise: Annotated[Optional[float], typer.Option("--denoise", min=0.0, max=1.0, help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it.")] = None,
-    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
-    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
+    outscale: Annotated[float | None, typer.Option("--outscale", help="Final size factor (default: the model's scale).")] = None,
+    denoise: Annotated[
+        float | None, typer.Option("--denoise", min=0.0, max=1.0, help="realesr-general-x4v3 only: 0 keeps noise, 1 removes it.")
+    ] = None,
+    weights: Weights = None,
+    arch: Arch = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = "auto",
+    batch_size: Batch = "auto",
+    recursive: Recursive = False,
+    overwrite: Overwrite = False,
+    offline: Offline = False,
+    json_out: Json = False,
+    fmt: Format = None,
+    quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000,
+    manifest: Manifest = None,
+    shard: Shard = None,
 ) -> None:
     """Upscale photos x2 or x4."""
     if scale is not None and scale not in (2, 4):
@@ -172,16 +236,45 @@ def denoise(
     inputs: Inputs,
     output: Out = None,
     model: Model = None,
-    strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help=(
-        "Models with a noise-level input (FFDNet): share of the noise estimated in each photo to remove "
-        "(1 removes it, lower keeps more grain). Other models: blend of the denoised result over the photo."))] = 1.0,
-    noise_level: Annotated[Optional[float], typer.Option("--noise-level", min=0.0, max=75.0, help=(
-        "FFDNet only: remove noise of this standard deviation in 8-bit units (0-75, e.g. 15) from every "
-        "photo instead of estimating it."))] = None,
-    weights: Weights = None, arch: Arch = None, device: Device = "auto", precision: Precision = "auto",
-    tile: Tile = "auto", batch_size: Batch = "auto", recursive: Recursive = False, overwrite: Overwrite = False,
-    offline: Offline = False, json_out: Json = False, fmt: Format = None, quality: Quality = 95,
-    max_pixels: MaxPixels = 200_000_000, manifest: Manifest = None, shard: Shard = None,
+    strength: Annotated[
+        float,
+        typer.Option(
+            "--strength",
+            min=0.0,
+            max=1.0,
+            help=(
+                "Models with a noise-level input (FFDNet): share of the noise estimated in each photo to remove "
+                "(1 removes it, lower keeps more grain). Other models: blend of the denoised result over the photo."
+            ),
+        ),
+    ] = 1.0,
+    noise_level: Annotated[
+        float | None,
+        typer.Option(
+            "--noise-level",
+            min=0.0,
+            max=75.0,
+            help=(
+                "FFDNet only: remove noise of this standard deviation in 8-bit units (0-75, e.g. 15) from every "
+                "photo instead of estimating it."
+            ),
+        ),
+    ] = None,
+    weights: Weights = None,
+    arch: Arch = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    tile: Tile = "auto",
+    batch_size: Batch = "auto",
+    recursive: Recursive = False,
+    overwrite: Overwrite = False,
+    offline: Offline = False,
+    json_out: Json = False,
+    fmt: Format = None,
+    quality: Quality = 95,
+    max_pixels: MaxPixels = 200_000_000,
+    manifest: Manifest = None,
+    shard: Shard = None,
 ) -> None:
     """Remove noise from photos."""
     _run("denoise", locals())

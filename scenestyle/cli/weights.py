@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -26,9 +26,19 @@ def list_(json_out: JsonOpt = False) -> None:
     for name, e in sorted(load_lock().items()):
         local = cache_path(name)
         src = "bundled" if e.bundled else (f"hf://{e.hf.repo_id}/{e.hf.filename}" if e.hf else (e.urls[0] if e.urls else "-"))
-        rows.append({"name": name, "task": e.task, "arch": e.arch, "size": e.size, "licence": e.licence,
-                     "source": src, "local": str(local) if local else None, "sha256": e.sha256,
-                     "urls": list(e.urls)})
+        rows.append(
+            {
+                "name": name,
+                "task": e.task,
+                "arch": e.arch,
+                "size": e.size,
+                "licence": e.licence,
+                "source": src,
+                "local": str(local) if local else None,
+                "sha256": e.sha256,
+                "urls": list(e.urls),
+            }
+        )
     if json_out:
         _console.out.print_json(json.dumps(rows))
         return
@@ -56,8 +66,10 @@ def pull(names: Annotated[list[str], typer.Argument(help="Model names from `scen
 @weights_app.command()
 @handle_errors
 def add(
-    file: Annotated[Path, typer.Argument(help="A weights file downloaded by hand (the URL that `weights list` or the error message gives).")],
-    name: Annotated[Optional[str], typer.Option("--name", help="The model it must be (default: whichever model its sha256 matches).")] = None,
+    file: Annotated[
+        Path, typer.Argument(help="A weights file downloaded by hand (the URL that `weights list` or the error message gives).")
+    ],
+    name: Annotated[str | None, typer.Option("--name", help="The model it must be (default: whichever model its sha256 matches).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check a downloaded file's sha256 against weights.lock and copy it into the Hugging Face cache."""
@@ -74,7 +86,7 @@ def add(
 @weights_app.command()
 @handle_errors
 def verify(
-    names: Annotated[Optional[list[str]], typer.Argument(help="Model names (default: every model that is here).")] = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Model names (default: every model that is here).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check the sha256 of local weights; exit 3 if any is tampered."""
@@ -88,8 +100,12 @@ def verify(
             colour = "green" if s == "ok" else ("yellow" if s == "missing" else "red")
             _console.out.print(f"{n}: [{colour}]{s}[/]")
         if any(s == "missing" for _, s in results):
-            _console.out.print("missing: `scenestyle weights pull NAME` downloads one; `scenestyle weights path NAME` says "
-                               "where to get it by hand for `scenestyle weights add FILE`", markup=False, soft_wrap=True)
+            _console.out.print(
+                "missing: `scenestyle weights pull NAME` downloads one; `scenestyle weights path NAME` says "
+                "where to get it by hand for `scenestyle weights add FILE`",
+                markup=False,
+                soft_wrap=True,
+            )
     if any(s.startswith("mismatch") for _, s in results):
         raise typer.Exit(3)
 

@@ -11,10 +11,10 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from scenestyle._text import encodable, encodable_tree
 from scenestyle.errors import InputImageError, Interrupted, OutputError, ScenestyleError, UsageError
@@ -144,9 +144,13 @@ def plan_jobs(
                 pairs.append((f, root))
     if not pairs:
         if left_out:
-            raise UsageError(f"no images to process: the {left_out} found are named like outputs of this command "
-                             f"(*_{suffix}.*); name a file to process it")
-        raise UsageError("no images found in the given inputs (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + "; use -r for subfolders)")
+            raise UsageError(
+                f"no images to process: the {left_out} found are named like outputs of this command "
+                f"(*_{suffix}.*); name a file to process it"
+            )
+        raise UsageError(
+            "no images found in the given inputs (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + "; use -r for subfolders)"
+        )
     seen: set[Path] = set()
     unique = []
     for f, root in pairs:
@@ -221,8 +225,7 @@ def check_manifest(manifest: Path, jobs: list[Job], *, given: bool = True) -> No
         if resolved == j.output.parent.resolve():
             raise UsageError(f"{flag} is an output folder; give a file name for the manifest")
     if manifest.suffix.lower() in IMAGE_SUFFIXES:
-        raise UsageError(f"{flag} is named like an image; a manifest is JSON lines, e.g. "
-                         f"{manifest.with_suffix('.jsonl')}")
+        raise UsageError(f"{flag} is named like an image; a manifest is JSON lines, e.g. {manifest.with_suffix('.jsonl')}")
     folder = manifest.parent
     if not folder.is_dir():
         raise UsageError(f"{flag}: the folder {folder} does not exist")
@@ -230,8 +233,9 @@ def check_manifest(manifest: Path, jobs: list[Job], *, given: bool = True) -> No
         if not manifest.is_file():
             raise UsageError(f"{flag} exists and is not a regular file; choose another file")
         if not _is_manifest(manifest):
-            raise UsageError(f"{flag} exists and is not a scenestyle manifest (JSON lines); "
-                             "choose another file, or an existing manifest to append to")
+            raise UsageError(
+                f"{flag} exists and is not a scenestyle manifest (JSON lines); choose another file, or an existing manifest to append to"
+            )
         if not os.access(manifest, os.W_OK):
             raise OutputError(f"{flag} is not writable")
     elif not os.access(folder, os.W_OK | os.X_OK):
@@ -293,9 +297,22 @@ def run_jobs(
     manifest_f = _open_manifest(manifest) if manifest else None
     context = encodable_tree(context or {})
     try:
-        return _run_jobs(jobs, results, manifest, manifest_f, context, load=load, compute=compute, save=save,
-                         overwrite=overwrite, on_start=on_start, on_done=on_done, compute_many=compute_many,
-                         group=group, group_key=group_key)
+        return _run_jobs(
+            jobs,
+            results,
+            manifest,
+            manifest_f,
+            context,
+            load=load,
+            compute=compute,
+            save=save,
+            overwrite=overwrite,
+            on_start=on_start,
+            on_done=on_done,
+            compute_many=compute_many,
+            group=group,
+            group_key=group_key,
+        )
     finally:
         if manifest_f is not None:
             try:
@@ -304,8 +321,9 @@ def run_jobs(
                 pass  # the error that matters was raised by the write that failed
 
 
-def _run_jobs(jobs, results, manifest, manifest_f, context, *, load, compute, save, overwrite, on_start, on_done,
-              compute_many, group, group_key) -> list[JobResult]:
+def _run_jobs(
+    jobs, results, manifest, manifest_f, context, *, load, compute, save, overwrite, on_start, on_done, compute_many, group, group_key
+) -> list[JobResult]:
     def report(r: JobResult) -> None:
         results.append(r)
         _log(manifest_f, manifest, r, context)
@@ -315,8 +333,14 @@ def _run_jobs(jobs, results, manifest, manifest_f, context, *, load, compute, sa
     todo = []
     for j in jobs:
         if j.output.is_dir():  # not a finished output: nothing can be written there
-            report(JobResult(encodable(j.input), encodable(j.output), "failed",
-                             error=f"cannot write {encodable(j.output)}: a folder of that name is in the way"))
+            report(
+                JobResult(
+                    encodable(j.input),
+                    encodable(j.output),
+                    "failed",
+                    error=f"cannot write {encodable(j.output)}: a folder of that name is in the way",
+                )
+            )
         elif overwrite or not (j.output.exists() or j.output.is_symlink()):
             todo.append(j)
         else:
@@ -436,8 +460,10 @@ def _finished(results: list[JobResult], total: int, manifest: Path | None) -> st
     """What an interrupted batch got done, for its one line."""
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     where = f"; the manifest {encodable(manifest)} lists them" if manifest is not None and results else ""
-    return (f"{len(results)} of {total} inputs finished ({counts['ok']} ok, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed){where}; run the same command again to resume")
+    return (
+        f"{len(results)} of {total} inputs finished ({counts['ok']} ok, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed){where}; run the same command again to resume"
+    )
 
 
 def _save_now(save: Callable[[object, Path], None], out: object, path: Path, r: JobResult) -> Future:

@@ -22,9 +22,9 @@ import os
 import re
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import torch
 from torch import nn
@@ -182,8 +182,9 @@ def model_args(meta: ModelMeta) -> tuple[float, ...]:
     return (CHECK_SIGMA,) if meta.takes_sigma else ()
 
 
-def _forward(model: nn.Module, meta: ModelMeta, x: torch.Tensor, device: torch.device, dtype: torch.dtype,
-             channels_last: bool) -> torch.Tensor:
+def _forward(
+    model: nn.Module, meta: ModelMeta, x: torch.Tensor, device: torch.device, dtype: torch.dtype, channels_last: bool
+) -> torch.Tensor:
     x = x.to(device=device, dtype=dtype)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -192,11 +193,12 @@ def _forward(model: nn.Module, meta: ModelMeta, x: torch.Tensor, device: torch.d
 
 
 # Weak keys: a model that is dropped also drops its cached checks (no id() reuse bugs).
-_AGREEMENT: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
+_AGREEMENT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]] = weakref.WeakKeyDictionary()
 
 
-def agreement_db(model: nn.Module, meta: ModelMeta, dtype: torch.dtype, device: torch.device | str = "cpu",
-                 channels_last: bool = True) -> float:
+def agreement_db(
+    model: nn.Module, meta: ModelMeta, dtype: torch.dtype, device: torch.device | str = "cpu", channels_last: bool = True
+) -> float:
     """PSNR (dB, peak = the model's value range) of the model at ``dtype`` vs fp32 on ``check_image``.
 
     Cached in memory per (model, device, dtype); the model itself is not modified.
@@ -297,26 +299,51 @@ def choose_placement(
             raise UsageError(f"--precision int8 cannot run this model: {blocker}; choose auto, fp32 or bf16")
         fallback = Placement(dev, torch.float32, True, threads, "fp32 channels_last on CPU, int8's fallback")
         has = f"CPU has {vnni[0]}" if vnni else "CPU lacks VNNI, so int8 may be slow"
-        return Placement(dev, torch.float32, False, threads, int8=True, fallback=fallback, reason=(
-            f"int8 convs on CPU, as asked (--precision int8; {has}); a photo whose int8 result is < {AGREEMENT_DB:.0f} dB "
-            f"from fp32 on its check crops runs fp32" + note))
+        return Placement(
+            dev,
+            torch.float32,
+            False,
+            threads,
+            int8=True,
+            fallback=fallback,
+            reason=(
+                f"int8 convs on CPU, as asked (--precision int8; {has}); a photo whose int8 result is < {AGREEMENT_DB:.0f} dB "
+                f"from fp32 on its check crops runs fp32" + note
+            ),
+        )
     dtype, reason = _cpu_precision(precision, model, meta, probe or bf16_conv_speedup)
     chosen = Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
     if precision != "auto" or not int8 or not vnni or "amx_bf16" in flags:
         return chosen
     if model is None:
-        return dataclasses.replace(chosen, reason=chosen.reason + (
-            f"; CPU has {vnni[0]} (no AMX), so a model without instance norm, depthwise convs or a noise-level input runs int8 convs on each photo "
-            f"whose int8 result is >= {AGREEMENT_DB:.0f} dB from fp32"))
+        return dataclasses.replace(
+            chosen,
+            reason=chosen.reason
+            + (
+                f"; CPU has {vnni[0]} (no AMX), so a model without instance norm, depthwise convs or a noise-level input "
+                "runs int8 convs on each photo "
+                f"whose int8 result is >= {AGREEMENT_DB:.0f} dB from fp32"
+            ),
+        )
     if blocker:
         return dataclasses.replace(chosen, reason=chosen.reason + f"; no int8 ({blocker})")
-    return Placement(dev, torch.float32, False, threads, int8=True, fallback=chosen, reason=(
-        f"CPU has {vnni[0]} and no AMX: int8 convs, calibrated on each photo and used where they are "
-        f">= {AGREEMENT_DB:.0f} dB from fp32 on held-out crops; otherwise {chosen.precision} ({reason})" + note))
+    return Placement(
+        dev,
+        torch.float32,
+        False,
+        threads,
+        int8=True,
+        fallback=chosen,
+        reason=(
+            f"CPU has {vnni[0]} and no AMX: int8 convs, calibrated on each photo and used where they are "
+            f">= {AGREEMENT_DB:.0f} dB from fp32 on held-out crops; otherwise {chosen.precision} ({reason})" + note
+        ),
+    )
 
 
-def _cpu_precision(precision: str, model: nn.Module | None, meta: ModelMeta | None,
-                   probe: Callable[[torch.device], float]) -> tuple[torch.dtype, str]:
+def _cpu_precision(
+    precision: str, model: nn.Module | None, meta: ModelMeta | None, probe: Callable[[torch.device], float]
+) -> tuple[torch.dtype, str]:
     cpu = torch.device("cpu")
     flags = cpu_flags()
     native = [f for f in NATIVE_BF16_FLAGS if f in flags]
@@ -350,8 +377,7 @@ def _cpu_precision(precision: str, model: nn.Module | None, meta: ModelMeta | No
     )
 
 
-def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None,
-                    meta: ModelMeta | None) -> tuple[torch.dtype, str]:
+def _cuda_precision(dev: torch.device, precision: str, model: nn.Module | None, meta: ModelMeta | None) -> tuple[torch.dtype, str]:
     bf16_ok = torch.cuda.is_bf16_supported()
     name = torch.cuda.get_device_name(dev)
     if precision == "bf16" and not bf16_ok:

@@ -37,8 +37,7 @@ BAND_ROWS = 256  # full-size rows computed at a time
 def work_shape(height: int, width: int, work_pixels: int, multiple: int) -> tuple[int, int]:
     """(h, w) of about ``work_pixels`` pixels with the photo's aspect, each a multiple of ``multiple``."""
     f = math.sqrt(work_pixels / (height * width))
-    return (max(multiple, round(height * f / multiple) * multiple),
-            max(multiple, round(width * f / multiple) * multiple))
+    return (max(multiple, round(height * f / multiple) * multiple), max(multiple, round(width * f / multiple) * multiple))
 
 
 def luma(pixels: np.ndarray) -> np.ndarray:
@@ -64,8 +63,9 @@ def _axis(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 class GuidedUpsampler:
     """Full-size rows of the painting ``styled`` (h×w×C at the working size of ``photo_small``)."""
 
-    def __init__(self, photo_small: np.ndarray, styled: np.ndarray, height: int, width: int,
-                 radius: int = RADIUS, eps: float = EPS) -> None:
+    def __init__(
+        self, photo_small: np.ndarray, styled: np.ndarray, height: int, width: int, radius: int = RADIUS, eps: float = EPS
+    ) -> None:
         guide = torch.from_numpy(np.ascontiguousarray(luma(photo_small)))[None, None]
         p = torch.from_numpy(np.ascontiguousarray(styled.transpose(2, 0, 1)))[None]
         mean_i, mean_p = _box(guide, radius), _box(p, radius)
@@ -75,8 +75,7 @@ class GuidedUpsampler:
         b = p - a * guide  # the painting less what the photo's luma explains: its brushwork and colours
         # columns to full width once (C×h×W each); rows are interpolated per band in ``rows``
         c0, c1, wc = _axis(width, styled.shape[1])
-        self._a, self._b = ((m[0].numpy()[:, :, c0] * (1 - wc) + m[0].numpy()[:, :, c1] * wc).astype(np.float32)
-                            for m in (a, b))
+        self._a, self._b = ((m[0].numpy()[:, :, c0] * (1 - wc) + m[0].numpy()[:, :, c1] * wc).astype(np.float32) for m in (a, b))
         self._r0, self._r1, self._wr = _axis(height, styled.shape[0])
         self.shape = (height, width, styled.shape[2])
 

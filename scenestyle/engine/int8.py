@@ -11,7 +11,8 @@ convolves with per-channel int8 weights and hands float32 back, so the rest of t
 architecture works without graph tracing. Inside a chain (an ``nn.Sequential``, or a
 container its ``ModelMeta.int8_chains`` names because its forward applies it in order)
 a ReLU right after a conv is fused into it, PReLU/LeakyReLU run on quint8, and each link hands
-the next a quint8 tensor: no float round trip, which at photo sizes costs more than the conv. :meth:`Int8Model.fit` records each conv's input and
+the next a quint8 tensor: no float round trip, which at photo sizes costs more than the conv.
+:meth:`Int8Model.fit` records each conv's input and
 output ranges on calibration crops of the photo (float forward), then measures int8 against
 fp32 on *other* crops; the caller runs the photo at its fallback precision when that agreement
 is below ``AGREEMENT_DB``.
@@ -22,8 +23,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -138,8 +139,16 @@ class Int8Conv(_Recorder):
         scales = (w.abs().amax(dim=(1, 2, 3)) / 127).clamp_min(1e-12).double()
         qweight = torch.quantize_per_channel(w, scales, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
         kind = torch.ao.nn.intrinsic.quantized.ConvReLU2d if relu else torch.ao.nn.quantized.Conv2d
-        self.qconv = kind(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                          conv.padding, conv.dilation, conv.groups, conv.bias is not None)
+        self.qconv = kind(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+        )
         self.qconv.set_weight_bias(qweight, None if conv.bias is None else conv.bias.detach().float())
 
     def freeze(self, margin: float = RANGE_MARGIN) -> None:
@@ -228,8 +237,11 @@ def _swap_convs(parent: nn.Module, chains: tuple[nn.Module, ...]) -> None:
     if chain:
         flow = [m for _, m in parent.named_children() if not isinstance(m, nn.Identity)]
         for a, b in zip(flow, flow[1:]):
-            if isinstance(a, (Int8Conv, Int8Act)) and isinstance(b, (Int8Conv, Int8Act)) and not (
-                    isinstance(a, Int8Act) and isinstance(b, Int8Act)):
+            if (
+                isinstance(a, (Int8Conv, Int8Act))
+                and isinstance(b, (Int8Conv, Int8Act))
+                and not (isinstance(a, Int8Act) and isinstance(b, Int8Act))
+            ):
                 a.quantised_out = True
 
 

@@ -57,7 +57,7 @@ def available_memory(device: torch.device) -> int:
     return max(int(free), 0)
 
 
-_BPP: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]]" = weakref.WeakKeyDictionary()
+_BPP: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]] = weakref.WeakKeyDictionary()
 
 
 def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placement) -> float:
@@ -100,8 +100,7 @@ def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placemen
     return per_model[key]
 
 
-def auto_tile(model: nn.Module, meta: ModelMeta, placement: Placement, hp: int, wp: int, halo: int, batch_size: int,
-              out_bytes: int) -> int:
+def auto_tile(model: nn.Module, meta: ModelMeta, placement: Placement, hp: int, wp: int, halo: int, batch_size: int, out_bytes: int) -> int:
     """0 (whole image) if an ``hp`` x ``wp`` input fits the memory budget, else the largest core tile
     (a multiple of the model's size multiple) that does, windows ``halo`` wider per side;
     ``out_bytes`` is what the run's output buffer takes."""

@@ -117,5 +117,7 @@ def fixed_sigma_note(pixels: np.ndarray, sigma: float, strength: float = 1.0) ->
     estimate = estimate_noise(pixels)
     if estimate >= FAR_BELOW * sigma * strength:
         return None
-    return (f"warning: photo noise ~{estimate * 255:.1f}/255 is far below the model's fixed σ {sigma * 255:.3g}/255: "
-            "texture may be smoothed away; try --strength 0.5 or an FFDNet model")
+    return (
+        f"warning: photo noise ~{estimate * 255:.1f}/255 is far below the model's fixed σ {sigma * 255:.3g}/255: "
+        "texture may be smoothed away; try --strength 0.5 or an FFDNet model"
+    )

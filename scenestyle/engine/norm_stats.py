@@ -13,8 +13,8 @@ image has slightly less high-frequency energy, so its variances are a little low
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -48,11 +48,7 @@ STATS_COPY_PIXELS = 500_000
 def instance_norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
     """The model's instance norms that normalise by their input's own statistics."""
     # With running stats in eval mode a norm already uses fixed statistics: nothing to freeze.
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training)
-    ]
+    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training)]
 
 
 def instance_norm_stats(model: nn.Module, x: Tensor) -> Stats:
@@ -125,8 +121,9 @@ def _restore(saved: list[tuple[nn.Module, object]]) -> None:
             mod.forward = previous
 
 
-def whole_image_stats(model: nn.Module, x: Tensor, placement: Placement, tile: int, halo: int, multiple: int,
-                      max_pixels: int = STATS_MAX_PIXELS) -> Stats:
+def whole_image_stats(
+    model: nn.Module, x: Tensor, placement: Placement, tile: int, halo: int, multiple: int, max_pixels: int = STATS_MAX_PIXELS
+) -> Stats:
     """Instance-norm statistics of the whole float32 CPU image ``x`` for a run in ``tile`` px tiles:
     one pass when ``x`` has at most ``max_pixels``, else exact for the first ``EXACT_NORMS`` norms
     and from a downscaled copy for the rest."""
@@ -170,8 +167,7 @@ def _stop_here(_mod: nn.Module, args: tuple[Tensor, ...]) -> None:
     raise _Reached(args[0])
 
 
-def _exact_first_stats(model: nn.Module, x: Tensor, placement: Placement, stats: Stats,
-                       tile: int, halo: int, multiple: int) -> None:
+def _exact_first_stats(model: nn.Module, x: Tensor, placement: Placement, stats: Stats, tile: int, halo: int, multiple: int) -> None:
     """Replace, in place and in execution order, the first ``EXACT_NORMS`` entries of ``stats``
     with exact whole-image statistics: per norm, one tiled pass up to it (earlier norms frozen
     at their exact values), summing its input over each window's core only."""
@@ -188,8 +184,7 @@ def _exact_first_stats(model: nn.Module, x: Tensor, placement: Placement, stats:
         stats[norm] = (mean.float().view(1, -1, 1, 1), var.float().view(1, -1, 1, 1))
 
 
-def _norm_input_sums(model: nn.Module, x: Tensor, placement: Placement, tile: int, halo: int,
-                     multiple: int) -> tuple[Tensor, int]:
+def _norm_input_sums(model: nn.Module, x: Tensor, placement: Placement, tile: int, halo: int, multiple: int) -> tuple[Tensor, int]:
     """Per-channel (sum, sum of squares) as float64 ``2xC`` and the pixel count of the input of
     the norm whose pre-hook raises ``_Reached``, over the image's tile cores."""
     _, _, h, w = x.shape

@@ -31,9 +31,9 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from scenestyle._text import encodable, encodable_tree
 from scenestyle.engine import shard
@@ -92,10 +92,10 @@ class Sharding:
         rank, world = launched_rank()
         if world > 1:
             if shard_arg is not None:
-                raise UsageError("--shard is for processes started without torchrun; under torchrun each rank "
-                                 "takes its share of the photos by itself")
-            return cls(index=rank, count=world, mode="torchrun", local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                       timeout=_rank_timeout())
+                raise UsageError(
+                    "--shard is for processes started without torchrun; under torchrun each rank takes its share of the photos by itself"
+                )
+            return cls(index=rank, count=world, mode="torchrun", local_rank=int(os.environ.get("LOCAL_RANK", "0")), timeout=_rank_timeout())
         if shard_arg is not None:
             i, n = shard.parse_shard(shard_arg)
             return cls(index=i, count=n, mode="shard")
@@ -116,8 +116,10 @@ class Sharding:
             return device
         gpus = torch.cuda.device_count()
         if self.local_rank >= gpus:
-            raise UsageError(f"LOCAL_RANK {self.local_rank} has no GPU: this machine has {gpus}; start at most "
-                             f"{gpus} processes per node (--nproc-per-node {gpus}), or pass --device cpu")
+            raise UsageError(
+                f"LOCAL_RANK {self.local_rank} has no GPU: this machine has {gpus}; start at most "
+                f"{gpus} processes per node (--nproc-per-node {gpus}), or pass --device cpu"
+            )
         torch.cuda.set_device(self.local_rank)
         return f"cuda:{self.local_rank}"
 
@@ -152,8 +154,10 @@ class Sharding:
         dist.all_gather_object(digests, digest)
         other = [r for r, d in enumerate(digests) if d != digests[0]]
         if other:
-            raise UsageError(f"{_ranks(other)} planned other photos than rank 0 (sees {len(jobs)}): every node needs "
-                             "the same inputs, -o and working folder, e.g. on a shared file system")
+            raise UsageError(
+                f"{_ranks(other)} planned other photos than rank 0 (sees {len(jobs)}): every node needs "
+                "the same inputs, -o and working folder, e.g. on a shared file system"
+            )
         box: list = [None]
         if self.index == 0:  # before any rank writes: split what is left to do
             shard.absorb(manifest)
@@ -184,8 +188,10 @@ class Sharding:
             box[0] = [r for r in range(self.count) if not shard.part_path(self.manifest, r, self.count).exists()]
         dist.broadcast_object_list(box, src=0)
         if box[0]:
-            raise OutputError(f"rank 0 cannot see the manifest parts of {_ranks(box[0])} in {self.manifest.parent}: "
-                              "the output and manifest folders must be on a file system every node shares")
+            raise OutputError(
+                f"rank 0 cannot see the manifest parts of {_ranks(box[0])} in {self.manifest.parent}: "
+                "the output and manifest folders must be on a file system every node shares"
+            )
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -218,9 +224,14 @@ class Sharding:
         shard.release(self._fd)
         self._fd = None
         merged = self._gather(stopped=False)
-        return MergedReport(command=report.command, model=report.model, parameters=report.parameters,
-                            results=merged.results, manifest=str(self.manifest),
-                            unfinished=merged.unfinished)
+        return MergedReport(
+            command=report.command,
+            model=report.model,
+            parameters=report.parameters,
+            results=merged.results,
+            manifest=str(self.manifest),
+            unfinished=merged.unfinished,
+        )
 
     def _close(self) -> None:
         shard.release(self._fd)
@@ -289,8 +300,12 @@ class Sharding:
             rec = by_input.pop(key, None)
             if rec is None:
                 missing.setdefault(r, []).append(key)
-                res = JobResult(key, encodable(job.output), "failed",
-                                error=f"not processed: rank {r} of {self.count} stopped before it; run the same command again to resume")
+                res = JobResult(
+                    key,
+                    encodable(job.output),
+                    "failed",
+                    error=f"not processed: rank {r} of {self.count} stopped before it; run the same command again to resume",
+                )
                 rec = encodable_tree({**asdict(res), **self.context, "shard": f"{r}/{self.count}"})
             records.append(rec)
             results.append(JobResult(**{k: rec.get(k) for k in _RESULT_FIELDS if k in rec}))
@@ -302,12 +317,12 @@ class Sharding:
             except FileNotFoundError:
                 pass
         unfinished = _unfinished_line(missing, gone, self.count, self.manifest, results, stopped)
-        return MergedReport(command="", model={}, parameters={}, results=results, manifest=str(self.manifest),
-                            unfinished=unfinished)
+        return MergedReport(command="", model={}, parameters={}, results=results, manifest=str(self.manifest), unfinished=unfinished)
 
 
-def _unfinished_line(missing: dict[int, list[str]], gone: dict[int, str], count: int, manifest: Path,
-                     results: list[JobResult], stopped: bool) -> str | None:
+def _unfinished_line(
+    missing: dict[int, list[str]], gone: dict[int, str], count: int, manifest: Path, results: list[JobResult], stopped: bool
+) -> str | None:
     """One line naming the inputs no rank finished; None when every input was, unless rank 0 was
     stopped (then it also says what was finished, as a stopped plain run does)."""
     names = [n for r in sorted(missing) for n in missing[r]]
@@ -317,15 +332,19 @@ def _unfinished_line(missing: dict[int, list[str]], gone: dict[int, str], count:
     if names:
         listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         why = "".join(f"; rank {r} {gone[r]}" for r in sorted(gone) if r in missing)
-        left = (f"{_ranks(sorted(missing))} of {count} stopped before finishing: {len(names)} "
-                f"input{'s' if len(names) != 1 else ''} not processed ({listed}){why}")
+        left = (
+            f"{_ranks(sorted(missing))} of {count} stopped before finishing: {len(names)} "
+            f"input{'s' if len(names) != 1 else ''} not processed ({listed}){why}"
+        )
     if not stopped:
         return f"{left}; the manifest {encodable(manifest)} marks them failed; run the same command again to resume"
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     counts["failed"] -= len(names)
-    return (f"{len(results) - len(names)} of {len(results)} inputs finished ({counts['ok']} ok, {counts['skipped']} "
-            f"skipped, {counts['failed']} failed){'; ' + left if left else ''}; the manifest {encodable(manifest)} "
-            "lists them all; run the same command again to resume")
+    return (
+        f"{len(results) - len(names)} of {len(results)} inputs finished ({counts['ok']} ok, {counts['skipped']} "
+        f"skipped, {counts['failed']} failed){'; ' + left if left else ''}; the manifest {encodable(manifest)} "
+        "lists them all; run the same command again to resume"
+    )
 
 
 def _ranks(ranks: list[int]) -> str:

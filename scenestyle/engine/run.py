@@ -6,14 +6,13 @@ Takes plain typed options, returns a BatchReport, never prints or exits: the CLI
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from scenestyle.engine.batch import (BatchReport, Job, JobResult, check_manifest, check_writable, default_manifest,
-                                     plan_jobs, run_jobs)
+from scenestyle.engine.batch import BatchReport, Job, JobResult, check_manifest, check_writable, default_manifest, plan_jobs, run_jobs
 from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.tasks import Processor
@@ -98,8 +97,11 @@ def noise_level_models() -> str:
     from scenestyle.nn.meta import TABLE, describe
 
     archs = sorted(n for n in TABLE if describe(n).takes_sigma)
-    names = [name for name, entry in load_lock().items()
-             if entry.task == "denoise" and entry.arch in TABLE and describe(entry.arch, entry.kwargs).takes_sigma]
+    names = [
+        name
+        for name, entry in load_lock().items()
+        if entry.task == "denoise" and entry.arch in TABLE and describe(entry.arch, entry.kwargs).takes_sigma
+    ]
     return ", ".join(names + [f"--weights of an {a}" for a in archs])
 
 
@@ -156,8 +158,7 @@ def process(
 
     # Plan and check outputs and the manifest before the (possibly slow) model load. The output
     # names need the model (a style's name, an upscale factor), so every input found is checked.
-    probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive,
-                           leave_out_outputs=False)
+    probe_jobs = plan_jobs(opts.inputs, out=opts.out, suffix="probe", fmt=opts.fmt, recursive=opts.recursive, leave_out_outputs=False)
     if opts.manifest is not None:  # before any output folder is created for a run that cannot start
         check_manifest(opts.manifest, probe_jobs)
     for folder in sorted({j.output.parent for j in probe_jobs}):
@@ -180,16 +181,17 @@ def process(
                 raise UsageError(f"--denoise works with {', '.join(paired)} only, not {loaded.name or spec}")
             _interpolate(loaded, load_model(twin, task=task, offline=opts.offline, progress=on_download), opts.denoise)
     if opts.noise_level is not None and not meta.takes_sigma:
-        raise UsageError(f"--noise-level needs a model that takes a noise level ({noise_level_models()}); "
-                         f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result")
+        raise UsageError(
+            f"--noise-level needs a model that takes a noise level ({noise_level_models()}); "
+            f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result"
+        )
     placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module, meta=meta)
     model = prepare(loaded.module, meta, placement)
     if on_model:
         on_model(loaded, placement)
 
     factor = opts.outscale if opts.outscale is not None else float(meta.scale)
-    jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor),
-                     fmt=opts.fmt, recursive=opts.recursive)
+    jobs = plan_jobs(opts.inputs, out=opts.out, suffix=_suffix(task, opts, loaded, factor), fmt=opts.fmt, recursive=opts.recursive)
     jobs, manifest = sharding.take(jobs, manifest, overwrite=opts.overwrite)  # this process's share, its manifest part
     # A run killed by SIGKILL leaves its temp file beside the output it was writing: ours to remove.
     by_folder: dict[Path, set[str]] = {}
@@ -198,20 +200,41 @@ def process(
     for folder, names in by_folder.items():
         remove_stale_temps(folder, names)
     batch_size = opts.batch_size or (CUDA_TILE_BATCH if placement.device.type == "cuda" else 1)
-    proc = Processor(model=model, meta=meta, placement=placement, task=task, tile=opts.tile, batch_size=batch_size,
-                     strength=opts.strength if task != "upscale" else 1.0,
-                     noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
-                     outscale=opts.outscale, progress=on_tiles, work_pixels=opts.work_size if task == "style" else 0)
+    proc = Processor(
+        model=model,
+        meta=meta,
+        placement=placement,
+        task=task,
+        tile=opts.tile,
+        batch_size=batch_size,
+        strength=opts.strength if task != "upscale" else 1.0,
+        noise_level=opts.noise_level / 255 if opts.noise_level is not None else None,
+        outscale=opts.outscale,
+        progress=on_tiles,
+        work_pixels=opts.work_size if task == "style" else 0,
+    )
     parameters = {
-        "device": str(placement.device), "precision": placement.precision,
-        "tile": opts.tile, "batch_size": batch_size, "strength": opts.strength,
-        "outscale": factor if task == "upscale" else None, "denoise": opts.denoise,
-        "noise_level": opts.noise_level, "format": opts.fmt, "quality": opts.quality,
+        "device": str(placement.device),
+        "precision": placement.precision,
+        "tile": opts.tile,
+        "batch_size": batch_size,
+        "strength": opts.strength,
+        "outscale": factor if task == "upscale" else None,
+        "denoise": opts.denoise,
+        "noise_level": opts.noise_level,
+        "format": opts.fmt,
+        "quality": opts.quality,
         "work_size": opts.work_size if task == "style" else None,
     }
-    model_info = {"name": loaded.name if loaded.name in load_lock() else None, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
+    model_info = {
+        "name": loaded.name if loaded.name in load_lock() else None,
+        "arch": loaded.arch,
+        "sha256": loaded.sha256,
+        "path": str(loaded.path),
+    }
     results = sharding.run(
-        run_jobs, jobs,
+        run_jobs,
+        jobs,
         load=lambda p: proc.annotate(read_picture(p, max_pixels=opts.max_pixels)),  # + its noise level, if any
         compute=proc,
         compute_many=proc.many,
@@ -224,5 +247,6 @@ def process(
         on_start=(lambda job, i: on_start(job, i, len(jobs))) if on_start else None,
         on_done=on_done,
     )
-    return sharding.finish(BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters,
-                                       results=results, manifest=str(manifest)))  # rank 0: over every rank
+    return sharding.finish(
+        BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters, results=results, manifest=str(manifest))
+    )  # rank 0: over every rank

@@ -19,9 +19,9 @@ import heapq
 import json
 import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -105,7 +105,7 @@ def leftover_parts(manifest: Path) -> list[Path]:
         name = e.name
         if not (name.startswith(manifest.stem + ".part-") and name.endswith(manifest.suffix)):
             continue
-        m = _PART.fullmatch(name[len(manifest.stem):len(name) - len(manifest.suffix)])
+        m = _PART.fullmatch(name[len(manifest.stem) : len(name) - len(manifest.suffix)])
         if m and e.is_file(follow_symlinks=False):
             found.append(((int(m.group(2)), int(m.group(1))), Path(e.path)))
     return [p for _, p in sorted(found)]
@@ -122,8 +122,9 @@ def hold(path: Path) -> int:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise UsageError(f"another scenestyle run is writing {path} (the same shard started twice?); "
-                             "wait for it to finish or stop it") from None
+            raise UsageError(
+                f"another scenestyle run is writing {path} (the same shard started twice?); wait for it to finish or stop it"
+            ) from None
         except OSError:
             pass  # a file system without locks (some cluster mounts): finished parts are then told by their lines
     return fd

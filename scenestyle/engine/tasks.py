@@ -17,8 +17,8 @@ the placement's fallback precision; a note says which and why.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -101,8 +101,18 @@ class Processor:
         if self.meta.in_channels == 1 and pic.pixels.shape[2] == 3:
             return None
         blended = self.task != "upscale" and not self.takes_noise_level  # a noise-level denoiser took strength into σ
-        return _TiledRows(pic, m, self.meta, placement, self.tile, self.batch_size, self.progress,
-                          strength=self.strength if blended else 1.0, sigma=sigma, size=self._out_size(pic))
+        return _TiledRows(
+            pic,
+            m,
+            self.meta,
+            placement,
+            self.tile,
+            self.batch_size,
+            self.progress,
+            strength=self.strength if blended else 1.0,
+            sigma=sigma,
+            size=self._out_size(pic),
+        )
 
     def _out_size(self, pic: Picture) -> tuple[int, int]:
         """(height, width) of the result for ``pic``."""
@@ -121,8 +131,16 @@ class Processor:
         """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
         if self.meta.in_channels == 1 and pixels.shape[2] == 3:
             return np.concatenate([self._run(pixels[..., c : c + 1], m, placement, sigma) for c in range(3)], axis=2)
-        y = run_model(m, self.meta, to_tensor(pixels, self.meta.in_channels), placement, tile=self.tile,
-                      batch_size=self.batch_size, progress=self.progress, sigma=sigma)
+        y = run_model(
+            m,
+            self.meta,
+            to_tensor(pixels, self.meta.in_channels),
+            placement,
+            tile=self.tile,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            sigma=sigma,
+        )
         return to_pixels(y, channels=pixels.shape[2])
 
     def placed_for(self, pixels: np.ndarray) -> tuple[nn.Module, Placement, str | None]:
@@ -137,7 +155,11 @@ class Processor:
         if x.shape[2] * x.shape[3] < MIN_PHOTO_CROPS * side * side or not crops:
             return self.fallback, fallback, f"{fallback.precision}: the photo is too small for int8 to pay for its check"
         if self._int8_misses >= GIVE_UP_AFTER:
-            return self.fallback, fallback, f"{fallback.precision}: int8 failed its check on {GIVE_UP_AFTER} photos in a row, not tried again"
+            return (
+                self.fallback,
+                fallback,
+                f"{fallback.precision}: int8 failed its check on {GIVE_UP_AFTER} photos in a row, not tried again",
+            )
         every = CALIBRATION_CROPS // CHECK_CROPS + 1  # held-out check crops interleave with the calibration ones
         check = [c for i, c in enumerate(crops) if i % every == 1]
         db = self.net.fit(self.model, [c for i, c in enumerate(crops) if i % every != 1], check)
@@ -186,17 +208,22 @@ class Processor:
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images
         each), a noise-level denoiser with one σ per image."""
-        per_image = (len(pics) == 1 or self.batch_size == 1 or len({p.pixels.shape for p in pics}) > 1
-                     or (self.meta.in_channels == 1 and pics[0].pixels.shape[2] == 3)
-                     or self.fallback is not None  # int8 is fitted per image
-                     or self._streams(pics[0])  # a big result is written while computed, one by one
-                     or self._paints_small(pics[0]))  # painted at the working size, one by one
+        per_image = (
+            len(pics) == 1
+            or self.batch_size == 1
+            or len({p.pixels.shape for p in pics}) > 1
+            or (self.meta.in_channels == 1 and pics[0].pixels.shape[2] == 3)
+            or self.fallback is not None  # int8 is fitted per image
+            or self._streams(pics[0])  # a big result is written while computed, one by one
+            or self._paints_small(pics[0])
+        )  # painted at the working size, one by one
         if per_image:
             return [self(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, self.meta.in_channels) for p in pics])
         sigmas = [self._sigma_for(p) for p in pics] if self.takes_noise_level else None
-        y = run_model_many(self.model, self.meta, x, self.placement, tile=self.tile, batch_size=self.batch_size,
-                           progress=self.progress, sigma=sigmas)
+        y = run_model_many(
+            self.model, self.meta, x, self.placement, tile=self.tile, batch_size=self.batch_size, progress=self.progress, sigma=sigmas
+        )
         return [self._finish(p, to_pixels(y[i : i + 1], channels=p.pixels.shape[2])) for i, p in enumerate(pics)]
 
     def _finish(self, pic: Picture, out: np.ndarray) -> Picture:
@@ -218,9 +245,19 @@ class _TiledRows(RowStream):
     into a band and handed on, so no full-size result exists (a ×4 upscale of a 20 MP photo is
     3.8 GB as float). Alpha rides along band by band, resized for an upscale."""
 
-    def __init__(self, pic: Picture, model: nn.Module, meta: ModelMeta, placement: Placement, tile: int | None,
-                 batch_size: int, progress: TileProgress | None, strength: float = 1.0, sigma: float | None = None,
-                 size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        pic: Picture,
+        model: nn.Module,
+        meta: ModelMeta,
+        placement: Placement,
+        tile: int | None,
+        batch_size: int,
+        progress: TileProgress | None,
+        strength: float = 1.0,
+        sigma: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         h, w, c = pic.pixels.shape
         self.factor = meta.scale
         self.model_size = (h * self.factor, w * self.factor)
@@ -278,8 +315,17 @@ class _TiledRows(RowStream):
             except ValueError:
                 raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
 
-        run_model(self.model, self.meta, to_tensor(self.pixels, self.meta.in_channels), self.placement, tile=self.tile,
-                  batch_size=self.batch_size, progress=self.progress, sink=sink, sigma=self.sigma)
+        run_model(
+            self.model,
+            self.meta,
+            to_tensor(self.pixels, self.meta.in_channels),
+            self.placement,
+            tile=self.tile,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            sink=sink,
+            sigma=self.sigma,
+        )
 
 
 class _GuidedRows(RowStream):

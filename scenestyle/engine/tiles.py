@@ -10,8 +10,7 @@ noise-level model (``meta.takes_sigma``) gets the caller's σ in every tile's fo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -33,8 +32,7 @@ def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]
         raise UsageError(f"the model takes {meta.in_channels}-channel images but the input has {x.shape[1]} channels")
     multiple = meta.size_multiple
     h, w = x.shape[-2:]
-    return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels,
-            round_up(h, multiple), round_up(w, multiple))
+    return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels, round_up(h, multiple), round_up(w, multiple))
 
 
 def _check_sigma(meta: ModelMeta, given: bool) -> None:
@@ -119,8 +117,18 @@ def run_model(
             tile = smaller
 
 
-def _resolve_tile(model: nn.Module, meta: ModelMeta, placement: Placement, tile: int | None, hp: int, wp: int,
-                  halo: int, batch_size: int, out_bytes: int, stats_max_pixels: int) -> int:
+def _resolve_tile(
+    model: nn.Module,
+    meta: ModelMeta,
+    placement: Placement,
+    tile: int | None,
+    hp: int,
+    wp: int,
+    halo: int,
+    batch_size: int,
+    out_bytes: int,
+    stats_max_pixels: int,
+) -> int:
     """The core tile size to run with: ``tile`` checked, or chosen from free memory when None."""
     multiple = meta.size_multiple
     if tile is None:
@@ -159,17 +167,28 @@ def run_model_many(
     if sigma is not None and len(sigma) != n:
         raise ValueError(f"run_model_many got {len(sigma)} sigmas for {n} images")
     _, c, h, w = x.shape
-    one_by_one = lambda: torch.cat([run_model(model, meta, x[i : i + 1], placement, tile=tile, batch_size=batch_size,
-                                              progress=progress, sigma=None if sigma is None else sigma[i])
-                                    for i in range(n)])
+    one_by_one = lambda: torch.cat(
+        [
+            run_model(
+                model,
+                meta,
+                x[i : i + 1],
+                placement,
+                tile=tile,
+                batch_size=batch_size,
+                progress=progress,
+                sigma=None if sigma is None else sigma[i],
+            )
+            for i in range(n)
+        ]
+    )
     if n == 1 or batch_size == 1:
         return one_by_one()
     multiple, scale, halo, out_ch, hp, wp = _geometry(meta, x)
     k = min(n, batch_size)
     out_bytes = 4 * n * out_ch * h * scale * w * scale
     # auto: a stacked batch of k images must fit whole, judged as one k-times-taller image
-    chosen = _resolve_tile(model, meta, placement, tile, hp * k if tile is None else hp, wp, halo, 1,
-                           out_bytes, STATS_MAX_PIXELS * k)
+    chosen = _resolve_tile(model, meta, placement, tile, hp * k if tile is None else hp, wp, halo, 1, out_bytes, STATS_MAX_PIXELS * k)
     if _needs_tiles(chosen, hp, wp, halo) or (tile is None and chosen != 0):
         return one_by_one()
     out = torch.empty((n, out_ch, h * scale, w * scale), dtype=torch.float32)
@@ -200,7 +219,7 @@ def _needs_tiles(tile: int, hp: int, wp: int, halo: int) -> bool:
 
 def _check_output(y: Tensor, out_ch: int, win_h: int, win_w: int, scale: int) -> None:
     if tuple(y.shape[1:]) != (out_ch, win_h * scale, win_w * scale):
-        raise ValueError(f"model output {tuple(y.shape[1:])} for a {win_h}x{win_w} input does not match its "
-                         f"declared out_channels={out_ch}, scale={scale}")
-
-
+        raise ValueError(
+            f"model output {tuple(y.shape[1:])} for a {win_h}x{win_w} input does not match its "
+            f"declared out_channels={out_ch}, scale={scale}"
+        )

@@ -16,7 +16,7 @@ caller that quantises them at once never holds a full-size float output.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -3,9 +3,9 @@
 Nothing here prints or exits; the CLI (``scenestyle.cli.eval``) renders the reports.
 """
 
+from .denoise import evaluate_denoise
 from .report import EvalReport, ImageScore
 from .sr import evaluate_sr
-from .denoise import evaluate_denoise
 from .style import StyleReport, evaluate_style
 
 __all__ = ["EvalReport", "ImageScore", "evaluate_sr", "evaluate_denoise", "StyleReport", "evaluate_style"]

@@ -14,8 +14,8 @@ from ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -54,10 +54,14 @@ class Critic(nn.Module):
         super().__init__()
         w = width
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 2 * w, 3, 1, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(in_channels, w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 2 * w, 3, 1, 1),
+            nn.LeakyReLU(0.2),
         )
         self.head = nn.Linear(2 * w, 1)
 
@@ -128,6 +132,7 @@ def sharpness(profile: np.ndarray, sigma: float = 0.0) -> float:
 def matching_blur(sharper: Sequence[np.ndarray], target: float, *, tol: float = 1e-3) -> float:
     """The Gaussian σ (px) that brings the median sharpness of the ``sharper`` profiles down to ``target``
     (0 when it is not above it); bisection, the median falls monotonically with σ."""
+
     def median(s: float) -> float:
         return float(np.median([sharpness(p, s) for p in sharper]))
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate._common import read_u8, run_float, to_u8
-from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import EvalReport, ImageScore
+from scenestyle.image_files import list_images
 from scenestyle.metrics.psnr_ssim import psnr, ssim
 
 SIGMA_SOURCES = ("true", "estimate")
@@ -68,8 +68,9 @@ def evaluate_denoise(
     loaded = load_model(model or load_defaults().require("denoise"), arch=arch, task="denoise", offline=offline)
     meta = loaded.meta
     if sigma_source is not None and not meta.takes_sigma:
-        raise UsageError(f"--sigma-source needs a model that takes a noise level ({noise_level_models()}); "
-                         f"{loaded.name} ({loaded.arch}) does not")
+        raise UsageError(
+            f"--sigma-source needs a model that takes a noise level ({noise_level_models()}); {loaded.name} ({loaded.arch}) does not"
+        )
     source = (sigma_source or "true") if meta.takes_sigma else None
     placement = choose_placement(device, precision, loaded.module, meta, int8=False)
     net = prepare(loaded.module, meta, placement)
@@ -98,14 +99,16 @@ def evaluate_denoise(
             if on_output:
                 on_output(path.name, f"sigma={sigma:g}", {"noisy": to_u8(noisy), "output": out, "reference": clean_u8})
         if source == "estimate" and told:
-            notes.append(f"sigma={sigma:g}: the model was given blind estimates {min(told):.2f} to {max(told):.2f} "
-                         f"(mean {np.mean(told):.2f})")
+            notes.append(
+                f"sigma={sigma:g}: the model was given blind estimates {min(told):.2f} to {max(told):.2f} (mean {np.mean(told):.2f})"
+            )
 
     protocol = {
         "task": "synthetic Gaussian denoising (KAIR protocol)",
         "sigmas": list(sigmas),
         "model_sigma": _SOURCE_TEXT[source],
-        "noise": "np.random.seed(seed) once per sigma before the first image; sorted names; float64 N(0, sigma/255) added, noisy input not clipped",
+        "noise": "np.random.seed(seed) once per sigma before the first image; sorted names; "
+        "float64 N(0, sigma/255) added, noisy input not clipped",
         "channels": "grayscale (converted)" if gray else "as stored (1-channel models run per colour channel)",
         "output": "clip to [0, 1], round to uint8",
         "metric": "PSNR/SSIM on uint8 RGB or gray, no border crop",

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate._common import read_u8
-from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import versions
+from scenestyle.image_files import list_images
 from scenestyle.metrics import fid as F
 
 
@@ -37,12 +38,23 @@ class FIDReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {
-            "kind": "fid", "dir_a": self.dir_a, "dir_b": self.dir_b, "count_a": self.count_a, "count_b": self.count_b,
-            "fid": self.fid, "kid": list(self.kid) if self.kid else None, "kid_subset_size": self.kid_subset_size,
+            "kind": "fid",
+            "dir_a": self.dir_a,
+            "dir_b": self.dir_b,
+            "count_a": self.count_a,
+            "count_b": self.count_b,
+            "fid": self.fid,
+            "kid": list(self.kid) if self.kid else None,
+            "kid_subset_size": self.kid_subset_size,
             "inception_score": {k: list(v) for k, v in self.inception_score.items()} if self.inception_score else None,
-            "protocol": {"mode": self.mode, "resize": _MODE_TEXT[self.mode], "features": "pool3 2048-d, pytorch-fid Inception (TF 2015-12-05)"},
+            "protocol": {
+                "mode": self.mode,
+                "resize": _MODE_TEXT[self.mode],
+                "features": "pool3 2048-d, pytorch-fid Inception (TF 2015-12-05)",
+            },
             "model": {"name": "inception-fid", "sha256": self.model_sha256},
-            "cached": list(self.cached), "versions": dict(self.versions),
+            "cached": list(self.cached),
+            "versions": dict(self.versions),
         }
 
 
@@ -54,11 +66,15 @@ _MODE_TEXT = {
 
 def cache_dir() -> Path:
     """Where folder features are cached: ``$SCENESTYLE_CACHE/fid`` or ``~/.cache/scenestyle/fid``."""
-    base = os.environ.get("SCENESTYLE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenestyle")
+    base = os.environ.get("SCENESTYLE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenestyle"
+    )
     return Path(base) / "fid"
 
 
-def folder_features(folder: Path, model, sha256: str, mode: str, *, use_cache: bool = True, device: str = "cpu", batch_size: int = 16) -> tuple[np.ndarray, np.ndarray, bool]:
+def folder_features(
+    folder: Path, model, sha256: str, mode: str, *, use_cache: bool = True, device: str = "cpu", batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray, bool]:
     """(features, logits, came_from_cache) of every image in ``folder``; cached per folder content + model sha256 + mode."""
     paths = list_images(folder, "image")
     path = cache_dir() / f"{F.folder_key(paths)}-{sha256[:16]}-{mode}.npz"

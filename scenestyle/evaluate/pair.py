@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate._common import read_u8
-from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import EvalReport, ImageScore
+from scenestyle.image_files import list_images
 from scenestyle.metrics.psnr_ssim import psnr, ssim
 
 
@@ -57,13 +57,17 @@ def evaluate_pair(dir_a: Path, dir_b: Path, *, test_y: bool = False, crop_border
     only = sorted(a.keys() ^ b.keys())
     if only:
         notes.append(f"{len(only)} file(s) in only one folder were skipped (e.g. {only[0]})")
-    protocol = {"channel": "Y (ITU-R BT.601)" if test_y else "RGB", "crop_border": crop_border,
-                "metric": "BasicSR calculate_psnr / calculate_ssim on uint8"}
+    protocol = {
+        "channel": "Y (ITU-R BT.601)" if test_y else "RGB",
+        "crop_border": crop_border,
+        "metric": "BasicSR calculate_psnr / calculate_ssim on uint8",
+    }
     if net is not None:
         protocol["lpips"] = f"LPIPS v0.1 {net.net_type}, RGB in [-1, 1], whole image; weights {Path(lpips_weights).name} sha256 {lpips_sha}"
     else:
         from scenestyle.metrics.lpips import HOW_TO
 
         notes.append(f"LPIPS not computed: {HOW_TO}")
-    return EvalReport(kind="pair", dataset=f"{dir_a} vs {dir_b}", scores=tuple(scores),
-                      protocol=MappingProxyType(protocol), notes=tuple(notes))
+    return EvalReport(
+        kind="pair", dataset=f"{dir_a} vs {dir_b}", scores=tuple(scores), protocol=MappingProxyType(protocol), notes=tuple(notes)
+    )

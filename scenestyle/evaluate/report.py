@@ -70,8 +70,14 @@ class EvalReport:
             "versions": dict(self.versions),
             "means": {g: {k: _json_num(v) for k, v in m.items()} for g, m in self.means().items()},
             "images": [
-                {"name": s.name, "group": s.group, "psnr": _json_num(s.psnr), "ssim": _json_num(s.ssim), "seconds": round(s.seconds, 4),
-                 **({"lpips": s.lpips} if s.lpips is not None else {})}
+                {
+                    "name": s.name,
+                    "group": s.group,
+                    "psnr": _json_num(s.psnr),
+                    "ssim": _json_num(s.ssim),
+                    "seconds": round(s.seconds, 4),
+                    **({"lpips": s.lpips} if s.lpips is not None else {}),
+                }
                 for s in self.scores
             ],
         }
@@ -132,6 +138,7 @@ def write_sheet(path: Path, report: EvalReport, panels: Mapping[tuple[str, str],
     from pathlib import Path
 
     import numpy as np
+
     path = Path(path)
     rows, lines = [], []
     for g in report.groups():
@@ -149,18 +156,36 @@ def write_sheet(path: Path, report: EvalReport, panels: Mapping[tuple[str, str],
                 tiles.append(np.kron(c, np.ones((zoom, zoom, 1), dtype=np.uint8)))
             row = np.concatenate([np.pad(t, ((0, 4), (0, 4), (0, 0)), constant_values=255) for t in tiles], axis=1)
             rows.append((f"{label} {g} {s.name}: {s.psnr:.2f} dB  [{' | '.join(p.keys())}]", row))
-            lines.append(f"<tr><td>{html.escape(label)}</td><td>{html.escape(g)}</td><td>{html.escape(s.name)}</td>"
-                         f"<td>{s.psnr:.2f}</td><td>{'' if s.ssim is None else f'{s.ssim:.4f}'}</td><td>({x}, {y})</td></tr>")
+            lines.append(
+                f"<tr><td>{html.escape(label)}</td><td>{html.escape(g)}</td><td>{html.escape(s.name)}</td>"
+                f"<td>{s.psnr:.2f}</td><td>{'' if s.ssim is None else f'{s.ssim:.4f}'}</td><td>({x}, {y})</td></tr>"
+            )
     means = "; ".join(f"{g or 'all'}: {m['psnr']:.2f} dB" for g, m in report.means().items())
-    intro = (f"<h1>{html.escape(report.kind)} — {html.escape(report.dataset)}</h1><p>model {html.escape(str(report.model.get('name')))} "
-             f"sha256 {html.escape(str(report.model.get('sha256')))}; mean {html.escape(means)}</p>"
-             f"<p>{crop}×{crop} crops where the output's error is largest, zoomed ×{zoom}.</p>")
-    return write_contact_sheet(path, rows, title=f"scenestyle eval {report.kind}", intro_html=intro,
-                               columns=("case", "setting", "image", "PSNR", "SSIM", "crop at"), rows_html=lines)
+    intro = (
+        f"<h1>{html.escape(report.kind)} — {html.escape(report.dataset)}</h1><p>model {html.escape(str(report.model.get('name')))} "
+        f"sha256 {html.escape(str(report.model.get('sha256')))}; mean {html.escape(means)}</p>"
+        f"<p>{crop}×{crop} crops where the output's error is largest, zoomed ×{zoom}.</p>"
+    )
+    return write_contact_sheet(
+        path,
+        rows,
+        title=f"scenestyle eval {report.kind}",
+        intro_html=intro,
+        columns=("case", "setting", "image", "PSNR", "SSIM", "crop at"),
+        rows_html=lines,
+    )
 
 
-def write_contact_sheet(path: Path, strips: list[tuple[str, Any]], *, title: str, intro_html: str,
-                        columns: Sequence[str], rows_html: list[str], legend: str | None = None) -> Path:
+def write_contact_sheet(
+    path: Path,
+    strips: list[tuple[str, Any]],
+    *,
+    title: str,
+    intro_html: str,
+    columns: Sequence[str],
+    rows_html: list[str],
+    legend: str | None = None,
+) -> Path:
     """PNG of captioned uint8 strips (``path`` with .png, ``legend`` on top) and an HTML page (.html): ``intro_html``,
     a table of ``rows_html`` under ``columns``, then the PNG. Returns the HTML path."""
     import html
@@ -183,8 +208,10 @@ def write_contact_sheet(path: Path, strips: list[tuple[str, Any]], *, title: str
     png.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(png)
     header = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    page = (f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{intro_html}"
-            f"<table border=1><tr>{header}</tr>{''.join(rows_html)}</table><img src='{html.escape(png.name)}'>")
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>{intro_html}"
+        f"<table border=1><tr>{header}</tr>{''.join(rows_html)}</table><img src='{html.escape(png.name)}'>"
+    )
     out = png.with_suffix(".html")
     out.write_text(page, encoding="utf-8")
     return out

@@ -11,8 +11,8 @@ import numpy as np
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate._common import read_u8, run_float, to_u8
-from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import EvalReport, ImageScore
+from scenestyle.image_files import list_images
 from scenestyle.metrics.psnr_ssim import psnr, ssim
 from scenestyle.metrics.resize import imresize
 
@@ -90,7 +90,9 @@ def evaluate_sr(
         loaded = load_model(model, arch=arch, task="upscale", offline=offline)
         meta = loaded.meta
         if meta.scale != scale:
-            raise UsageError(f"model {loaded.name} upscales x{meta.scale} but --scale is {scale}; pass --scale {meta.scale} or an x{scale} model")
+            raise UsageError(
+                f"model {loaded.name} upscales x{meta.scale} but --scale is {scale}; pass --scale {meta.scale} or an x{scale} model"
+            )
         placement = choose_placement(device, precision, loaded.module, meta, int8=False)
         net = prepare(loaded.module, meta, placement)
         model_info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
@@ -104,7 +106,9 @@ def evaluate_sr(
         hr = hr[: h - h % scale, : w - w % scale]
         lr = read_u8(_lr_for(hr_path, layout.lr_dir, scale), "rgb") if layout.lr_dir else imresize(hr, 1 / scale)
         if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
-            raise UsageError(f"{hr_path.name}: LR is {lr.shape[1]}×{lr.shape[0]}, which x{scale} does not make the HR's {hr.shape[1]}×{hr.shape[0]}")
+            raise UsageError(
+                f"{hr_path.name}: LR is {lr.shape[1]}×{lr.shape[0]}, which x{scale} does not make the HR's {hr.shape[1]}×{hr.shape[0]}"
+            )
         t0 = time.perf_counter()
         if net is None:
             sr = imresize(lr, float(scale))
@@ -113,7 +117,9 @@ def evaluate_sr(
         seconds = time.perf_counter() - t0
         scores.append(ImageScore(hr_path.name, psnr(sr, hr, crop, test_y), ssim(sr, hr, crop, test_y), seconds))
         if on_output:
-            on_output(hr_path.name, "", {"input (bicubic)": sr if net is None else imresize(lr, float(scale)), "output": sr, "reference": hr})
+            on_output(
+                hr_path.name, "", {"input (bicubic)": sr if net is None else imresize(lr, float(scale)), "output": sr, "reference": hr}
+            )
 
     protocol = {
         "task": f"x{scale} super-resolution",

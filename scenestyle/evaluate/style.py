@@ -13,18 +13,19 @@ the photo is seen to do no better than a baseline:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from scenestyle.errors import UsageError
 from scenestyle.evaluate import critic as C
 from scenestyle.evaluate._common import read_u8, to_u8
-from scenestyle.image_files import list_images
 from scenestyle.evaluate.report import versions
+from scenestyle.image_files import list_images
 from scenestyle.metrics import swd as S
 from scenestyle.metrics.colour import colour_transfer, lab_stats
 from scenestyle.metrics.structure import structure_ssim
@@ -80,9 +81,16 @@ class StyleReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {
-            "kind": "style", "photos": self.photos, "paintings": self.paintings, "model": dict(self.model),
-            "protocol": dict(self.protocol), "seed": self.seed, "notes": list(self.notes), "versions": dict(self.versions),
-            "levels": list(self.levels), "critic_accuracy": {k: dict(v) for k, v in self.critic_accuracy.items()},
+            "kind": "style",
+            "photos": self.photos,
+            "paintings": self.paintings,
+            "model": dict(self.model),
+            "protocol": dict(self.protocol),
+            "seed": self.seed,
+            "notes": list(self.notes),
+            "versions": dict(self.versions),
+            "levels": list(self.levels),
+            "critic_accuracy": {k: dict(v) for k, v in self.critic_accuracy.items()},
             "rows": [{**asdict(r), "swd": dict(zip(self.levels, r.swd))} for r in self.rows],
             "images": [{**asdict(i), "crop": list(i.crop)} for i in self.images],
         }
@@ -149,16 +157,21 @@ def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: in
 
     loaded = load_model(spec, arch=arch, task="style", offline=offline)
     placement = choose_placement(device, precision, model=loaded.module, meta=loaded.meta)
-    proc = Processor(model=prepare(loaded.module, loaded.meta, placement), meta=loaded.meta, placement=placement,
-                     task="style", tile=tile, stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
-                     work_pixels=WORK_PIXELS)  # as `stylize` runs it
+    proc = Processor(
+        model=prepare(loaded.module, loaded.meta, placement),
+        meta=loaded.meta,
+        placement=placement,
+        task="style",
+        tile=tile,
+        stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
+        work_pixels=WORK_PIXELS,
+    )  # as `stylize` runs it
 
     def run(img: np.ndarray) -> np.ndarray:
         pic = Picture(pixels=img.astype(np.float32) / 255.0, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
         return to_u8(proc(pic).pixels)
 
-    info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path),
-            "placement": placement.as_dict()}
+    info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path), "placement": placement.as_dict()}
     return run, info
 
 
@@ -175,8 +188,13 @@ def _match_sharpness(paintings, rows, cfg: C.CriticConfig):
         paintings = [C.blur(p, sigma) for p in paintings]
     elif sigma > 0:
         rows = {name: [C.blur(im, sigma) for im in imgs] for name, imgs in rows.items()}
-    record = {"paintings": round(before["paintings"], 3), "photos": round(before["photos"], 3), "blurred": side if sigma > 0 else "none",
-              "sigma_px": round(sigma, 3), "after": {k: round(v, 3) for k, v in after.items()}}
+    record = {
+        "paintings": round(before["paintings"], 3),
+        "photos": round(before["photos"], 3),
+        "blurred": side if sigma > 0 else "none",
+        "sigma_px": round(sigma, 3),
+        "after": {k: round(v, 3) for k, v in after.items()},
+    }
     return paintings, rows, record
 
 
@@ -196,9 +214,14 @@ def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, prog
         paint_hits, photo_hits = [], []
         for k in range(cfg.folds):
             stage = f"critic {variant} {k + 1}/{cfg.folds}"
-            net = C.train_critic([p for p, f in zip(paintings, fold_paint) if f != k], [p for p, f in zip(photos, fold_photo) if f != k],
-                                 variant, cfg, seed=int(np.random.default_rng([seed, v, k]).integers(2**31)),
-                                 progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None)
+            net = C.train_critic(
+                [p for p, f in zip(paintings, fold_paint) if f != k],
+                [p for p, f in zip(photos, fold_photo) if f != k],
+                variant,
+                cfg,
+                seed=int(np.random.default_rng([seed, v, k]).integers(2**31)),
+                progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
+            )
             for j in np.flatnonzero(fold_paint == k):
                 paint_hits.append(C.logits(net, C.to_input(C.crops_at(paintings[j], pos_paint[j], cfg.crop), variant)) > 0)
             for i in np.flatnonzero(fold_photo == k):
@@ -249,8 +272,10 @@ def evaluate_style(
     photo_paths = list_images(Path(photos_dir), "--photos")
     paint_paths = list_images(Path(paintings_dir), "--paintings")
     if min(len(photo_paths), len(paint_paths)) < critic.folds:
-        raise UsageError(f"eval style needs at least {critic.folds} photos and {critic.folds} paintings "
-                         f"(got {len(photo_paths)} and {len(paint_paths)}): the critic holds images out")
+        raise UsageError(
+            f"eval style needs at least {critic.folds} photos and {critic.folds} paintings "
+            f"(got {len(photo_paths)} and {len(paint_paths)}): the critic holds images out"
+        )
     out_paths = match_outputs(photo_paths, Path(outputs_dir)) if outputs_dir is not None else None
     step = on_progress or (lambda stage, done, total: None)
 
@@ -268,14 +293,18 @@ def evaluate_style(
         if out_paths is not None:
             o = read_u8(out_paths[i], "rgb")
             if o.shape != full.shape:
-                raise UsageError(f"output {out_paths[i].name} is {o.shape[1]}×{o.shape[0]} but photo {p.name} is "
-                                 f"{full.shape[1]}×{full.shape[0]}; eval style compares each output with its photo")
+                raise UsageError(
+                    f"output {out_paths[i].name} is {o.shape[1]}×{o.shape[0]} but photo {p.name} is "
+                    f"{full.shape[1]}×{full.shape[0]}; eval style compares each output with its photo"
+                )
             stylized.append(_shrink(o, max_side))
         elif stylize is not None:  # the photo as a user gives it, then shrunk like the others
             stylized.append(_shrink(stylize(full), max_side))
             if stylized[-1].shape != photos[-1].shape:
-                raise UsageError(f"the model turned {p.name} ({photos[-1].shape[1]}×{photos[-1].shape[0]}) into "
-                                 f"{stylized[-1].shape[1]}×{stylized[-1].shape[0]}; eval style needs same-size outputs")
+                raise UsageError(
+                    f"the model turned {p.name} ({photos[-1].shape[1]}×{photos[-1].shape[0]}) into "
+                    f"{stylized[-1].shape[1]}×{stylized[-1].shape[0]}; eval style needs same-size outputs"
+                )
         step(reading, i + 1, total)
     for j, p in enumerate(paint_paths):
         paintings.append(_shrink(read_u8(p, "rgb"), max_side))
@@ -311,34 +340,64 @@ def evaluate_style(
             rgb, gray, crop = critic_scores[name][i]
             per.append(ImageStyle(p.name, name, rgb, gray, structure_ssim(photos[i], imgs[i], blur_sigma), crop))
         images += per
-        table.append(StyleRow(name, len(imgs), swds[name].levels, swds[name].mean, float(np.mean([s.critic_rgb for s in per])),
-                              float(np.mean([s.critic_gray for s in per])), float(np.mean([s.structure_ssim for s in per]))))
+        table.append(
+            StyleRow(
+                name,
+                len(imgs),
+                swds[name].levels,
+                swds[name].mean,
+                float(np.mean([s.critic_rgb for s in per])),
+                float(np.mean([s.critic_gray for s in per])),
+                float(np.mean([s.structure_ssim for s in per])),
+            )
+        )
     if on_panels:
         for i, p in enumerate(photo_paths):
             on_panels(p.name, {name: imgs[i] for name, imgs in ((PHOTOS, photos), (TRANSFER, transfer), (STYLIZED, stylized)) if imgs})
 
-    notes = [f"critic {v}: held-out accuracy {a['balanced']:.2f} is below {WEAK_CRITIC}; it tells these paintings from these photos "
-             "only weakly, so read its shares as noisy" for v, a in accuracy.items() if a["balanced"] < WEAK_CRITIC]
+    notes = [
+        f"critic {v}: held-out accuracy {a['balanced']:.2f} is below {WEAK_CRITIC}; it tells these paintings from these photos "
+        "only weakly, so read its shares as noisy"
+        for v, a in accuracy.items()
+        if a["balanced"] < WEAK_CRITIC
+    ]
     if not stylized:
         notes.append("no stylized source given: baselines only")
     protocol = {
-        "max_side": max_side, "resize": "antialiased bicubic (torch), long side to max_side, before everything else",
-        "swd": (f"Karras et al. 2018 Laplacian pyramid, {levels} levels down to >= {min_res} px, {S.NHOOD_SIZE}x{S.NHOOD_SIZE} "
-                f"neighbourhoods, {descriptors_per_image} per image and level, {S.DIR_REPEATS}x{S.DIRS_PER_REPEAT} directions, x1e3, "
-                f"descriptors normalised per channel ({normalize}), exact 1-D W1 for unequal counts, images cropped to a multiple of "
-                f"{2 ** (levels - 1)}"),
-        "critic": {**asdict(critic), "variants": "rgb; gray = BT.601 luma standardised per crop",
-                   "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out",
-                   "sharpness": sharp},
+        "max_side": max_side,
+        "resize": "antialiased bicubic (torch), long side to max_side, before everything else",
+        "swd": (
+            f"Karras et al. 2018 Laplacian pyramid, {levels} levels down to >= {min_res} px, {S.NHOOD_SIZE}x{S.NHOOD_SIZE} "
+            f"neighbourhoods, {descriptors_per_image} per image and level, {S.DIR_REPEATS}x{S.DIRS_PER_REPEAT} directions, x1e3, "
+            f"descriptors normalised per channel ({normalize}), exact 1-D W1 for unequal counts, images cropped to a multiple of "
+            f"{2 ** (levels - 1)}"
+        ),
+        "critic": {
+            **asdict(critic),
+            "variants": "rgb; gray = BT.601 luma standardised per crop",
+            "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out",
+            "sharpness": sharp,
+        },
         "structure": f"SSIM (BasicSR window) of BT.601 luma blurred with a Gaussian sigma {blur_sigma} px, output vs photo",
         "colour_transfer": "Reinhard et al. 2001 in CIELAB (sRGB D65): per-channel mean/std of all painting pixels, clipped",
         "posterize": "Pillow ImageOps.posterize(3 bits) then ImageFilter.ModeFilter(5), on the shrunk photo",
-        "photos": len(photos), "paintings": len(paintings),
-        "stylized": "model in memory, on the full photo as `stylize` runs it, then shrunk" if stylize else (f"files from {outputs_dir}" if stylized else "none"),
-        "precision": precision if stylize else None, "tile": tile if stylize else None,
+        "photos": len(photos),
+        "paintings": len(paintings),
+        "stylized": "model in memory, on the full photo as `stylize` runs it, then shrunk"
+        if stylize
+        else (f"files from {outputs_dir}" if stylized else "none"),
+        "precision": precision if stylize else None,
+        "tile": tile if stylize else None,
     }
     return StyleReport(
-        photos=str(photos_dir), paintings=str(paintings_dir), rows=tuple(table),
-        levels=tuple(f"1/{2 ** k}" for k in range(levels)), critic_accuracy=MappingProxyType(accuracy),
-        images=tuple(images), protocol=MappingProxyType(protocol), model=MappingProxyType(model_info), seed=seed, notes=tuple(notes),
+        photos=str(photos_dir),
+        paintings=str(paintings_dir),
+        rows=tuple(table),
+        levels=tuple(f"1/{2**k}" for k in range(levels)),
+        critic_accuracy=MappingProxyType(accuracy),
+        images=tuple(images),
+        protocol=MappingProxyType(protocol),
+        model=MappingProxyType(model_info),
+        seed=seed,
+        notes=tuple(notes),
     )

@@ -8,8 +8,8 @@ beside palette. A small HTML page with the figures sits beside the PNG.
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 from PIL import Image
@@ -32,8 +32,9 @@ def _hstack(tiles: list[np.ndarray], gap: int = 4) -> np.ndarray:
     return np.concatenate(padded, axis=1)
 
 
-def write_style_sheet(path: Path, report: StyleReport, panels: Mapping[str, Mapping[str, np.ndarray]],
-                      cases: int = 3, zoom: int = 2) -> Path:
+def write_style_sheet(
+    path: Path, report: StyleReport, panels: Mapping[str, Mapping[str, np.ndarray]], cases: int = 3, zoom: int = 2
+) -> Path:
     """PNG (``path`` with .png) + HTML (.html) of the ``cases`` best and worst photos; returns the HTML path.
 
     Ranked by the main row (stylized, else colour transfer): mean of its RGB and gray critic shares.
@@ -52,19 +53,36 @@ def write_style_sheet(path: Path, report: StyleReport, panels: Mapping[str, Mapp
             continue
         y, x = s.crop
         crops = [np.kron(imgs[r][y : y + crop, x : x + crop], np.ones((zoom, zoom, 1), dtype=np.uint8)) for r in order]
-        strips.append((f"{label}: {s.name}  critic rgb {s.critic_rgb:.2f} gray {s.critic_gray:.2f}  structure {s.structure_ssim:.3f}",
-                       _hstack([_thumb(imgs[r]) for r in order] + crops)))
-        lines.append(f"<tr><td>{label}</td><td>{html.escape(s.name)}</td><td>{s.critic_rgb:.2f}</td><td>{s.critic_gray:.2f}</td>"
-                     f"<td>{s.structure_ssim:.3f}</td><td>({x}, {y})</td></tr>")
-    rows = "".join(f"<tr><td>{html.escape(r.name)}</td><td>{r.swd_mean:.2f}</td><td>{r.critic_rgb:.3f}</td><td>{r.critic_gray:.3f}</td>"
-                   f"<td>{r.structure_ssim:.3f}</td></tr>" for r in report.rows)
+        strips.append(
+            (
+                f"{label}: {s.name}  critic rgb {s.critic_rgb:.2f} gray {s.critic_gray:.2f}  structure {s.structure_ssim:.3f}",
+                _hstack([_thumb(imgs[r]) for r in order] + crops),
+            )
+        )
+        lines.append(
+            f"<tr><td>{label}</td><td>{html.escape(s.name)}</td><td>{s.critic_rgb:.2f}</td><td>{s.critic_gray:.2f}</td>"
+            f"<td>{s.structure_ssim:.3f}</td><td>({x}, {y})</td></tr>"
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(r.name)}</td><td>{r.swd_mean:.2f}</td><td>{r.critic_rgb:.3f}</td><td>{r.critic_gray:.3f}</td>"
+        f"<td>{r.structure_ssim:.3f}</td></tr>"
+        for r in report.rows
+    )
     acc = "; ".join(f"{v} {a['balanced']:.2f}" for v, a in report.critic_accuracy.items())
-    intro = (f"<h1>eval style — {html.escape(report.photos)} vs {html.escape(report.paintings)}</h1>"
-             f"<p>model {html.escape(str(report.model.get('name') or report.model.get('outputs')))} "
-             f"sha256 {html.escape(str(report.model.get('sha256')))}; seed {report.seed}; critic held-out accuracy {html.escape(acc)}</p>"
-             "<table border=1><tr><th>set</th><th>SWD avg</th><th>critic rgb</th><th>critic gray</th><th>structure</th></tr>"
-             f"{rows}</table><p>Each strip: {html.escape(' | '.join(order))} thumbnails, then the same {crop}×{crop} crop of each "
-             f"(the one the gray critic found most painting-like), ×{zoom}.</p>")
-    return write_contact_sheet(path, strips, title="scenestyle eval style", intro_html=intro,
-                               columns=("case", "photo", "critic rgb", "critic gray", "structure", "crop at"), rows_html=lines,
-                               legend=f"columns: {' | '.join(order)}, then the same {crop}-px crop of each x{zoom}")
+    intro = (
+        f"<h1>eval style — {html.escape(report.photos)} vs {html.escape(report.paintings)}</h1>"
+        f"<p>model {html.escape(str(report.model.get('name') or report.model.get('outputs')))} "
+        f"sha256 {html.escape(str(report.model.get('sha256')))}; seed {report.seed}; critic held-out accuracy {html.escape(acc)}</p>"
+        "<table border=1><tr><th>set</th><th>SWD avg</th><th>critic rgb</th><th>critic gray</th><th>structure</th></tr>"
+        f"{rows}</table><p>Each strip: {html.escape(' | '.join(order))} thumbnails, then the same {crop}×{crop} crop of each "
+        f"(the one the gray critic found most painting-like), ×{zoom}.</p>"
+    )
+    return write_contact_sheet(
+        path,
+        strips,
+        title="scenestyle eval style",
+        intro_html=intro,
+        columns=("case", "photo", "critic rgb", "critic gray", "structure", "crop at"),
+        rows_html=lines,
+        legend=f"columns: {' | '.join(order)}, then the same {crop}-px crop of each x{zoom}",
+    )

@@ -10,5 +10,16 @@ from scenestyle.imaging.picture import Picture, RowStream, materialise, quantise
 from scenestyle.imaging.read import DEFAULT_MAX_PIXELS, read_picture
 from scenestyle.imaging.write import OUTPUT_FORMATS, output_format_for, write_picture
 
-__all__ = ["DEFAULT_MAX_PIXELS", "OUTPUT_FORMATS", "Picture", "RowStream", "materialise", "output_format_for",
-           "quantise_into", "read_picture", "remove_stale_temps", "sample_buffer", "write_picture"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "OUTPUT_FORMATS",
+    "Picture",
+    "RowStream",
+    "materialise",
+    "output_format_for",
+    "quantise_into",
+    "read_picture",
+    "remove_stale_temps",
+    "sample_buffer",
+    "write_picture",
+]

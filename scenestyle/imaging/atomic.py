@@ -7,8 +7,9 @@ import errno
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from scenestyle._text import exception_line
 from scenestyle.errors import OutputError, ScenestyleError

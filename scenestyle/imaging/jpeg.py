@@ -47,8 +47,17 @@ class JpegWriter(StripWriter):
     """8-bit grey or RGB baseline JPEG: Pillow encodes strips of whole MCU rows and their
     scans are joined with restart markers (the restart interval is one strip)."""
 
-    def __init__(self, f: BinaryIO, height: int, width: int, channels: int, dtype: np.dtype,
-                 icc_profile: bytes | None = None, exif: bytes | None = None, quality: int = 95) -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        height: int,
+        width: int,
+        channels: int,
+        dtype: np.dtype,
+        icc_profile: bytes | None = None,
+        exif: bytes | None = None,
+        quality: int = 95,
+    ) -> None:
         super().__init__(f, height, width, channels, dtype)
         if self.dtype != np.uint8 or channels not in (1, 3):
             raise ValueError(f"JPEG cannot hold {channels} channels of {self.dtype}")

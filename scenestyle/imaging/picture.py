@@ -3,8 +3,8 @@ is written, and the integer sample buffers both are quantised into."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -23,8 +23,7 @@ class RowStream:
         self.shape = (height, width, channels)
         self.alpha = alpha
 
-    def produce(self, bits: int, with_alpha: bool,
-                emit: Callable[[int, np.ndarray, np.ndarray | None], None]) -> None:
+    def produce(self, bits: int, with_alpha: bool, emit: Callable[[int, np.ndarray, np.ndarray | None], None]) -> None:
         """Compute the picture and call ``emit(first_row, colour, alpha)`` for each band, top to
         bottom: uint8/uint16 (``bits``) r×W×C colour and r×W alpha (None unless ``with_alpha``).
         A band starting at row 0 again means the computation started over (an out-of-memory retry).
@@ -36,7 +35,9 @@ class RowStream:
 class Picture:
     """A decoded still image plus what is needed to write it back faithfully."""
 
-    pixels: np.ndarray | RowStream  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer); or computed while written
+    pixels: (
+        np.ndarray | RowStream
+    )  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer); or computed while written
     alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim

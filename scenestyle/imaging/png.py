@@ -107,8 +107,16 @@ def _scanlines(rows: np.ndarray, dtype: str, block_bytes: int):
 class PngWriter(RowWriter):
     """uint8/uint16 grey, grey+alpha, RGB or RGBA PNG; each compressed piece is its own IDAT chunk."""
 
-    def __init__(self, f: BinaryIO, height: int, width: int, channels: int, dtype: np.dtype,
-                 icc_profile: bytes | None = None, exif: bytes | None = None) -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        height: int,
+        width: int,
+        channels: int,
+        dtype: np.dtype,
+        icc_profile: bytes | None = None,
+        exif: bytes | None = None,
+    ) -> None:
         super().__init__(f, height, width, channels, dtype)
         if self.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4):
             raise ValueError(f"PNG cannot hold {channels} channels of {self.dtype}")

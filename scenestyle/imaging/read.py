@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -118,9 +118,7 @@ def _read(path: Path, max_pixels: int) -> Picture:
     )
 
 
-def _to_arrays(
-    im: Image.Image, path: Path, icc: bytes | None, notes: list[str]
-) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+def _to_arrays(im: Image.Image, path: Path, icc: bytes | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
     """(pixels H×W×C, alpha H×W or None, bit depth, ICC) for Pillow's 8/16-bit/float modes."""
     mode = im.mode
     has_trns = "transparency" in im.info
@@ -162,17 +160,13 @@ def _to_arrays(
     if mode == "I":
         raw = np.asarray(im)
         if raw.size and (raw.min() < 0 or raw.max() > 65535):
-            raise InputImageError(
-                f"{path}: 32-bit integer pixels range {raw.min()}..{raw.max()}; "
-                "only 0..65535 (16-bit) is supported"
-            )
+            raise InputImageError(f"{path}: 32-bit integer pixels range {raw.min()}..{raw.max()}; only 0..65535 (16-bit) is supported")
         return (raw.astype(np.float32) / 65535)[..., None], None, 16, icc
     if mode == "F":
         raw = np.asarray(im, dtype=np.float32)
         if raw.size and not (np.isfinite(raw).all() and raw.min() >= 0 and raw.max() <= 1):
             raise InputImageError(
-                f"{path}: floating-point pixels range {np.nanmin(raw):g}..{np.nanmax(raw):g}; "
-                "only values in [0, 1] are supported"
+                f"{path}: floating-point pixels range {np.nanmin(raw):g}..{np.nanmax(raw):g}; only values in [0, 1] are supported"
             )
         notes.append("32-bit float image: outputs keep at most 16 bits per sample")
         return raw[..., None].copy(), None, 16, icc
@@ -182,8 +176,7 @@ def _to_arrays(
     )
 
 
-def _exif_of(read_tags: Callable[[], Image.Exif], raw: object, fmt: str,
-             notes: list[str]) -> tuple[bytes | None, int]:
+def _exif_of(read_tags: Callable[[], Image.Exif], raw: object, fmt: str, notes: list[str]) -> tuple[bytes | None, int]:
     """(EXIF bytes with Orientation reset to 1, the orientation to apply), from the parsed
     tags ``read_tags()`` and the file's raw EXIF block ``raw`` (if any)."""
     try:

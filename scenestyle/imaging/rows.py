@@ -19,8 +19,9 @@ class RowWriter:
     def write(self, rows: np.ndarray) -> None:
         """Append ``rows`` (r×W×C of the writer's dtype; any strides)."""
         if rows.ndim != 3 or rows.shape[1:] != (self.width, self.channels) or rows.dtype != self.dtype:
-            raise ValueError(f"rows of shape {rows.shape} {rows.dtype} do not fit a "
-                             f"{self.width}-wide, {self.channels}-channel {self.dtype} image")
+            raise ValueError(
+                f"rows of shape {rows.shape} {rows.dtype} do not fit a {self.width}-wide, {self.channels}-channel {self.dtype} image"
+            )
         if self.rows_written + rows.shape[0] > self.height:
             raise ValueError(f"more than the {self.height} rows the image has")
         self._write(rows)

@@ -42,8 +42,14 @@ def is_deep(im: Image.Image) -> bool:
     files Pillow would reduce to 8 bits."""
     tags = getattr(im, "tag_v2", {})
     bits = tags.get(258, ())
-    return (im.format == "TIFF" and tags.get(262) == 2 and len(bits) in (3, 4) and set(bits) == {16}
-            and tags.get(339, (1,))[0] == 1 and tuple(tags.get(338, (0,)))[:1] in ((0,), (2,)))
+    return (
+        im.format == "TIFF"
+        and tags.get(262) == 2
+        and len(bits) in (3, 4)
+        and set(bits) == {16}
+        and tags.get(339, (1,))[0] == 1
+        and tuple(tags.get(338, (0,)))[:1] in ((0,), (2,))
+    )
 
 
 def read_deep(path: Path) -> tuple[np.ndarray, bool]:
@@ -62,8 +68,16 @@ class TiffWriter(StripWriter):
     back) little-endian TIFF, deflate-compressed strips, unassociated alpha. EXIF tags go into
     IFD0 and its Exif/GPS sub-IFDs. ``f`` must be seekable and readable."""
 
-    def __init__(self, f: BinaryIO, height: int, width: int, channels: int, dtype: np.dtype,
-                 icc_profile: bytes | None = None, exif: bytes | None = None) -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        height: int,
+        width: int,
+        channels: int,
+        dtype: np.dtype,
+        icc_profile: bytes | None = None,
+        exif: bytes | None = None,
+    ) -> None:
         super().__init__(f, height, width, channels, dtype)
         bits = 8 * self.dtype.itemsize
         if self.dtype not in (np.uint8, np.uint16) or channels not in (1, 2, 3, 4) or (channels == 2 and bits == 16):
@@ -130,15 +144,22 @@ class TiffWriter(StripWriter):
             self.thread.join()
 
 
-def _layout(height: int, width: int, channels: int, dtype: np.dtype, rows_per_strip: int,
-            icc_profile: bytes | None, exif: dict[int, object]) -> dict:
+def _layout(
+    height: int, width: int, channels: int, dtype: np.dtype, rows_per_strip: int, icc_profile: bytes | None, exif: dict[int, object]
+) -> dict:
     """tifffile's ``write`` arguments, IFD0 EXIF tags included."""
     resolution = (exif.get(282), exif.get(283))
     options: dict = dict(
-        shape=(height, width, channels) if channels > 1 else (height, width), dtype=dtype,
-        photometric="minisblack" if channels <= 2 else "rgb", planarconfig="contig" if channels > 1 else None,
-        extrasamples=("unassalpha",) if channels in (2, 4) else None, compression="zlib",
-        rowsperstrip=rows_per_strip, iccprofile=icc_profile or None, metadata=None, software=False,
+        shape=(height, width, channels) if channels > 1 else (height, width),
+        dtype=dtype,
+        photometric="minisblack" if channels <= 2 else "rgb",
+        planarconfig="contig" if channels > 1 else None,
+        extrasamples=("unassalpha",) if channels in (2, 4) else None,
+        compression="zlib",
+        rowsperstrip=rows_per_strip,
+        iccprofile=icc_profile or None,
+        metadata=None,
+        software=False,
     )
     if all(isinstance(r, (int, float, TiffImagePlugin.IFDRational)) for r in resolution):
         options["resolution"] = tuple(float(r) for r in resolution)

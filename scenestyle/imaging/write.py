@@ -51,10 +51,7 @@ def output_format_for(path: Path, requested: str | None) -> str:
         raise UsageError(f"--format {requested!r} is not supported; choose one of: {', '.join(OUTPUT_FORMATS)}")
     other = from_ext or Image.registered_extensions().get(suffix)
     if other is not None and other != fmt:
-        raise UsageError(
-            f"{path}: the extension {suffix!r} says {other} but --format says {fmt}; "
-            "make them agree or drop one"
-        )
+        raise UsageError(f"{path}: the extension {suffix!r} says {other} but --format says {fmt}; make them agree or drop one")
     return fmt
 
 
@@ -93,8 +90,7 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
     atomic_write(path, lambda f: _encode(samples, pic, fmt, quality, f))
 
 
-_NO_JPEG_ALPHA = ("cannot write {path}: JPEG has no transparency and this image has some; "
-                  "use --format png (or webp, tiff) to keep it")
+_NO_JPEG_ALPHA = "cannot write {path}: JPEG has no transparency and this image has some; use --format png (or webp, tiff) to keep it"
 
 
 def _output_bits(pic: Picture, fmt: str) -> int:
@@ -110,13 +106,16 @@ def _write_stream(path: Path, pic: Picture, fmt: str, quality: int) -> None:
     if fmt == "JPEG" and stream.alpha == "varies":
         raise OutputError(_NO_JPEG_ALPHA.format(path=path))
     if fmt == "JPEG" and max(h, w) > JPEG_MAX_SIDE:
-        raise OutputError(f"cannot write {path}: JPEG sides stop at {JPEG_MAX_SIDE} px and this image is "
-                          f"{w}x{h}; use --format png or tiff")
+        raise OutputError(f"cannot write {path}: JPEG sides stop at {JPEG_MAX_SIDE} px and this image is {w}x{h}; use --format png or tiff")
     bits = _output_bits(pic, fmt)
     if fmt not in WRITERS:
         pixels, alpha = materialise(stream, bits)
-        write_picture(path, Picture(pixels, alpha, pic.bit_depth, pic.icc_profile, pic.exif, pic.source_format, pic.notes),
-                      format=fmt, quality=quality)
+        write_picture(
+            path,
+            Picture(pixels, alpha, pic.bit_depth, pic.icc_profile, pic.exif, pic.source_format, pic.notes),
+            format=fmt,
+            quality=quality,
+        )
         return
     keep_alpha = stream.alpha is not None and fmt != "JPEG"
     dtype = np.uint16 if bits == 16 else np.uint8

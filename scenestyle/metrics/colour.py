@@ -7,19 +7,21 @@ it has learned colour, not texture.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
 __all__ = ["srgb_to_lab", "lab_to_srgb", "LabStats", "lab_stats", "colour_transfer"]
 
 # IEC 61966-2-1 sRGB primaries to CIE XYZ, D65.
-_RGB_TO_XYZ = np.array([
-    [0.4124564, 0.3575761, 0.1804375],
-    [0.2126729, 0.7151522, 0.0721750],
-    [0.0193339, 0.1191920, 0.9503041],
-])
+_RGB_TO_XYZ = np.array(
+    [
+        [0.4124564, 0.3575761, 0.1804375],
+        [0.2126729, 0.7151522, 0.0721750],
+        [0.0193339, 0.1191920, 0.9503041],
+    ]
+)
 _XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
 # The white point is the image of sRGB white, so white maps to a = b = 0 exactly (D65, ≈ 0.95047, 1, 1.08883).
 _WHITE = _RGB_TO_XYZ.sum(axis=1)
@@ -48,7 +50,7 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     lab = np.asarray(lab, dtype=np.float64)
     fy = (lab[..., 0] + 16.0) / 116.0
     f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    xyz = np.where(f > 6.0 / 29.0, f ** 3, _KAPPA * (f - 4.0 / 29.0)) * _WHITE
+    xyz = np.where(f > 6.0 / 29.0, f**3, _KAPPA * (f - 4.0 / 29.0)) * _WHITE
     return _encode(xyz @ _XYZ_TO_RGB.T)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-
 import numpy as np
 
 __all__ = [
@@ -108,15 +107,17 @@ def load_fid_inception(spec: str = "inception-fid", *, offline: bool = False):
     import torch
 
     from scenestyle.errors import WeightsError
-    from scenestyle.nn.inception import InceptionV3FID
     from scenestyle.loading import read_state_dict
+    from scenestyle.nn.inception import InceptionV3FID
     from scenestyle.weights import resolve
 
     try:
         rw = resolve(spec, offline=offline, task="eval")
     except WeightsError as exc:
         if spec == "inception-fid" and "weights pull" not in str(exc) and "weights add" not in str(exc):  # no advice yet
-            raise WeightsError(f"the FID Inception weights are not available ({exc}); get them with `scenestyle weights pull inception-fid`") from None
+            raise WeightsError(
+                f"the FID Inception weights are not available ({exc}); get them with `scenestyle weights pull inception-fid`"
+            ) from None
         raise
     sd = read_state_dict(rw.path, rw.entry.state_dict_key if rw.entry else None)
     model = InceptionV3FID(num_classes=sd["fc.weight"].shape[0] if "fc.weight" in sd else 1008)
@@ -149,7 +150,9 @@ def preprocess(rgb_u8: np.ndarray, mode: str) -> np.ndarray:
     return (a.astype(np.float32) / 255.0).transpose(2, 0, 1)
 
 
-def extract(model, images: Sequence[np.ndarray], mode: str = "clean", batch_size: int = 16, device: str = "cpu", progress=None) -> tuple[np.ndarray, np.ndarray]:
+def extract(
+    model, images: Sequence[np.ndarray], mode: str = "clean", batch_size: int = 16, device: str = "cpu", progress=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Pool3 features (N×2048 float64) and logits (N×K) of uint8 RGB images; "legacy" runs one image per batch unless sizes match."""
     import torch
 

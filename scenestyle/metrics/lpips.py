@@ -25,16 +25,37 @@ from scenestyle.errors import WeightsError
 __all__ = ["NETS", "LPIPS", "load_lpips", "HOW_TO"]
 
 # torchvision ``features`` indices per slice and (out channels) per backbone; convs are (in, out, kernel, stride, pad).
-_ALEX = {"convs": {0: (3, 64, 11, 4, 2), 3: (64, 192, 5, 1, 2), 6: (192, 384, 3, 1, 1), 8: (384, 256, 3, 1, 1), 10: (256, 256, 3, 1, 1)},
-         "pools": (2, 5), "slices": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)), "chns": (64, 192, 384, 256, 256)}
-_VGG = {"convs": {0: (3, 64, 3, 1, 1), 2: (64, 64, 3, 1, 1), 5: (64, 128, 3, 1, 1), 7: (128, 128, 3, 1, 1),
-                  10: (128, 256, 3, 1, 1), 12: (256, 256, 3, 1, 1), 14: (256, 256, 3, 1, 1),
-                  17: (256, 512, 3, 1, 1), 19: (512, 512, 3, 1, 1), 21: (512, 512, 3, 1, 1),
-                  24: (512, 512, 3, 1, 1), 26: (512, 512, 3, 1, 1), 28: (512, 512, 3, 1, 1)},
-        "pools": (4, 9, 16, 23), "slices": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)), "chns": (64, 128, 256, 512, 512)}
+_ALEX = {
+    "convs": {0: (3, 64, 11, 4, 2), 3: (64, 192, 5, 1, 2), 6: (192, 384, 3, 1, 1), 8: (384, 256, 3, 1, 1), 10: (256, 256, 3, 1, 1)},
+    "pools": (2, 5),
+    "slices": ((0, 2), (2, 5), (5, 8), (8, 10), (10, 12)),
+    "chns": (64, 192, 384, 256, 256),
+}
+_VGG = {
+    "convs": {
+        0: (3, 64, 3, 1, 1),
+        2: (64, 64, 3, 1, 1),
+        5: (64, 128, 3, 1, 1),
+        7: (128, 128, 3, 1, 1),
+        10: (128, 256, 3, 1, 1),
+        12: (256, 256, 3, 1, 1),
+        14: (256, 256, 3, 1, 1),
+        17: (256, 512, 3, 1, 1),
+        19: (512, 512, 3, 1, 1),
+        21: (512, 512, 3, 1, 1),
+        24: (512, 512, 3, 1, 1),
+        26: (512, 512, 3, 1, 1),
+        28: (512, 512, 3, 1, 1),
+    },
+    "pools": (4, 9, 16, 23),
+    "slices": ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)),
+    "chns": (64, 128, 256, 512, 512),
+}
 NETS = {"alex": _ALEX, "vgg": _VGG}
-HOW_TO = ("LPIPS needs its weights as a file: where the lpips package works, run "
-          "torch.save(lpips.LPIPS(net='alex').state_dict(), 'lpips-alex.pth') and pass --lpips-weights lpips-alex.pth")
+HOW_TO = (
+    "LPIPS needs its weights as a file: where the lpips package works, run "
+    "torch.save(lpips.LPIPS(net='alex').state_dict(), 'lpips-alex.pth') and pass --lpips-weights lpips-alex.pth"
+)
 
 
 def _layer(spec: dict, i: int) -> nn.Module:

@@ -24,7 +24,9 @@ def cubic(x: np.ndarray) -> np.ndarray:
     return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
 
 
-def resize_weights(in_len: int, out_len: int, scale: float, antialias: bool = True, border: str = "replicate") -> tuple[np.ndarray, np.ndarray]:
+def resize_weights(
+    in_len: int, out_len: int, scale: float, antialias: bool = True, border: str = "replicate"
+) -> tuple[np.ndarray, np.ndarray]:
     """Per output sample: source indices (out_len × taps, 0-based, already inside the input) and weights."""
     if border not in BORDERS:
         raise ValueError(f"border must be one of {', '.join(BORDERS)}, not {border!r}")
@@ -60,7 +62,9 @@ def _resize_axis(a: np.ndarray, axis: int, out_len: int, scale: float, antialias
     return np.moveaxis(out, 0, axis)
 
 
-def imresize(img: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None, *, antialias: bool = True, border: str = "replicate") -> np.ndarray:
+def imresize(
+    img: np.ndarray, scale: float | None = None, size: tuple[int, int] | None = None, *, antialias: bool = True, border: str = "replicate"
+) -> np.ndarray:
     """Resize an H×W or H×W×C image by ``scale`` or to ``size`` = (height, width), MATLAB-style.
 
     uint8 in → uint8 out (rounded after each pass, MATLAB semantics); float in → float64 out, not

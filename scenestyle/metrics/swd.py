@@ -22,13 +22,23 @@ every ``pyrUp`` lands on the size of the level above, as with the reference's po
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-__all__ = ["pyr_down", "pyr_up", "laplacian_pyramid", "count_levels", "set_descriptors",
-           "normalize_descriptors", "wasserstein_1d", "sliced_wasserstein", "SWDResult", "swd"]
+__all__ = [
+    "pyr_down",
+    "pyr_up",
+    "laplacian_pyramid",
+    "count_levels",
+    "set_descriptors",
+    "normalize_descriptors",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+    "SWDResult",
+    "swd",
+]
 
 # cv2.pyrDown's 5×5 kernel is the outer product of this 1-D binomial filter.
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
@@ -87,7 +97,7 @@ def count_levels(shapes: Sequence[tuple[int, ...]], min_res: int = MIN_RES, nhoo
     if short < max(min_res, nhood_size):
         raise ValueError(f"images need a short side of at least {max(min_res, nhood_size)} px for SWD, the smallest has {short}")
     levels = 1
-    while short // 2 ** levels >= min_res:
+    while short // 2**levels >= min_res:
         levels += 1
     return levels
 
@@ -149,8 +159,9 @@ def wasserstein_1d(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
     return (np.abs(cdf_gap) * np.diff(ordered, axis=1)).sum(axis=1)
 
 
-def sliced_wasserstein(a: np.ndarray, b: np.ndarray, rng: np.random.Generator,
-                       dir_repeats: int = DIR_REPEATS, dirs_per_repeat: int = DIRS_PER_REPEAT) -> float:
+def sliced_wasserstein(
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, dir_repeats: int = DIR_REPEATS, dirs_per_repeat: int = DIRS_PER_REPEAT
+) -> float:
     """Mean over repeats and random unit directions of the 1-D W1 of the projections of ``a`` and ``b``."""
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"descriptors must be N×D with the same D, got {a.shape} and {b.shape}")
@@ -170,8 +181,15 @@ class SWDResult:
     mean: float
 
 
-def swd(desc_a: Sequence[np.ndarray], desc_b: Sequence[np.ndarray], *, seed: int = 0, normalize: str = "pooled",
-        dir_repeats: int = DIR_REPEATS, dirs_per_repeat: int = DIRS_PER_REPEAT) -> SWDResult:
+def swd(
+    desc_a: Sequence[np.ndarray],
+    desc_b: Sequence[np.ndarray],
+    *,
+    seed: int = 0,
+    normalize: str = "pooled",
+    dir_repeats: int = DIR_REPEATS,
+    dirs_per_repeat: int = DIRS_PER_REPEAT,
+) -> SWDResult:
     """SWD between two sets' raw descriptors (from ``set_descriptors`` with the same ``levels``).
 
     Directions come from ``np.random.default_rng([seed, 1])`` afresh per call, so every
@@ -180,6 +198,7 @@ def swd(desc_a: Sequence[np.ndarray], desc_b: Sequence[np.ndarray], *, seed: int
     if len(desc_a) != len(desc_b):
         raise ValueError(f"the sets have {len(desc_a)} and {len(desc_b)} pyramid levels")
     rng = np.random.default_rng([seed, 1])
-    dist = [1e3 * sliced_wasserstein(*normalize_descriptors(a, b, normalize), rng, dir_repeats, dirs_per_repeat)
-            for a, b in zip(desc_a, desc_b)]
+    dist = [
+        1e3 * sliced_wasserstein(*normalize_descriptors(a, b, normalize), rng, dir_repeats, dirs_per_repeat) for a, b in zip(desc_a, desc_b)
+    ]
     return SWDResult(tuple(dist), float(np.mean(dist)))

@@ -7,13 +7,13 @@ generator (channels, scale, size multiple, halo, value range, task, σ input) is
 ``describe(name, kwargs)`` gives its :class:`ModelMeta`.
 """
 
-from . import cyclegan, compact, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
+from . import compact, cyclegan, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
 from ._blocks import InstanceNorm2d, channel_mean_var
 from ._registry import ARCHS, build, list_archs, register
 from .compact import CompactGenerator
 from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
-from .discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator  # noqa: F401  (registers them)
 from .detect import detect_arch
+from .discriminators import UNetDiscriminatorSN, VGGStyleDiscriminator  # noqa: F401  (registers them)
 from .dncnn import DnCNN
 from .ffdnet import FFDNet
 from .macs import count_macs
@@ -22,8 +22,23 @@ from .rrdbnet import RRDBNet
 from .srvgg import SRVGGNetCompact
 
 __all__ = [
-    "ARCHS", "build", "list_archs", "register", "detect_arch", "describe", "ModelMeta", "count_macs", "channel_mean_var",
+    "ARCHS",
+    "build",
+    "list_archs",
+    "register",
+    "detect_arch",
+    "describe",
+    "ModelMeta",
+    "count_macs",
+    "channel_mean_var",
     "InstanceNorm2d",
-    "CompactGenerator", "DnCNN", "FFDNet", "NLayerDiscriminator", "PixelDiscriminator", "RRDBNet",
-    "ResnetGenerator", "SRVGGNetCompact", "UnetGenerator",
+    "CompactGenerator",
+    "DnCNN",
+    "FFDNet",
+    "NLayerDiscriminator",
+    "PixelDiscriminator",
+    "RRDBNet",
+    "ResnetGenerator",
+    "SRVGGNetCompact",
+    "UnetGenerator",
 ]

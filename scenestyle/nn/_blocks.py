@@ -87,8 +87,9 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     keeps a channels_last input channels_last (see :func:`layout_instance_norm`)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        fast = (not self.training and not self.track_running_stats and x.device.type == "cpu"
-                and x.is_floating_point() and _is_channels_last(x))
+        fast = (
+            not self.training and not self.track_running_stats and x.device.type == "cpu" and x.is_floating_point() and _is_channels_last(x)
+        )
         return layout_instance_norm(x, self.eps, self.weight, self.bias) if fast else super().forward(x)
 
 

@@ -55,10 +55,12 @@ def keep_colours(photo: torch.Tensor, painted: torch.Tensor, k: int) -> torch.Te
 
 def _separable(in_nc: int, out_nc: int, norm: str, use_bias: bool) -> list[nn.Module]:
     """reflect pad 1, depthwise 3x3 (no bias), pointwise 1x1, norm."""
-    return [nn.ReflectionPad2d(1),
-            nn.Conv2d(in_nc, in_nc, kernel_size=3, groups=in_nc, bias=False),
-            nn.Conv2d(in_nc, out_nc, kernel_size=1, bias=use_bias),
-            norm_layer(norm, out_nc)]
+    return [
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(in_nc, in_nc, kernel_size=3, groups=in_nc, bias=False),
+        nn.Conv2d(in_nc, out_nc, kernel_size=1, bias=use_bias),
+        norm_layer(norm, out_nc),
+    ]
 
 
 class SeparableResnetBlock(nn.Module):
@@ -66,8 +68,7 @@ class SeparableResnetBlock(nn.Module):
 
     def __init__(self, dim: int, norm: str, use_bias: bool):
         super().__init__()
-        self.conv_block = nn.Sequential(*_separable(dim, dim, norm, use_bias), nn.ReLU(True),
-                                        *_separable(dim, dim, norm, use_bias))
+        self.conv_block = nn.Sequential(*_separable(dim, dim, norm, use_bias), nn.ReLU(True), *_separable(dim, dim, norm, use_bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv_block(x)
@@ -80,8 +81,16 @@ class CompactGenerator(nn.Module):
     H and W must be multiples of 4 for the output to match the input size.
     """
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                 norm: str = "instance", colour_pool: int = 0, upsample: str = "nearest"):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 32,
+        n_blocks: int = 9,
+        norm: str = "instance",
+        colour_pool: int = 0,
+        upsample: str = "nearest",
+    ):
         super().__init__()
         check_choice("norm", norm, ("batch", "instance", "none"))
         check_choice("upsample", upsample, ("nearest", "bilinear"))
@@ -91,18 +100,28 @@ class CompactGenerator(nn.Module):
             raise ValueError(f"colour_pool must be 0 or an odd window on RGB in and out, got {colour_pool}")
         self.colour_pool = colour_pool
         use_bias = norm == "none"
-        self.stem = nn.Sequential(nn.ReflectionPad2d(3),
-                                  nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias),
-                                  norm_layer(norm, ngf), nn.ReLU(True))
+        self.stem = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias), norm_layer(norm, ngf), nn.ReLU(True)
+        )
         self.down = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(ngf, 2 * ngf, kernel_size=3, stride=2, bias=use_bias),
-            norm_layer(norm, 2 * ngf), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(2 * ngf, 4 * ngf, kernel_size=3, stride=2, bias=use_bias),
-            norm_layer(norm, 4 * ngf), nn.ReLU(True))
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(ngf, 2 * ngf, kernel_size=3, stride=2, bias=use_bias),
+            norm_layer(norm, 2 * ngf),
+            nn.ReLU(True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(2 * ngf, 4 * ngf, kernel_size=3, stride=2, bias=use_bias),
+            norm_layer(norm, 4 * ngf),
+            nn.ReLU(True),
+        )
         self.blocks = nn.Sequential(*[SeparableResnetBlock(4 * ngf, norm, use_bias) for _ in range(n_blocks)])
         self.up = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode=upsample), *_separable(4 * ngf, 2 * ngf, norm, use_bias), nn.ReLU(True),
-            nn.Upsample(scale_factor=2, mode=upsample), *_separable(2 * ngf, ngf, norm, use_bias), nn.ReLU(True))
+            nn.Upsample(scale_factor=2, mode=upsample),
+            *_separable(4 * ngf, 2 * ngf, norm, use_bias),
+            nn.ReLU(True),
+            nn.Upsample(scale_factor=2, mode=upsample),
+            *_separable(2 * ngf, ngf, norm, use_bias),
+            nn.ReLU(True),
+        )
         self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,8 +130,16 @@ class CompactGenerator(nn.Module):
 
 
 @register("compact_generator")
-def compact_generator(input_nc: int = 3, output_nc: int = 3, ngf: int = 32, n_blocks: int = 9,
-                      norm: str = "instance", colour_pool: int = 0, upsample: str = "nearest") -> CompactGenerator:
+def compact_generator(
+    input_nc: int = 3,
+    output_nc: int = 3,
+    ngf: int = 32,
+    n_blocks: int = 9,
+    norm: str = "instance",
+    colour_pool: int = 0,
+    upsample: str = "nearest",
+) -> CompactGenerator:
     """Default compact variant: ``ngf=32``, 9 separable blocks, instance norm (2.84 GMAC at 256x256)."""
-    return CompactGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm,
-                            colour_pool=colour_pool, upsample=upsample)
+    return CompactGenerator(
+        input_nc=input_nc, output_nc=output_nc, ngf=ngf, n_blocks=n_blocks, norm=norm, colour_pool=colour_pool, upsample=upsample
+    )

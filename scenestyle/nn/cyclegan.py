@@ -31,8 +31,7 @@ class ResnetBlock(nn.Module):
     @staticmethod
     def build_conv_block(dim: int, padding_type: str, norm: str, use_dropout: bool, use_bias: bool) -> nn.Sequential:
         pad, p = padding(padding_type, 1)
-        block: list[nn.Module] = [*pad, nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=use_bias),
-                                  norm_layer(norm, dim), nn.ReLU(True)]
+        block: list[nn.Module] = [*pad, nn.Conv2d(dim, dim, kernel_size=3, padding=p, bias=use_bias), norm_layer(norm, dim), nn.ReLU(True)]
         if use_dropout:
             block.append(nn.Dropout(0.5))
         pad, p = padding(padding_type, 1)
@@ -52,8 +51,16 @@ class ResnetGenerator(nn.Module):
     input size.
     """
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
-                 use_dropout: bool = False, n_blocks: int = 9, padding_type: str = "reflect"):
+    def __init__(
+        self,
+        input_nc: int = 3,
+        output_nc: int = 3,
+        ngf: int = 64,
+        norm: str = "instance",
+        use_dropout: bool = False,
+        n_blocks: int = 9,
+        padding_type: str = "reflect",
+    ):
         super().__init__()
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -61,23 +68,30 @@ class ResnetGenerator(nn.Module):
         check_choice("padding_type", padding_type, ("reflect", "replicate", "zero"))
         use_bias = norm == "instance"
 
-        model: list[nn.Module] = [nn.ReflectionPad2d(3),
-                                  nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
-                                  norm_layer(norm, ngf), nn.ReLU(True)]
+        model: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(norm, ngf),
+            nn.ReLU(True),
+        ]
         n_downsampling = 2
         for i in range(n_downsampling):
             mult = 2**i
-            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
-                      norm_layer(norm, ngf * mult * 2), nn.ReLU(True)]
+            model += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                norm_layer(norm, ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         mult = 2**n_downsampling
         for _ in range(n_blocks):
-            model += [ResnetBlock(ngf * mult, padding_type=padding_type, norm=norm,
-                                  use_dropout=use_dropout, use_bias=use_bias)]
+            model += [ResnetBlock(ngf * mult, padding_type=padding_type, norm=norm, use_dropout=use_dropout, use_bias=use_bias)]
         for i in range(n_downsampling):
             mult = 2 ** (n_downsampling - i)
-            model += [nn.ConvTranspose2d(ngf * mult, int(ngf * mult / 2), kernel_size=3, stride=2,
-                                         padding=1, output_padding=1, bias=use_bias),
-                      norm_layer(norm, int(ngf * mult / 2)), nn.ReLU(True)]
+            model += [
+                nn.ConvTranspose2d(ngf * mult, int(ngf * mult / 2), kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias),
+                norm_layer(norm, int(ngf * mult / 2)),
+                nn.ReLU(True),
+            ]
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
 
@@ -90,9 +104,17 @@ class ResnetGenerator(nn.Module):
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: ``x -> [down, submodule, up]``, concatenated with ``x`` unless outermost."""
 
-    def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
-                 submodule: nn.Module | None = None, outermost: bool = False, innermost: bool = False,
-                 norm: str = "batch", use_dropout: bool = False):
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ):
         super().__init__()
         self.outermost = outermost
         use_bias = norm == "instance"
@@ -131,8 +153,9 @@ class UnetGenerator(nn.Module):
     input, so tiled output can never match whole-image output exactly; ``halo`` is a guess.
     """
 
-    def __init__(self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
-                 norm: str = "batch", use_dropout: bool = False):
+    def __init__(
+        self, input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64, norm: str = "batch", use_dropout: bool = False
+    ):
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5 (the upstream layout has 5 fixed levels), got {num_downs}")
@@ -143,8 +166,7 @@ class UnetGenerator(nn.Module):
         block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
-                                             outermost=True, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -159,18 +181,21 @@ class NLayerDiscriminator(nn.Module):
         check_choice("norm", norm, ("batch", "instance", "none"))
         use_bias = norm == "instance"
         kw, padw = 4, 1
-        sequence: list[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),
-                                     nn.LeakyReLU(0.2, True)]
+        sequence: list[nn.Module] = [nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw), nn.LeakyReLU(0.2, True)]
         nf_mult = 1
         for n in range(1, n_layers):
             nf_mult_prev, nf_mult = nf_mult, min(2**n, 8)
-            sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw,
-                                   bias=use_bias),
-                         norm_layer(norm, ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+            sequence += [
+                nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=2, padding=padw, bias=use_bias),
+                norm_layer(norm, ndf * nf_mult),
+                nn.LeakyReLU(0.2, True),
+            ]
         nf_mult_prev, nf_mult = nf_mult, min(2**n_layers, 8)
-        sequence += [nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw,
-                               bias=use_bias),
-                     norm_layer(norm, ndf * nf_mult), nn.LeakyReLU(0.2, True)]
+        sequence += [
+            nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=kw, stride=1, padding=padw, bias=use_bias),
+            norm_layer(norm, ndf * nf_mult),
+            nn.LeakyReLU(0.2, True),
+        ]
         sequence += [nn.Conv2d(ndf * nf_mult, 1, kernel_size=kw, stride=1, padding=padw)]
         self.model = nn.Sequential(*sequence)
 
@@ -201,33 +226,34 @@ class PixelDiscriminator(nn.Module):
 
 # Upstream ``define_G`` names; the variant-defining setting is fixed, the rest can be given.
 
+
 @register("resnet_9blocks")
-def resnet_9blocks(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
-                   use_dropout: bool = False, padding_type: str = "reflect") -> ResnetGenerator:
+def resnet_9blocks(
+    input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance", use_dropout: bool = False, padding_type: str = "reflect"
+) -> ResnetGenerator:
     """``ResnetGenerator`` with ``n_blocks=9`` (CycleGAN, 256x256 training crops)."""
-    return ResnetGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm,
-                           use_dropout=use_dropout, n_blocks=9, padding_type=padding_type)
+    return ResnetGenerator(
+        input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout, n_blocks=9, padding_type=padding_type
+    )
 
 
 @register("resnet_6blocks")
-def resnet_6blocks(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance",
-                   use_dropout: bool = False, padding_type: str = "reflect") -> ResnetGenerator:
+def resnet_6blocks(
+    input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "instance", use_dropout: bool = False, padding_type: str = "reflect"
+) -> ResnetGenerator:
     """``ResnetGenerator`` with ``n_blocks=6`` (CycleGAN, 128x128 training crops)."""
-    return ResnetGenerator(input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm,
-                           use_dropout=use_dropout, n_blocks=6, padding_type=padding_type)
+    return ResnetGenerator(
+        input_nc=input_nc, output_nc=output_nc, ngf=ngf, norm=norm, use_dropout=use_dropout, n_blocks=6, padding_type=padding_type
+    )
 
 
 @register("unet_128")
-def unet_128(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
-             use_dropout: bool = False) -> UnetGenerator:
+def unet_128(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch", use_dropout: bool = False) -> UnetGenerator:
     """``UnetGenerator`` with ``num_downs=7`` (128x128 inputs reach 1x1 at the bottleneck)."""
-    return UnetGenerator(input_nc=input_nc, output_nc=output_nc, num_downs=7, ngf=ngf, norm=norm,
-                         use_dropout=use_dropout)
+    return UnetGenerator(input_nc=input_nc, output_nc=output_nc, num_downs=7, ngf=ngf, norm=norm, use_dropout=use_dropout)
 
 
 @register("unet_256")
-def unet_256(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch",
-             use_dropout: bool = False) -> UnetGenerator:
+def unet_256(input_nc: int = 3, output_nc: int = 3, ngf: int = 64, norm: str = "batch", use_dropout: bool = False) -> UnetGenerator:
     """``UnetGenerator`` with ``num_downs=8`` (pix2pix default, 256x256 inputs)."""
-    return UnetGenerator(input_nc=input_nc, output_nc=output_nc, num_downs=8, ngf=ngf, norm=norm,
-                         use_dropout=use_dropout)
+    return UnetGenerator(input_nc=input_nc, output_nc=output_nc, num_downs=8, ngf=ngf, norm=norm, use_dropout=use_dropout)

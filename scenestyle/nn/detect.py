@@ -71,9 +71,15 @@ def _resnet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
             padding_type = "zero" if convs[0] == 0 else "reflect"
             use_dropout = convs[1] - convs[0] == (4 if padding_type == "zero" else 5)
     last = _conv_indices(sd, "model.")[-1]
-    return "ResnetGenerator", dict(input_nc=input_nc, output_nc=_shape(sd, f"model.{last}.weight")[0], ngf=ngf,
-                                   norm=norm, use_dropout=use_dropout, n_blocks=len(blocks),
-                                   padding_type=padding_type)
+    return "ResnetGenerator", dict(
+        input_nc=input_nc,
+        output_nc=_shape(sd, f"model.{last}.weight")[0],
+        ngf=ngf,
+        norm=norm,
+        use_dropout=use_dropout,
+        n_blocks=len(blocks),
+        padding_type=padding_type,
+    )
 
 
 def _unet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
@@ -86,8 +92,7 @@ def _unet_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
         num_downs += 1
         prefix += "3.model."
     norm = _norm_kind(sd, "model.model.1.model.2.weight", "model.model.0.bias")
-    return "UnetGenerator", dict(input_nc=input_nc, output_nc=output_nc, num_downs=num_downs, ngf=ngf,
-                                 norm=norm, use_dropout=False)
+    return "UnetGenerator", dict(input_nc=input_nc, output_nc=output_nc, num_downs=num_downs, ngf=ngf, norm=norm, use_dropout=False)
 
 
 def _rrdbnet(sd: Mapping[str, torch.Tensor]) -> Detected | None:
@@ -103,8 +108,9 @@ def _rrdbnet(sd: Mapping[str, torch.Tensor]) -> Detected | None:
             break
     else:
         scale, num_in_ch = 4, first_in
-    return "RRDBNet", dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, scale=scale, num_feat=num_feat,
-                           num_block=num_block, num_grow_ch=num_grow_ch)
+    return "RRDBNet", dict(
+        num_in_ch=num_in_ch, num_out_ch=num_out_ch, scale=scale, num_feat=num_feat, num_block=num_block, num_grow_ch=num_grow_ch
+    )
 
 
 def _srvgg(sd: Mapping[str, torch.Tensor]) -> Detected | None:
@@ -121,8 +127,9 @@ def _srvgg(sd: Mapping[str, torch.Tensor]) -> Detected | None:
     else:
         return None
     act_type = "prelu" if "body.1.weight" in sd else "relu"
-    return "SRVGGNetCompact", dict(num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat,
-                                   num_conv=last // 2 - 1, upscale=upscale, act_type=act_type)
+    return "SRVGGNetCompact", dict(
+        num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_conv=last // 2 - 1, upscale=upscale, act_type=act_type
+    )
 
 
 _DNCNN_KEY = re.compile(r"model\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$")
@@ -166,13 +173,26 @@ def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
         norm = "none"
     else:
         norm = "instance"
-    return "CompactGenerator", dict(input_nc=input_nc, output_nc=_shape(sd, "head.1.weight")[0], ngf=ngf,
-                                    n_blocks=len(_indices(sd, "blocks.")), norm=norm,
-                                    colour_pool=0, upsample="nearest")  # not in the keys: exported files carry them in their metadata
+    return "CompactGenerator", dict(
+        input_nc=input_nc,
+        output_nc=_shape(sd, "head.1.weight")[0],
+        ngf=ngf,
+        n_blocks=len(_indices(sd, "blocks.")),
+        norm=norm,
+        colour_pool=0,
+        upsample="nearest",
+    )  # not in the keys: exported files carry them in their metadata
 
 
 _DETECTORS: tuple[Callable[[Mapping[str, torch.Tensor]], Detected | None], ...] = (
-    _resnet_generator, _unet_generator, _rrdbnet, _srvgg, _ffdnet, _dncnn, _compact_generator)
+    _resnet_generator,
+    _unet_generator,
+    _rrdbnet,
+    _srvgg,
+    _ffdnet,
+    _dncnn,
+    _compact_generator,
+)
 
 
 def _check(sd: Mapping[str, torch.Tensor], name: str, kwargs: dict) -> None:
@@ -185,12 +205,16 @@ def _check(sd: Mapping[str, torch.Tensor], name: str, kwargs: dict) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     instance_norms = {n for n, m in model.named_modules() if isinstance(m, torch.nn.InstanceNorm2d)}
     missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected
-                  and not (k.rsplit(".", 1)[-1] in _LEGACY_IN_STATS and k.rsplit(".", 1)[0] in instance_norms)]
+    unexpected = [
+        k for k in sd if k not in expected and not (k.rsplit(".", 1)[-1] in _LEGACY_IN_STATS and k.rsplit(".", 1)[0] in instance_norms)
+    ]
     wrong = [f"{k} {tuple(sd[k].shape)} != {expected[k]}" for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
     if missing or unexpected or wrong:
-        parts = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                 for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
+        parts = [
+            f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+            for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if items
+        ]
         raise ValueError(f"state dict looks like {name}({kwargs}) but does not match it; " + "; ".join(parts))
 
 
@@ -205,13 +229,16 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
     sd = dict(state_dict)
     if sd and not all(isinstance(v, torch.Tensor) for v in sd.values()):
         nested = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)][:5]
-        raise ValueError(f"detect_arch expects a flat state dict of tensors; these entries are not tensors: "
-                         f"{', '.join(nested)} (unwrap params_ema / params / state_dict first)")
+        raise ValueError(
+            f"detect_arch expects a flat state dict of tensors; these entries are not tensors: "
+            f"{', '.join(nested)} (unwrap params_ema / params / state_dict first)"
+        )
     for detector in _DETECTORS:
         found = detector(sd) if sd else None
         if found is not None:
             _check(sd, *found)
             return found
     first = ", ".join(list(sd)[:8]) or "(empty)"
-    raise ValueError(f"unrecognised state dict layout (first keys: {first}; {len(sd)} keys in all); "
-                     f"known architectures: {', '.join(sorted(ARCHS))}")
+    raise ValueError(
+        f"unrecognised state dict layout (first keys: {first}; {len(sd)} keys in all); known architectures: {', '.join(sorted(ARCHS))}"
+    )

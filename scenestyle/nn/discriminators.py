@@ -54,8 +54,10 @@ class VGGStyleDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.input_size, self.input_size):
-            raise ValueError(f"VGGStyleDiscriminator(input_size={self.input_size}) needs "
-                             f"{self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"VGGStyleDiscriminator(input_size={self.input_size}) needs "
+                f"{self.input_size}x{self.input_size} inputs, got {tuple(x.shape[-2:])}"
+            )
         feat = self.lrelu(self.conv0_0(x))
         feat = self.lrelu(self.bn0_1(self.conv0_1(feat)))
         for s in self._stages:

@@ -47,8 +47,10 @@ class FFDNet(nn.Module):
             return F.avg_pool2d(F.pad(s, (0, wp - w, 0, hp - h), mode="replicate"), SF)
         if s.numel() == 1 or s.shape in ((n,), (n, 1, 1, 1)):
             return s.reshape(-1, 1, 1, 1).expand(n, 1, hp // SF, wp // SF)
-        raise ValueError(f"sigma must be a float, an (N,) or (N,1,1,1) tensor or an (N,1,H,W) map; "
-                         f"got shape {tuple(sigma.shape)} for an input of {n}×{x.shape[1]}×{h}×{w}")
+        raise ValueError(
+            f"sigma must be a float, an (N,) or (N,1,1,1) tensor or an (N,1,H,W) map; "
+            f"got shape {tuple(sigma.shape)} for an input of {n}×{x.shape[1]}×{h}×{w}"
+        )
 
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """Denoised ``x`` (N×C×H×W in [0, 1]) for noise std ``sigma`` in [0, 1] units: one float for

@@ -45,8 +45,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         nonlocal total
         total += _layer_macs(module, output)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
     was_training = model.training
     try:
         model.eval()

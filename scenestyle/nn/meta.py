@@ -48,28 +48,52 @@ class ModelMeta:
 
 # ---- one function per architecture family: (registered name, full constructor kwargs) -> ModelMeta
 
+
 def _resnet(arch: str, *, input_nc: int, output_nc: int, n_blocks: int, **_: Any) -> ModelMeta:
     # Receptive-field radius: 11 + 8 per block (two 3x3 convs at stride 4), as measured from
     # gradients in tests/test_nn.py; 9 blocks -> 84. With instance norm a tile also needs
     # whole-image statistics to match whole-image output (engine.norm_stats).
-    return ModelMeta(arch=arch, task="style", in_channels=input_nc, out_channels=output_nc, scale=1,
-                     size_multiple=4, halo=round_up(11 + 8 * n_blocks, 4), value_range=SIGNED)
+    return ModelMeta(
+        arch=arch,
+        task="style",
+        in_channels=input_nc,
+        out_channels=output_nc,
+        scale=1,
+        size_multiple=4,
+        halo=round_up(11 + 8 * n_blocks, 4),
+        value_range=SIGNED,
+    )
 
 
 def _unet(arch: str, *, input_nc: int, output_nc: int, num_downs: int, **_: Any) -> ModelMeta:
     # The bottleneck sees (nearly) the whole input, so tiles can never match the whole image
     # exactly: the halo is a guess.
-    return ModelMeta(arch=arch, task="style", in_channels=input_nc, out_channels=output_nc, scale=1,
-                     size_multiple=2**num_downs, halo=2**num_downs, value_range=SIGNED)
+    return ModelMeta(
+        arch=arch,
+        task="style",
+        in_channels=input_nc,
+        out_channels=output_nc,
+        scale=1,
+        size_multiple=2**num_downs,
+        halo=2**num_downs,
+        value_range=SIGNED,
+    )
 
 
-def _compact(arch: str, *, input_nc: int, output_nc: int, n_blocks: int, colour_pool: int, upsample: str,
-             **_: Any) -> ModelMeta:
+def _compact(arch: str, *, input_nc: int, output_nc: int, n_blocks: int, colour_pool: int, upsample: str, **_: Any) -> ModelMeta:
     # 15 + 8 per block (two 3x3 convs at stride 4), as measured from gradients in
     # tests/test_nn.py (9 blocks -> 88); the colour pool's blur and bilinear ups reach further.
     halo = 15 + 8 * n_blocks + colour_pool // 2 + 3 * (upsample == "bilinear")
-    return ModelMeta(arch=arch, task="style", in_channels=input_nc, out_channels=output_nc, scale=1,
-                     size_multiple=4, halo=round_up(halo, 4), value_range=SIGNED)
+    return ModelMeta(
+        arch=arch,
+        task="style",
+        in_channels=input_nc,
+        out_channels=output_nc,
+        scale=1,
+        size_multiple=4,
+        halo=round_up(halo, 4),
+        value_range=SIGNED,
+    )
 
 
 # Tile overlap (input pixels) for deep RRDB bodies: the theoretical receptive field of 23 RRDBs
@@ -82,30 +106,54 @@ def _rrdbnet(arch: str, *, num_in_ch: int, num_out_ch: int, scale: int, num_bloc
     # each RRDB chains 15 3x3 convs and the rest adds 4 (measured in tests/test_nn.py).
     multiple = {4: 1, 2: 2, 1: 4}[scale]
     theoretical = 4 // scale * (15 * num_block + 4)
-    return ModelMeta(arch=arch, task="upscale" if scale > 1 else "denoise", in_channels=num_in_ch,
-                     out_channels=num_out_ch, scale=scale, size_multiple=multiple,
-                     halo=round_up(min(theoretical, _RRDB_HALO_CAP[scale]), multiple), value_range=UNIT)
+    return ModelMeta(
+        arch=arch,
+        task="upscale" if scale > 1 else "denoise",
+        in_channels=num_in_ch,
+        out_channels=num_out_ch,
+        scale=scale,
+        size_multiple=multiple,
+        halo=round_up(min(theoretical, _RRDB_HALO_CAP[scale]), multiple),
+        value_range=UNIT,
+    )
 
 
 def _srvgg(arch: str, *, num_in_ch: int, num_out_ch: int, num_conv: int, upscale: int, **_: Any) -> ModelMeta:
     # num_conv + 2 chained 3x3 convs at input resolution: exact. Its forward applies ``body``
     # in order, so int8 may pass quantised tensors along it.
-    return ModelMeta(arch=arch, task="upscale" if upscale > 1 else "denoise", in_channels=num_in_ch,
-                     out_channels=num_out_ch, scale=upscale, size_multiple=1, halo=num_conv + 2, value_range=UNIT,
-                     int8_chains=("body",))
+    return ModelMeta(
+        arch=arch,
+        task="upscale" if upscale > 1 else "denoise",
+        in_channels=num_in_ch,
+        out_channels=num_out_ch,
+        scale=upscale,
+        size_multiple=1,
+        halo=num_conv + 2,
+        value_range=UNIT,
+        int8_chains=("body",),
+    )
 
 
 def _dncnn(arch: str, *, in_nc: int, out_nc: int, nb: int, **_: Any) -> ModelMeta:
     # nb chained 3x3 convs: exact receptive-field radius
-    return ModelMeta(arch=arch, task="denoise", in_channels=in_nc, out_channels=out_nc, scale=1, size_multiple=1,
-                     halo=nb, value_range=UNIT)
+    return ModelMeta(arch=arch, task="denoise", in_channels=in_nc, out_channels=out_nc, scale=1, size_multiple=1, halo=nb, value_range=UNIT)
 
 
 def _ffdnet(arch: str, *, in_nc: int, out_nc: int, nb: int, **_: Any) -> ModelMeta:
     # nb chained 3x3 convs at half resolution reach nb half-pixels, i.e. 2·nb input pixels, plus
     # one for the far pixel of the 2×2 block the output pixel shares. σ: KAIR trained 0..75.
-    return ModelMeta(arch=arch, task="denoise", in_channels=in_nc, out_channels=out_nc, scale=1, size_multiple=2,
-                     halo=2 * nb + 1, value_range=UNIT, takes_sigma=True, sigma_max=75 / 255)
+    return ModelMeta(
+        arch=arch,
+        task="denoise",
+        in_channels=in_nc,
+        out_channels=out_nc,
+        scale=1,
+        size_multiple=2,
+        halo=2 * nb + 1,
+        value_range=UNIT,
+        takes_sigma=True,
+        sigma_max=75 / 255,
+    )
 
 
 # Registered name -> family function. Named variants fix what their builder fixes (n_blocks=9, ...).

@@ -55,8 +55,9 @@ class RRDB(nn.Module):
 class RRDBNet(nn.Module):
     """ESRGAN generator: ``num_block`` RRDBs, two nearest x2 upsampling convs, output ``scale``x."""
 
-    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 4, num_feat: int = 64,
-                 num_block: int = 23, num_grow_ch: int = 32):
+    def __init__(
+        self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 4, num_feat: int = 64, num_block: int = 23, num_grow_ch: int = 32
+    ):
         super().__init__()
         if scale not in (1, 2, 4):
             raise ValueError(f"RRDBNet scale must be 1, 2 or 4, got {scale}")

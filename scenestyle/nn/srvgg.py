@@ -29,8 +29,9 @@ def _activation(act_type: str, num_feat: int) -> nn.Module:
 class SRVGGNetCompact(nn.Module):
     """Compact VGG-style SR net: all convs at input resolution, upsampling in the last layer."""
 
-    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_conv: int = 16,
-                 upscale: int = 4, act_type: str = "prelu"):
+    def __init__(
+        self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_conv: int = 16, upscale: int = 4, act_type: str = "prelu"
+    ):
         super().__init__()
         check_choice("act_type", act_type, ("relu", "prelu", "leakyrelu"))
         if upscale < 1:

@@ -155,7 +155,7 @@ class StopFlag:
             os.kill(os.getpid(), signum)
         self.signum = signum
 
-    def __enter__(self) -> "StopFlag":
+    def __enter__(self) -> StopFlag:
         for s in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._old[s] = signal.signal(s, self._handle)

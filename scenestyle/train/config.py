@@ -18,8 +18,9 @@ import hashlib
 import json
 import sys
 import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 import tomli_w
 

@@ -27,15 +27,27 @@ from scenestyle.train.config import config_hash
 from scenestyle.train.data import DataStream, UnpairedCrops, _mix, make_loader
 from scenestyle.train.diffaug import diff_augment, parse_policy
 from scenestyle.train.ema import EMA
+from scenestyle.train.loop import (
+    Checkpointer,
+    StopRule,
+    TrainResult,
+    autocast,
+    place,
+    prepare_run,
+    rank_state,
+    resume_training,
+    run_guarded,
+    runtime,
+    seed_all,
+    to_device,
+    training_state,
+    write_config,
+)
 from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, structure_loss
-from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
-                                   resume_training, run_guarded, runtime, seed_all, to_device, training_state,
-                                   write_config)
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
 from scenestyle.train.schemas import CycleGANConfig
-
 
 FORMAT = "scenestyle-cyclegan/1"
 
@@ -102,17 +114,29 @@ def _init_weights(net: nn.Module, gain: float = 0.02, kaiming: bool = False) -> 
                             conv.weight.mul_(0.1)
 
 
-def train_cyclegan(cfg: CycleGANConfig | None = None, *, run: Path | None = None, resume: Path | None = None,
-                   overrides: Sequence[str] = (), max_steps: int | None = None, time_limit: float | None = None,
-                   device: str = "auto", console=None, show_progress: bool = True) -> TrainResult:
+def train_cyclegan(
+    cfg: CycleGANConfig | None = None,
+    *,
+    run: Path | None = None,
+    resume: Path | None = None,
+    overrides: Sequence[str] = (),
+    max_steps: int | None = None,
+    time_limit: float | None = None,
+    device: str = "auto",
+    console=None,
+    show_progress: bool = True,
+) -> TrainResult:
     """Train (or resume) a CycleGAN run; see the module docstring for the step. ``overrides``: the
     ``train.*`` cadence keys a resumed run may change (e.g. ``train.steps=N`` to extend it)."""
-    return run_guarded(lambda info, t_start: _train(cfg, run, resume, overrides, max_steps, time_limit, device, console,
-                                                    show_progress, info, t_start), device)
+    return run_guarded(
+        lambda info, t_start: _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress, info, t_start),
+        device,
+    )
 
 
-def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress, info: ddp.DistInfo,
-           t_start: float) -> TrainResult:
+def _train(
+    cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress, info: ddp.DistInfo, t_start: float
+) -> TrainResult:
     cfg, run, cfg_text = prepare_run(CycleGANConfig, cfg, run, resume, overrides)
     cfg_hash = config_hash(cfg)
     d, g, o, t = cfg.data, cfg.gan, cfg.optim, cfg.train
@@ -126,8 +150,18 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
     if info.is_main:
         write_config(run, cfg_text)
     dataset = UnpairedCrops(files_a, files_b, d.crop, work_pixels=d.work_pixels, effective_pixels=d.effective_pixels)
-    stream = DataStream(len(files_a), len(files_b), batch_size=t.batch_size, crop=d.crop, scale_jitter=d.scale_jitter,
-                        hflip=d.hflip, vflip=d.vflip, seed=d.seed, rank=info.rank, world=info.world)
+    stream = DataStream(
+        len(files_a),
+        len(files_b),
+        batch_size=t.batch_size,
+        crop=d.crop,
+        scale_jitter=d.scale_jitter,
+        hflip=d.hflip,
+        vflip=d.vflip,
+        seed=d.seed,
+        rank=info.rank,
+        world=info.world,
+    )
 
     # ---- networks, optimisers, schedulers, pools, EMA (same seed on every rank, then rank 0's weights)
     seed_all(d.seed)
@@ -135,8 +169,10 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
     place(nets, dev, t.channels_last, info)
     gens = [nets[k] for k in ("G_AB", "G_BA") if k in nets]
     discs = [nets[k] for k in ("D_A", "D_B") if k in nets]
-    opts = {"G": torch.optim.Adam([p for n in gens for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2)),
-            "D": torch.optim.Adam([p for n in discs for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2))}
+    opts = {
+        "G": torch.optim.Adam([p for n in gens for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2)),
+        "D": torch.optim.Adam([p for n in discs for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2)),
+    }
     scheds = {k: make_scheduler(opt, o, t.steps) for k, opt in opts.items()}
     opt_G, opt_D, sched_G, sched_D = opts["G"], opts["D"], scheds["G"], scheds["D"]
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
@@ -147,25 +183,38 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
 
     step, saver = 0, Checkpointer(run, t.keep_checkpoints, info)
     if resume is not None:
-        step, state, mine = resume_training(run, FORMAT, cfg_hash, t.steps, saver, nets, opts, scheds, scaler, ema,
-                                            o, dict.fromkeys(opts, t.steps), info)
+        step, state, mine = resume_training(
+            run, FORMAT, cfg_hash, t.steps, saver, nets, opts, scheds, scaler, ema, o, dict.fromkeys(opts, t.steps), info
+        )
         for k, p in pools.items():
             p.load_state_dict(mine["pools"][k], dev)
         gp_gen.set_state(state["gp_generator"])
 
     def save(at: int) -> Path | None:
         g_name, g_kw = generator_spec(cfg)
-        return saver.save(at, rank_state(stream, at, pools={k: p.state_dict() for k, p in pools.items()}), lambda ranks: {
-            "format": FORMAT, "step": at, "config_toml": cfg_text, "config_sha256": cfg_hash,
-            "generator": {"arch": g_name, "kwargs": g_kw, "model": "G_AB"},
-            **training_state(nets, opts, scheds, scaler, ema), "ranks": ranks, "gp_generator": gp_gen.get_state()})
+        return saver.save(
+            at,
+            rank_state(stream, at, pools={k: p.state_dict() for k, p in pools.items()}),
+            lambda ranks: {
+                "format": FORMAT,
+                "step": at,
+                "config_toml": cfg_text,
+                "config_sha256": cfg_hash,
+                "generator": {"arch": g_name, "kwargs": g_kw, "model": "G_AB"},
+                **training_state(nets, opts, scheds, scaler, ema),
+                "ranks": ranks,
+                "gp_generator": gp_gen.get_state(),
+            },
+        )
 
     # ---- fixed sample crops (centre crops of the first files) for the sheets, rank 0 only
     samples = None
     if info.is_main and t.sample_every:
         from scenestyle.train.data import CropRecipe
 
-        pick = lambda dom, n: torch.stack([dataset.crop_one(CropRecipe(dom, i, 1.0, 0.5, 0.5, False, False)) for i in range(min(3, n))]).to(dev)
+        pick = lambda dom, n: torch.stack([dataset.crop_one(CropRecipe(dom, i, 1.0, 0.5, 0.5, False, False)) for i in range(min(3, n))]).to(
+            dev
+        )
         samples = (pick(0, len(files_a)), pick(1, len(files_b)))
 
     def amp_ctx():
@@ -175,8 +224,7 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
     lam_idt = g.lambda_cycle * g.lambda_identity
     policy = parse_policy(g.diffaug)
     record = {}
-    with ckpt.StopFlag() as flag, Reporter(run, t.steps, step, enabled=info.is_main, console=console,
-                                            show_bar=show_progress) as report:
+    with ckpt.StopFlag() as flag, Reporter(run, t.steps, step, enabled=info.is_main, console=console, show_bar=show_progress) as report:
         rule = StopRule(flag, stop=stop, steps=t.steps, time_limit=time_limit, t_start=t_start, info=info, device=dev)
         for a, b in loader:
             real_a, real_b = to_device(a, dev, t.channels_last), to_device(b, dev, t.channels_last)
@@ -247,9 +295,11 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
 
             if step % t.log_every == 0 or step == stop:
                 values = {f"loss_{k}": ddp.mean_across(float(v.detach()), info, dev) for k, v in losses.items()}
-                values |= {"loss_G": ddp.mean_across(g_value, info, dev),
-                           "loss_D": ddp.mean_across(float(loss_D.detach()), info, dev),
-                           "lr": opt_G.param_groups[0]["lr"]}
+                values |= {
+                    "loss_G": ddp.mean_across(g_value, info, dev),
+                    "loss_D": ddp.mean_across(float(loss_D.detach()), info, dev),
+                    "lr": opt_G.param_groups[0]["lr"],
+                }
                 record = report.log(step, values)
             if samples is not None and (step % t.sample_every == 0 or step == stop):
                 _sample_sheet(nets, samples, run / "samples" / f"step_{step:08d}.png", g.one_direction, amp_ctx)
@@ -260,13 +310,13 @@ def _train(cfg, run, resume, overrides, max_steps, time_limit, device, console, 
                 break
 
     digests = tuple(ddp.gather_digests(nets["G_AB"], info))
-    return TrainResult(run, step, rule.stopped, rule.exit_code, saver.last,
-                       round(time.monotonic() - t_start, 3), digests, record)
+    return TrainResult(run, step, rule.stopped, rule.exit_code, saver.last, round(time.monotonic() - t_start, 3), digests, record)
 
 
 @torch.no_grad()
-def _sample_sheet(nets: dict[str, nn.Module], samples: tuple[torch.Tensor, torch.Tensor], path: Path,
-                  one_direction: bool, autocast) -> None:
+def _sample_sheet(
+    nets: dict[str, nn.Module], samples: tuple[torch.Tensor, torch.Tensor], path: Path, one_direction: bool, autocast
+) -> None:
     """Rows: a | G_AB(a) | G_BA(G_AB(a)) and b | G_BA(b) | G_AB(G_BA(b)) (one_direction: a | G_AB(a))."""
     a, b = samples
     modes = {k: n.training for k, n in nets.items()}

@@ -54,8 +54,20 @@ def _mix(*xs: int) -> int:
 class DataStream:
     """Per-step crop recipes for both domains (only domain A when ``n_b`` is 0), sharded across ranks."""
 
-    def __init__(self, n_a: int, n_b: int, *, batch_size: int, crop: int, scale_jitter: tuple[float, float],
-                 hflip: bool, vflip: bool, seed: int, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        n_a: int,
+        n_b: int,
+        *,
+        batch_size: int,
+        crop: int,
+        scale_jitter: tuple[float, float],
+        hflip: bool,
+        vflip: bool,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.sizes = (n_a, n_b) if n_b else (n_a,)
         self.batch_size, self.crop, self.scale_jitter = batch_size, crop, scale_jitter
         self.hflip, self.vflip, self.seed, self.rank, self.world = hflip, vflip, seed, rank, world
@@ -79,8 +91,7 @@ class DataStream:
 
     def state(self, step: int) -> dict:
         """What a checkpoint records to continue the stream at ``step``."""
-        return {"next_step": step, "seed": self.seed, "rank": self.rank, "world": self.world,
-                "generator": self.generator(step).get_state()}
+        return {"next_step": step, "seed": self.seed, "rank": self.rank, "world": self.world, "generator": self.generator(step).get_state()}
 
     def recipes(self, step: int) -> list[CropRecipe]:
         """``batch_size`` A recipes then (with two domains) ``batch_size`` B recipes for ``step``."""
@@ -90,8 +101,17 @@ class DataStream:
         for domain in range(len(self.sizes)):
             for j in range(self.batch_size):
                 u = torch.rand(5, generator=g, dtype=torch.float64).tolist()
-                out.append(CropRecipe(domain, self._index(domain, step * self.batch_size + j), lo + (hi - lo) * u[0],
-                                      u[1], u[2], self.hflip and u[3] < 0.5, self.vflip and u[4] < 0.5))
+                out.append(
+                    CropRecipe(
+                        domain,
+                        self._index(domain, step * self.batch_size + j),
+                        lo + (hi - lo) * u[0],
+                        u[1],
+                        u[2],
+                        self.hflip and u[3] < 0.5,
+                        self.vflip and u[4] < 0.5,
+                    )
+                )
         return out
 
 
@@ -112,8 +132,7 @@ class UnpairedCrops(Dataset):
 
     draft = True  # JPEGs may be decoded at a reduced size (subclasses that need native pixels turn it off)
 
-    def __init__(self, files_a: list[Path], files_b: list[Path], crop: int, *, work_pixels: int = 0,
-                 effective_pixels: int = 0):
+    def __init__(self, files_a: list[Path], files_b: list[Path], crop: int, *, work_pixels: int = 0, effective_pixels: int = 0):
         self.files = (files_a, files_b)
         self.crop = crop
         self.work_pixels, self.effective_pixels = work_pixels, effective_pixels
@@ -192,10 +211,16 @@ def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def make_loader(dataset: UnpairedCrops, stream: DataStream, start: int, stop: int, workers: int,
-                pin_memory: bool = False) -> DataLoader:
+def make_loader(dataset: UnpairedCrops, stream: DataStream, start: int, stop: int, workers: int, pin_memory: bool = False) -> DataLoader:
     """A DataLoader yielding ``(a, b)`` batches for steps ``start .. stop-1`` in order."""
-    return DataLoader(dataset, sampler=_StepSampler(stream, start, stop), batch_size=1, collate_fn=_first,
-                      num_workers=workers, pin_memory=pin_memory, persistent_workers=False,
-                      prefetch_factor=2 if workers else None,
-                      worker_init_fn=_leave_stop_signals_to_the_trainer if workers else None)
+    return DataLoader(
+        dataset,
+        sampler=_StepSampler(stream, start, stop),
+        batch_size=1,
+        collate_fn=_first,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+        worker_init_fn=_leave_stop_signals_to_the_trainer if workers else None,
+    )

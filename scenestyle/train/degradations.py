@@ -26,8 +26,18 @@ from scenestyle.metrics.resize import imresize as _imresize  # MATLAB-compatible
 from scenestyle.train._draws import bernoulli, check_batch, choice, uniform, uniform_n
 
 __all__ = [
-    "KERNEL_KINDS", "RealESRGANDegradation", "bicubic_pair", "degrade", "filter2d", "gaussian_kernel",
-    "generalized_gaussian_kernel", "jpeg", "plateau_kernel", "random_kernel", "sinc_kernel", "usm_sharp",
+    "KERNEL_KINDS",
+    "RealESRGANDegradation",
+    "bicubic_pair",
+    "degrade",
+    "filter2d",
+    "gaussian_kernel",
+    "generalized_gaussian_kernel",
+    "jpeg",
+    "plateau_kernel",
+    "random_kernel",
+    "sinc_kernel",
+    "usm_sharp",
 ]
 
 KERNEL_KINDS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
@@ -35,6 +45,7 @@ RESIZE_MODES = ("area", "bilinear", "bicubic")
 
 
 # --- kernels -------------------------------------------------------------------------------------
+
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     if size < 1 or size % 2 == 0:
@@ -48,7 +59,7 @@ def _quadratic_form(size: int, sig_x: float, sig_y: float, theta: float) -> torc
     """[x y] Σ⁻¹ [x y]ᵀ on the kernel grid, Σ = R diag(σx², σy²) Rᵀ (BasicSR ``sigma_matrix2``)."""
     c, s = math.cos(theta), math.sin(theta)
     rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    inv = torch.linalg.inv(rot @ torch.diag(torch.tensor([sig_x ** 2, sig_y ** 2], dtype=torch.float64)) @ rot.T)
+    inv = torch.linalg.inv(rot @ torch.diag(torch.tensor([sig_x**2, sig_y**2], dtype=torch.float64)) @ rot.T)
     xx, yy = _grid(size)
     return inv[0, 0] * xx * xx + (inv[0, 1] + inv[1, 0]) * xx * yy + inv[1, 1] * yy * yy
 
@@ -81,7 +92,7 @@ def sinc_kernel(cutoff: float, size: int, pad_to: int = 0) -> torch.Tensor:
     xx, yy = _grid(size)
     r = torch.sqrt(xx * xx + yy * yy)
     k = cutoff * torch.special.bessel_j1(cutoff * r) / (2 * math.pi * r)
-    k[size // 2, size // 2] = cutoff ** 2 / (4 * math.pi)  # the limit at r = 0
+    k[size // 2, size // 2] = cutoff**2 / (4 * math.pi)  # the limit at r = 0
     k = k / k.sum()
     if pad_to > size:
         p = (pad_to - size) // 2
@@ -99,9 +110,16 @@ def _sinc_cutoff(g: torch.Generator, size: int) -> float:
     return uniform(g, math.pi / 3 if size < 13 else math.pi / 5, math.pi)
 
 
-def random_kernel(g: torch.Generator, kinds: Sequence[str], probs: Sequence[float], sizes: Sequence[int],
-                  sigma_range: tuple[float, float], betag_range: tuple[float, float],
-                  betap_range: tuple[float, float], sinc_prob: float) -> torch.Tensor:
+def random_kernel(
+    g: torch.Generator,
+    kinds: Sequence[str],
+    probs: Sequence[float],
+    sizes: Sequence[int],
+    sigma_range: tuple[float, float],
+    betag_range: tuple[float, float],
+    betap_range: tuple[float, float],
+    sinc_prob: float,
+) -> torch.Tensor:
     """One random blur kernel as ``RealESRGANDataset`` draws it, zero-padded to ``max(sizes)``."""
     size = choice(g, sizes)
     if bernoulli(g, sinc_prob):
@@ -171,6 +189,7 @@ def usm_sharp(img: torch.Tensor, weight: float = 0.5, radius: int = 50, threshol
 
 # --- resize, noise, JPEG -----------------------------------------------------------------------
 
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != 3:
         return x.mean(1, keepdim=True)
@@ -185,8 +204,7 @@ def _per_image_gray(noise: torch.Tensor, gray_noise: torch.Tensor, noise_gray: t
     return torch.where(sel, noise_gray.expand_as(noise), noise)
 
 
-def _random_gaussian_noise(x: torch.Tensor, g: torch.Generator, sigma_range: tuple[float, float],
-                           gray_prob: float) -> torch.Tensor:
+def _random_gaussian_noise(x: torch.Tensor, g: torch.Generator, sigma_range: tuple[float, float], gray_prob: float) -> torch.Tensor:
     """BasicSR ``random_generate_gaussian_noise_pt``: per-image σ (0-255 units) and gray/colour choice."""
     n, c, h, w = x.shape
     sigma = uniform_n(g, n, *sigma_range).float().view(n, 1, 1, 1) / 255.0
@@ -205,8 +223,7 @@ def _poisson(img: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.poisson(on_g, generator=g).to(img.device) / vals - img
 
 
-def _random_poisson_noise(x: torch.Tensor, g: torch.Generator, scale_range: tuple[float, float],
-                          gray_prob: float) -> torch.Tensor:
+def _random_poisson_noise(x: torch.Tensor, g: torch.Generator, scale_range: tuple[float, float], gray_prob: float) -> torch.Tensor:
     """BasicSR ``random_generate_poisson_noise_pt``: per-image scale and gray/colour choice."""
     n = x.shape[0]
     scale = uniform_n(g, n, *scale_range).float().view(n, 1, 1, 1).to(x.device)
@@ -253,6 +270,7 @@ def _random_resize_factor(g: torch.Generator, probs: Sequence[float], rng: tuple
 
 # --- the classic bicubic protocol ---------------------------------------------------------------
 
+
 def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(HR cropped to a multiple of ``scale``, its bicubic LR), the classic SR protocol.
 
@@ -277,6 +295,7 @@ def bicubic_pair(hr: torch.Tensor, scale: int, quantize: bool = True) -> tuple[t
 
 
 # --- Real-ESRGAN second-order degradation ------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RealESRGANDegradation:
@@ -345,12 +364,21 @@ class RealESRGANDegradation:
 
 def _stage_kernels(g: torch.Generator, n: int, cfg: RealESRGANDegradation, second: bool) -> torch.Tensor:
     sfx = "2" if second else ""
-    return torch.stack([
-        random_kernel(g, getattr(cfg, "kernel_list" + sfx), getattr(cfg, "kernel_prob" + sfx), cfg.kernel_sizes,
-                      getattr(cfg, "blur_sigma" + sfx), getattr(cfg, "betag_range" + sfx),
-                      getattr(cfg, "betap_range" + sfx), getattr(cfg, "sinc_prob" + sfx))
-        for _ in range(n)
-    ])
+    return torch.stack(
+        [
+            random_kernel(
+                g,
+                getattr(cfg, "kernel_list" + sfx),
+                getattr(cfg, "kernel_prob" + sfx),
+                cfg.kernel_sizes,
+                getattr(cfg, "blur_sigma" + sfx),
+                getattr(cfg, "betag_range" + sfx),
+                getattr(cfg, "betap_range" + sfx),
+                getattr(cfg, "sinc_prob" + sfx),
+            )
+            for _ in range(n)
+        ]
+    )
 
 
 def _final_sinc(g: torch.Generator, n: int, cfg: RealESRGANDegradation) -> torch.Tensor:
@@ -367,8 +395,9 @@ def _final_sinc(g: torch.Generator, n: int, cfg: RealESRGANDegradation) -> torch
     return torch.stack(out)
 
 
-def _noise(out: torch.Tensor, g: torch.Generator, p_gauss: float, sigma: tuple[float, float],
-           poisson: tuple[float, float], gray_prob: float) -> torch.Tensor:
+def _noise(
+    out: torch.Tensor, g: torch.Generator, p_gauss: float, sigma: tuple[float, float], poisson: tuple[float, float], gray_prob: float
+) -> torch.Tensor:
     if bernoulli(g, p_gauss):
         noise = _random_gaussian_noise(out, g, sigma, gray_prob)
     else:

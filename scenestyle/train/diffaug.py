@@ -54,7 +54,7 @@ def _translation(x: torch.Tensor, g: torch.Generator, ratio: float = 0.125) -> t
     dy = torch.randint(-sh, sh + 1, (n,), generator=g).tolist()
     dx = torch.randint(-sw, sw + 1, (n,), generator=g).tolist()
     padded = F.pad(x, (sw, sw, sh, sh))
-    return torch.stack([padded[i, :, sh - dy[i]:sh - dy[i] + h, sw - dx[i]:sw - dx[i] + w] for i in range(n)])
+    return torch.stack([padded[i, :, sh - dy[i] : sh - dy[i] + h, sw - dx[i] : sw - dx[i] + w] for i in range(n)])
 
 
 def _cutout(x: torch.Tensor, g: torch.Generator, ratio: float = 0.5) -> torch.Tensor:

@@ -43,8 +43,9 @@ class ExportResult:
         return d
 
 
-def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None, fp16: bool = False,
-                     ema: bool | None = None) -> ExportResult:
+def export_generator(
+    run: str | Path, name: str, *, out_dir: Path | None = None, fp16: bool = False, ema: bool | None = None
+) -> ExportResult:
     """Write ``NAME.safetensors`` (the generator only: G_AB of a CycleGAN run, G of an SR/denoise
     run; flat state dict) from a run folder or checkpoint file."""
     from safetensors.torch import save_file
@@ -83,16 +84,33 @@ def export_generator(run: str | Path, name: str, *, out_dir: Path | None = None,
     tmp = folder / f".{name}.safetensors.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(sd, str(tmp), metadata={"arch": arch, "kwargs": json.dumps(kwargs), "task": task,
-                                          "step": str(state["step"]), "ema": str(use_ema),
-                                          "config_sha256": state["config_sha256"]})
+        save_file(
+            sd,
+            str(tmp),
+            metadata={
+                "arch": arch,
+                "kwargs": json.dumps(kwargs),
+                "task": task,
+                "step": str(state["step"]),
+                "ema": str(use_ema),
+                "config_sha256": state["config_sha256"],
+            },
+        )
         os.chmod(tmp, ckpt.new_file_mode())  # safetensors writes 0600; a trained model is made to be shared
         os.replace(tmp, out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     sha, size = file_sha256(out), out.stat().st_size
-    fields = {"task": task, "arch": arch, "kwargs": kwargs, "sha256": sha, "size": size, "licence": "FILL IN",
-              "format": "safetensors", "bundled": f"models/{name}.safetensors"}
+    fields = {
+        "task": task,
+        "arch": arch,
+        "kwargs": kwargs,
+        "sha256": sha,
+        "size": size,
+        "licence": "FILL IN",
+        "format": "safetensors",
+        "bundled": f"models/{name}.safetensors",
+    }
     entry = tomli_w.dumps({"models": {name: fields}}).rstrip("\n")
     return ExportResult(out, name, arch, kwargs, sha, size, int(state["step"]), use_ema, entry)

@@ -12,8 +12,8 @@ Degradations run in the workers, in parallel with the training step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,10 +31,22 @@ _EMPTY = torch.zeros(0)  # "no sigma map" (a tensor, so the batch tuple collates
 class HRStream(DataStream):
     """Per-step crop recipes of one folder, sharded across ranks; items are ``(step, recipes)``."""
 
-    def __init__(self, n: int, *, batch_size: int, crop: int, scale_range: tuple[float, float], hflip: bool,
-                 vflip: bool, seed: int, rank: int = 0, world: int = 1):
-        super().__init__(n, 0, batch_size=batch_size, crop=crop, scale_jitter=scale_range, hflip=hflip, vflip=vflip,
-                         seed=seed, rank=rank, world=world)
+    def __init__(
+        self,
+        n: int,
+        *,
+        batch_size: int,
+        crop: int,
+        scale_range: tuple[float, float],
+        hflip: bool,
+        vflip: bool,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        super().__init__(
+            n, 0, batch_size=batch_size, crop=crop, scale_jitter=scale_range, hflip=hflip, vflip=vflip, seed=seed, rank=rank, world=world
+        )
 
     def recipes(self, step: int) -> tuple[int, list[CropRecipe]]:  # type: ignore[override]
         return step, super().recipes(step)
@@ -52,8 +64,9 @@ class HRCrops(UnpairedCrops):
 
     draft = False  # native pixels: no reduced-size JPEG decoding
 
-    def __init__(self, files: list[Path], crop: int, make_pair: Callable[[torch.Tensor, torch.Generator], Pair], *,
-                 gray: bool, seed: int, rank: int):
+    def __init__(
+        self, files: list[Path], crop: int, make_pair: Callable[[torch.Tensor, torch.Generator], Pair], *, gray: bool, seed: int, rank: int
+    ):
         super().__init__(files, [], crop)
         self.make_pair, self.gray, self.seed, self.rank = make_pair, gray, seed, rank
 
@@ -99,7 +112,7 @@ class NoisyPairs:
         noisy, sigma = [], []
         for i in range(clean.shape[0]):
             kind = self.kinds[int(torch.multinomial(self.probs, 1, generator=g))]
-            y, s = add_noise(clean[i:i + 1], kind, g, **self.params[kind])
+            y, s = add_noise(clean[i : i + 1], kind, g, **self.params[kind])
             noisy.append(y)
             sigma.append(s)
         return torch.cat(noisy), clean, clean, torch.cat(sigma)

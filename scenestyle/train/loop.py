@@ -127,8 +127,7 @@ def to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> tor
 _WRITTEN_BY = re.compile(r"written by `scenestyle train (\w+)`")
 
 
-def prepare_run(root: type, cfg: Any, run: Path | None, resume: Path | None,
-                overrides: Sequence[str] = ()) -> tuple[Any, Path, str]:
+def prepare_run(root: type, cfg: Any, run: Path | None, resume: Path | None, overrides: Sequence[str] = ()) -> tuple[Any, Path, str]:
     """The config, run folder and config text. A new run gets ``runs/KIND-DATE-TIME`` by default
     and must have no checkpoints yet; a resumed one reads its ``config.toml`` (which must be of this
     trainer) and applies the cadence ``overrides`` allowed on resume (``train.steps`` …)."""
@@ -166,6 +165,7 @@ def write_config(run: Path, text: str) -> None:
 
 # ---- per-rank state, checkpoints
 
+
 def _numpy_state() -> tuple:
     s = np.random.get_state()
     return (s[0], s[1].tolist(), int(s[2]), int(s[3]), float(s[4]))  # plain types: weights_only-loadable
@@ -189,17 +189,31 @@ def restore_rank_state(ranks: list[dict], info: ddp.DistInfo) -> dict:
     return state
 
 
-def training_state(nets: Mapping[str, nn.Module], opts: Mapping[str, torch.optim.Optimizer], scheds: Mapping[str, Any],
-                   scaler: torch.amp.GradScaler, ema: EMA | None) -> dict:
+def training_state(
+    nets: Mapping[str, nn.Module],
+    opts: Mapping[str, torch.optim.Optimizer],
+    scheds: Mapping[str, Any],
+    scaler: torch.amp.GradScaler,
+    ema: EMA | None,
+) -> dict:
     """The checkpoint entries every trainer has: models, optimizers, schedulers, AMP scaler, EMA."""
-    return {"models": {k: n.state_dict() for k, n in nets.items()},
-            "optim": {k: o.state_dict() for k, o in opts.items()},
-            "sched": {k: s.state_dict() for k, s in scheds.items()},
-            "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None}
+    return {
+        "models": {k: n.state_dict() for k, n in nets.items()},
+        "optim": {k: o.state_dict() for k, o in opts.items()},
+        "sched": {k: s.state_dict() for k, s in scheds.items()},
+        "scaler": scaler.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+    }
 
 
-def load_training_state(state: dict, nets: Mapping[str, nn.Module], opts: Mapping[str, torch.optim.Optimizer],
-                        scheds: Mapping[str, Any], scaler: torch.amp.GradScaler, ema: EMA | None) -> None:
+def load_training_state(
+    state: dict,
+    nets: Mapping[str, nn.Module],
+    opts: Mapping[str, torch.optim.Optimizer],
+    scheds: Mapping[str, Any],
+    scaler: torch.amp.GradScaler,
+    ema: EMA | None,
+) -> None:
     """Inverse of ``training_state``."""
     for k, net in nets.items():
         net.load_state_dict(state["models"][k])
@@ -226,10 +240,21 @@ def open_latest(run: Path, fmt: str, cfg_hash: str, steps: int) -> tuple[dict, P
     return state, path
 
 
-def resume_training(run: Path, fmt: str, cfg_hash: str, steps: int, saver: "Checkpointer",
-                    nets: Mapping[str, nn.Module], opts: Mapping[str, torch.optim.Optimizer], scheds: Mapping[str, Any],
-                    scaler: torch.amp.GradScaler, ema: EMA | None, optim: OptimConfig, totals: Mapping[str, int],
-                    info: ddp.DistInfo) -> tuple[int, dict, dict]:
+def resume_training(
+    run: Path,
+    fmt: str,
+    cfg_hash: str,
+    steps: int,
+    saver: Checkpointer,
+    nets: Mapping[str, nn.Module],
+    opts: Mapping[str, torch.optim.Optimizer],
+    scheds: Mapping[str, Any],
+    scaler: torch.amp.GradScaler,
+    ema: EMA | None,
+    optim: OptimConfig,
+    totals: Mapping[str, int],
+    info: ddp.DistInfo,
+) -> tuple[int, dict, dict]:
     """Load the newest checkpoint of ``run`` (checked by ``open_latest``) into every training object and
     stretch each optimiser's schedule to its (possibly extended) total; (step, checkpoint, this rank's state)."""
     state, saver.last = open_latest(run, fmt, cfg_hash, steps)
@@ -267,8 +292,17 @@ class StopRule:
     """When to checkpoint and when to leave the loop, agreed by every rank after each step: at
     ``stop``, every ``checkpoint_every`` steps, on SIGINT/SIGTERM on any rank, or past ``time_limit``."""
 
-    def __init__(self, flag: ckpt.StopFlag, *, stop: int, steps: int, time_limit: float | None, t_start: float,
-                 info: ddp.DistInfo, device: torch.device):
+    def __init__(
+        self,
+        flag: ckpt.StopFlag,
+        *,
+        stop: int,
+        steps: int,
+        time_limit: float | None,
+        t_start: float,
+        info: ddp.DistInfo,
+        device: torch.device,
+    ):
         self.flag, self.stop, self.time_limit, self.t_start = flag, stop, time_limit, t_start
         self.info, self.device = info, device
         self.stopped = "done" if stop == steps else "max-steps"

@@ -11,8 +11,10 @@ from scenestyle._colour import BT601_LUMA
 def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Discriminator loss from its outputs on real and (detached) fake images."""
     if kind == "vanilla":
-        return 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-                      + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+        return 0.5 * (
+            F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+        )
     if kind == "lsgan":  # upstream halves the D loss so D learns slower than G
         return 0.5 * (F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake)))
     if kind == "wgan-gp":

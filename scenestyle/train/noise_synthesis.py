@@ -31,8 +31,7 @@ def _linear_to_srgb(y: torch.Tensor) -> torch.Tensor:
 
 def _linear_to_srgb_slope(y: torch.Tensor) -> torch.Tensor:
     y = y.clamp(0, 1)
-    return torch.where(y <= _SRGB_THRESHOLD, torch.full_like(y, 12.92),
-                       1.055 / 2.4 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4 - 1))
+    return torch.where(y <= _SRGB_THRESHOLD, torch.full_like(y, 12.92), 1.055 / 2.4 * y.clamp_min(_SRGB_THRESHOLD) ** (1 / 2.4 - 1))
 
 
 def _random_cam_to_rgb(g: torch.Generator, n: int, off_range: tuple[float, float]) -> torch.Tensor:
@@ -115,7 +114,7 @@ def add_noise(clean: torch.Tensor, kind: str, generator: torch.Generator, **para
     lin_noisy = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw_noisy)
     noisy = _linear_to_srgb(lin_noisy)
     # delta method: std in linear RGB through the colour matrix, then the local slope of the sRGB curve
-    lin_std = torch.einsum("nij,njhw->nihw", cam_to_rgb ** 2, var).sqrt()
+    lin_std = torch.einsum("nij,njhw->nihw", cam_to_rgb**2, var).sqrt()
     lin_clean = torch.einsum("nij,njhw->nihw", cam_to_rgb, raw)
     sigma_map = (lin_std * _linear_to_srgb_slope(lin_clean)).mean(1, keepdim=True).clamp(0, 1)
     return noisy, sigma_map

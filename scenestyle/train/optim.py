@@ -52,8 +52,7 @@ def step_scheduler(scheduler: LRScheduler | ReduceLROnPlateau, metric: float) ->
         scheduler.step()
 
 
-def retarget(scheduler: LRScheduler | ReduceLROnPlateau, optimizer: torch.optim.Optimizer, cfg: OptimConfig,
-             steps: int) -> None:
+def retarget(scheduler: LRScheduler | ReduceLROnPlateau, optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps: int) -> None:
     """Stretch a resumed linear/cosine schedule to a new total of ``steps`` (a run extended with
     ``--resume --set train.steps=N``): the lr of the current step follows the new curve. A no-op
     when the total is unchanged (so an ordinary resume stays bitwise exact) and for step/plateau."""

@@ -14,7 +14,6 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-
 LINE_EVERY = 30.0  # seconds between plain progress lines: a log stays readable, a stall shows within a minute
 
 
@@ -30,8 +29,9 @@ class Reporter:
     (step, it/s, losses, ETA) goes to the console at the first step, every ``line_every`` seconds
     and at the end: a Rich bar there would print nothing until the run is over."""
 
-    def __init__(self, run: Path, total: int, start: int, *, enabled: bool, console: Console | None, show_bar: bool,
-                 line_every: float = LINE_EVERY):
+    def __init__(
+        self, run: Path, total: int, start: int, *, enabled: bool, console: Console | None, show_bar: bool, line_every: float = LINE_EVERY
+    ):
         self.enabled = enabled
         self.metrics = (Path(run) / "metrics.jsonl").open("a", encoding="utf-8") if enabled else None
         self.tb = None
@@ -43,9 +43,17 @@ class Reporter:
             except Exception:
                 self.tb = None
         self.progress = Progress(
-            TextColumn("step"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console, transient=False, disable=not (enabled and show_bar),
+            TextColumn("step"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+            disable=not (enabled and show_bar),
         )
         self.task = self.progress.add_task("train", total=total, completed=start, rate="", info="")
         self._t, self._step = time.perf_counter(), start
@@ -55,7 +63,7 @@ class Reporter:
         self._line_t, self._line_step, self._last_step = self._t, start, start
         self._losses: dict[str, float] = {}
 
-    def __enter__(self) -> "Reporter":
+    def __enter__(self) -> Reporter:
         self.progress.__enter__()
         return self
 
@@ -83,8 +91,9 @@ class Reporter:
         eta = _duration((self.total - step) / overall) if overall > 0 and step < self.total else "0m00s"
         losses = "  " + " ".join(f"{k}={v:.3g}" for k, v in self._losses.items()) if self._losses else ""
         pct = 100 * step / max(self.total, 1)
-        self.console.print(f"step {step}/{self.total} ({pct:.0f}%)  {rate:.2f} it/s{losses}  ETA {eta}",
-                           markup=False, highlight=False, soft_wrap=True)
+        self.console.print(
+            f"step {step}/{self.total} ({pct:.0f}%)  {rate:.2f} it/s{losses}  ETA {eta}", markup=False, highlight=False, soft_wrap=True
+        )
         self._line_t, self._line_step = now, step
 
     def log(self, step: int, values: dict[str, float]) -> dict:

@@ -24,8 +24,16 @@ LrPolicy = Literal["linear", "step", "cosine", "plateau"]
 Amp = Literal["auto", "bf16", "fp16", "none"]
 Norm = Literal["instance", "batch", "none"]
 
-STYLE_GENERATORS = ("resnet_9blocks", "resnet_6blocks", "ResnetGenerator", "unet_128", "unet_256", "UnetGenerator",
-                    "CompactGenerator", "compact_generator")
+STYLE_GENERATORS = (
+    "resnet_9blocks",
+    "resnet_6blocks",
+    "ResnetGenerator",
+    "unet_128",
+    "unet_256",
+    "UnetGenerator",
+    "CompactGenerator",
+    "compact_generator",
+)
 DISCRIMINATORS = ("NLayerDiscriminator", "PixelDiscriminator")
 
 
@@ -36,9 +44,14 @@ class DataConfig:
     a: str = ""  # folder of domain A images (photos), searched recursively
     b: str = ""  # folder of domain B images (paintings), searched recursively
     crop: int = 256  # square training crop in pixels; a multiple of the generator's size_multiple
-    scale_jitter: tuple[float, float] = (1.0, 1.5)  # short side resized to crop * U(lo, hi) before the crop (with work_pixels: the side scaled by U(lo, hi))
+    scale_jitter: tuple[float, float] = (
+        1.0,
+        1.5,
+    )  # short side resized to crop * U(lo, hi) before the crop (with work_pixels: the side scaled by U(lo, hi))
     work_pixels: int = 0  # > 0: images resized to about this many pixels before the crop (stylize's --work-size)
-    effective_pixels: int = 0  # > 0 (with work_pixels): larger images first shrunk to this many pixels, one level of detail for both domains
+    effective_pixels: int = (
+        0  # > 0 (with work_pixels): larger images first shrunk to this many pixels, one level of detail for both domains
+    )
     hflip: bool = True  # random horizontal flips
     vflip: bool = False  # random vertical flips (wrong for scenes with a sky; off by default)
     workers: int = 2  # DataLoader worker processes; 0 loads in the training process
@@ -121,9 +134,14 @@ class CycleGANConfig:
 
 def validate_loop(t: LoopConfig) -> None:
     """Range checks of a ``[train]`` section (shared by every trainer)."""
-    checks = [("train.steps", t.steps, 1), ("train.batch_size", t.batch_size, 1), ("train.log_every", t.log_every, 1),
-              ("train.checkpoint_every", t.checkpoint_every, 1), ("train.keep_checkpoints", t.keep_checkpoints, 1),
-              ("train.sample_every", t.sample_every, 0)]
+    checks = [
+        ("train.steps", t.steps, 1),
+        ("train.batch_size", t.batch_size, 1),
+        ("train.log_every", t.log_every, 1),
+        ("train.checkpoint_every", t.checkpoint_every, 1),
+        ("train.keep_checkpoints", t.keep_checkpoints, 1),
+        ("train.sample_every", t.sample_every, 0),
+    ]
     for key, value, least in checks:
         if value < least:
             raise UsageError(f"{key} must be >= {least}, not {value}")
@@ -256,8 +274,7 @@ class SRGANConfig:
     degradation: SRDegradationConfig = field(default_factory=SRDegradationConfig)
     model: RestoreModelConfig = field(default_factory=RestoreModelConfig)
     loss: RestoreLossConfig = field(default_factory=RestoreLossConfig)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine",
-                                                                   min_lr_ratio=0.1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine", min_lr_ratio=0.1))
     train: LoopConfig = field(default_factory=lambda: LoopConfig(batch_size=4))
 
 
@@ -269,8 +286,7 @@ class DenoiseConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     model: RestoreModelConfig = field(default_factory=lambda: RestoreModelConfig(generator="ffdnet_color"))
     loss: RestoreLossConfig = field(default_factory=lambda: RestoreLossConfig(feature_matching_weight=0.0))
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine",
-                                                                   min_lr_ratio=0.1))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, beta1=0.9, beta2=0.99, policy="cosine", min_lr_ratio=0.1))
     train: LoopConfig = field(default_factory=lambda: LoopConfig(batch_size=4))
 
 
@@ -330,8 +346,9 @@ def validate_denoise(cfg: DenoiseConfig) -> None:
     if len(set(n.kinds)) != len(n.kinds):
         raise UsageError(f"noise.kinds lists a kind twice: {list(n.kinds)}")
     if len(n.probs) != len(n.kinds) or any(p < 0 for p in n.probs) or abs(sum(n.probs) - 1.0) > 1e-6:
-        raise UsageError(f"noise.probs must give one non-negative probability per noise.kinds entry "
-                         f"({len(n.kinds)}), summing to 1; got {list(n.probs)}")
+        raise UsageError(
+            f"noise.probs must give one non-negative probability per noise.kinds entry ({len(n.kinds)}), summing to 1; got {list(n.probs)}"
+        )
     _range("noise.sigma_range", n.sigma_range, 0.0, 255.0)
     _range("noise.jpeg_quality", n.jpeg_quality, 1.0, 100.0)
     for key in ("shot_range", "read_range", "camera_shot_range", "camera_read_range"):
@@ -341,11 +358,12 @@ def validate_denoise(cfg: DenoiseConfig) -> None:
 
 def noise_params(n: NoiseConfig) -> dict[str, dict]:
     """``add_noise`` keyword arguments of each kind."""
-    return {"gaussian": dict(sigma_range=n.sigma_range, clip=n.clip),
-            "poisson_gaussian": dict(shot_range=n.shot_range, read_range=n.read_range),
-            "jpeg": dict(quality_range=n.jpeg_quality),
-            "camera": dict(shot_range=n.camera_shot_range, read_range=n.camera_read_range,
-                           offdiag_range=n.camera_offdiag_range)}
+    return {
+        "gaussian": dict(sigma_range=n.sigma_range, clip=n.clip),
+        "poisson_gaussian": dict(shot_range=n.shot_range, read_range=n.read_range),
+        "jpeg": dict(quality_range=n.jpeg_quality),
+        "camera": dict(shot_range=n.camera_shot_range, read_range=n.camera_read_range, offdiag_range=n.camera_offdiag_range),
+    }
 
 
 register_root(CycleGANConfig, "cyclegan", validate_cyclegan)

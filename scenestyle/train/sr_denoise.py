@@ -29,9 +29,22 @@ from scenestyle.train.config import config_hash
 from scenestyle.train.data import CropRecipe, make_loader
 from scenestyle.train.ema import EMA
 from scenestyle.train.hr_data import HRCrops, HRStream, NoisyPairs, SRPairs
-from scenestyle.train.loop import (Checkpointer, StopRule, TrainResult, autocast, place, prepare_run, rank_state,
-                                   resume_training, run_guarded, runtime, seed_all, to_device, training_state,
-                                   write_config)
+from scenestyle.train.loop import (
+    Checkpointer,
+    StopRule,
+    TrainResult,
+    autocast,
+    place,
+    prepare_run,
+    rank_state,
+    resume_training,
+    run_guarded,
+    runtime,
+    seed_all,
+    to_device,
+    training_state,
+    write_config,
+)
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.progress import Reporter, save_sheet
 from scenestyle.train.schemas import DenoiseConfig, SRGANConfig, noise_params, realesrgan_settings
@@ -106,9 +119,11 @@ def _perceptual(cfg_loss, device: torch.device) -> PerceptualLoss:
 
     name = cfg_loss.vgg_weights
     if name not in load_lock():
-        raise UsageError(f"loss.perceptual_weight > 0 needs VGG19 weights pinned in weights.lock as {name!r}, and this "
-                         "install has none; set loss.perceptual_weight=0 and use loss.feature_matching_weight "
-                         "(discriminator feature matching) instead")
+        raise UsageError(
+            f"loss.perceptual_weight > 0 needs VGG19 weights pinned in weights.lock as {name!r}, and this "
+            "install has none; set loss.perceptual_weight=0 and use loss.feature_matching_weight "
+            "(discriminator feature matching) instead"
+        )
     rw = resolve(name)
     extractor = VGG19Features(tuple(PERCEPTUAL_LAYERS), read_state_dict(rw.path, rw.entry.state_dict_key))
     return PerceptualLoss(extractor, PERCEPTUAL_LAYERS, loss_weight=cfg_loss.perceptual_weight).to(device)
@@ -124,17 +139,31 @@ def train_denoise(cfg: DenoiseConfig | None = None, **kwargs) -> TrainResult:
     return train_restore("denoise", cfg, **kwargs)
 
 
-def train_restore(kind: str, cfg: SRGANConfig | DenoiseConfig | None = None, *, run: Path | None = None,
-                  resume: Path | None = None, overrides: Sequence[str] = (), max_steps: int | None = None,
-                  time_limit: float | None = None, device: str = "auto", console=None,
-                  show_progress: bool = True) -> TrainResult:
+def train_restore(
+    kind: str,
+    cfg: SRGANConfig | DenoiseConfig | None = None,
+    *,
+    run: Path | None = None,
+    resume: Path | None = None,
+    overrides: Sequence[str] = (),
+    max_steps: int | None = None,
+    time_limit: float | None = None,
+    device: str = "auto",
+    console=None,
+    show_progress: bool = True,
+) -> TrainResult:
     """Train (or resume) a ``kind`` (srgan | denoise) run; ``overrides``: cadence keys changed on resume."""
-    return run_guarded(lambda info, t_start: _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device,
-                                                    console, show_progress, info, t_start), device)
+    return run_guarded(
+        lambda info, t_start: _train(
+            kind, cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress, info, t_start
+        ),
+        device,
+    )
 
 
-def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress,
-           info: ddp.DistInfo, t_start: float) -> TrainResult:
+def _train(
+    kind, cfg, run, resume, overrides, max_steps, time_limit, device, console, show_progress, info: ddp.DistInfo, t_start: float
+) -> TrainResult:
     cfg, run, cfg_text = prepare_run(ROOTS[kind], cfg, run, resume, overrides)
     cfg_hash = config_hash(cfg)
     d, ls, o, t = cfg.data, cfg.loss, cfg.optim, cfg.train
@@ -160,8 +189,17 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
     else:
         make_pair = NoisyPairs(cfg.noise.kinds, cfg.noise.probs, noise_params(cfg.noise))
     dataset = HRCrops(files, d.crop, make_pair, gray=meta.in_channels == 1, seed=d.seed, rank=info.rank)
-    stream = HRStream(len(files), batch_size=t.batch_size, crop=d.crop, scale_range=d.scale_range, hflip=d.hflip,
-                      vflip=d.vflip, seed=d.seed, rank=info.rank, world=info.world)
+    stream = HRStream(
+        len(files),
+        batch_size=t.batch_size,
+        crop=d.crop,
+        scale_range=d.scale_range,
+        hflip=d.hflip,
+        vflip=d.vflip,
+        seed=d.seed,
+        rank=info.rank,
+        world=info.world,
+    )
 
     # ---- optimisers, schedulers (D's counts only its adversarial steps), losses, EMA
     place(nets, dev, t.channels_last, info)
@@ -184,10 +222,19 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
         step, _, _ = resume_training(run, fmt, cfg_hash, t.steps, saver, nets, opts, scheds, scaler, ema, o, totals, info)
 
     def save(at: int) -> Path | None:
-        return saver.save(at, rank_state(stream, at), lambda ranks: {
-            "format": fmt, "step": at, "config_toml": cfg_text, "config_sha256": cfg_hash,
-            "generator": {"arch": cfg.model.generator, "kwargs": dict(cfg.model.generator_kwargs), "model": "G"},
-            **training_state(nets, opts, scheds, scaler, ema), "ranks": ranks})
+        return saver.save(
+            at,
+            rank_state(stream, at),
+            lambda ranks: {
+                "format": fmt,
+                "step": at,
+                "config_toml": cfg_text,
+                "config_sha256": cfg_hash,
+                "generator": {"arch": cfg.model.generator, "kwargs": dict(cfg.model.generator_kwargs), "model": "G"},
+                **training_state(nets, opts, scheds, scaler, ema),
+                "ranks": ranks,
+            },
+        )
 
     # ---- fixed sample pairs (centre crops of the first files, degraded once) for the sheets, rank 0 only
     samples = None
@@ -201,8 +248,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
 
     loader = make_loader(dataset, stream, step, stop, d.workers, pin_memory=dev.type == "cuda")
     record: dict = {}
-    with ckpt.StopFlag() as signals, Reporter(run, t.steps, step, enabled=info.is_main, console=console,
-                                               show_bar=show_progress) as report:
+    with ckpt.StopFlag() as signals, Reporter(run, t.steps, step, enabled=info.is_main, console=console, show_bar=show_progress) as report:
         rule = StopRule(signals, stop=stop, steps=t.steps, time_limit=time_limit, t_start=t_start, info=info, device=dev)
         for batch in loader:
             inp, target, pix_target, sigma = (to_device(x, dev, t.channels_last) for x in batch)
@@ -258,8 +304,14 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
                     values["loss_D"] = ddp.mean_across(float(loss_D.detach()), info, dev)
                 record = report.log(step, values)
             if samples is not None and (step % t.sample_every == 0 or step == stop):
-                _sample_sheet(ema.module if ema is not None else G, samples, generate, meta.scale,
-                              run / "samples" / f"step_{step:08d}.png", lambda: autocast(dev, amp))
+                _sample_sheet(
+                    ema.module if ema is not None else G,
+                    samples,
+                    generate,
+                    meta.scale,
+                    run / "samples" / f"step_{step:08d}.png",
+                    lambda: autocast(dev, amp),
+                )
             checkpoint_now, leave = rule.after_step(step, t.checkpoint_every)
             if checkpoint_now:
                 save(step)
@@ -267,8 +319,7 @@ def _train(kind, cfg, run, resume, overrides, max_steps, time_limit, device, con
                 break
 
     digests = tuple(ddp.gather_digests(G, info))
-    return TrainResult(run, step, rule.stopped, rule.exit_code, saver.last, round(time.monotonic() - t_start, 3),
-                       digests, record)
+    return TrainResult(run, step, rule.stopped, rule.exit_code, saver.last, round(time.monotonic() - t_start, 3), digests, record)
 
 
 @torch.no_grad()

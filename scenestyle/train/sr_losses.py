@@ -22,8 +22,16 @@ from torch.nn import functional as F
 
 from scenestyle.errors import WeightsError
 
-__all__ = ["FeatureMatchingLoss", "GANLoss", "PerceptualLoss", "PixelLoss", "VGG19Features",
-           "VGG19_LAYERS", "charbonnier_loss", "UNET_D_DECODER_LAYERS"]
+__all__ = [
+    "FeatureMatchingLoss",
+    "GANLoss",
+    "PerceptualLoss",
+    "PixelLoss",
+    "VGG19Features",
+    "VGG19_LAYERS",
+    "charbonnier_loss",
+    "UNET_D_DECODER_LAYERS",
+]
 
 REDUCTIONS = ("mean", "sum")
 
@@ -33,8 +41,7 @@ def _check(what: str, value: str, choices: Sequence[str]) -> None:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
-def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12,
-                     reduction: str = "mean") -> torch.Tensor:
+def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12, reduction: str = "mean") -> torch.Tensor:
     """sqrt((pred - target)² + eps): a smooth L1 (BasicSR ``CharbonnierLoss``, same ``eps``)."""
     loss = torch.sqrt((pred - target) ** 2 + eps)
     return loss.mean() if reduction == "mean" else loss.sum()
@@ -65,8 +72,7 @@ class GANLoss(nn.Module):
     Hinge: D minimises relu(1 - real) + relu(1 + fake), G minimises -mean(D(fake)).
     """
 
-    def __init__(self, gan_type: str = "vanilla", real_label_val: float = 1.0, fake_label_val: float = 0.0,
-                 loss_weight: float = 1.0):
+    def __init__(self, gan_type: str = "vanilla", real_label_val: float = 1.0, fake_label_val: float = 0.0, loss_weight: float = 1.0):
         super().__init__()
         _check("gan_type", gan_type, ("vanilla", "lsgan", "hinge"))
         self.gan_type, self.loss_weight = gan_type, loss_weight
@@ -106,14 +112,15 @@ class FeatureMatchingLoss(nn.Module):
         super().__init__()
         if layers is None:
             if type(discriminator).__name__ != "UNetDiscriminatorSN":
-                raise ValueError(f"give the layers to match for {type(discriminator).__name__}; defaults exist "
-                                 f"only for UNetDiscriminatorSN ({', '.join(UNET_D_DECODER_LAYERS)})")
+                raise ValueError(
+                    f"give the layers to match for {type(discriminator).__name__}; defaults exist "
+                    f"only for UNetDiscriminatorSN ({', '.join(UNET_D_DECODER_LAYERS)})"
+                )
             layers = UNET_D_DECODER_LAYERS
         modules = dict(discriminator.named_modules())
         missing = [name for name in layers if name not in modules]
         if missing or not layers:
-            raise ValueError(f"discriminator has no layers {missing or '(none given)'}; "
-                             f"its modules: {', '.join(n for n in modules if n)}")
+            raise ValueError(f"discriminator has no layers {missing or '(none given)'}; its modules: {', '.join(n for n in modules if n)}")
         self._d = [discriminator]  # a list hides it from nn.Module registration
         self.layers = tuple(layers)
         self.loss_weight = loss_weight
@@ -124,6 +131,7 @@ class FeatureMatchingLoss(nn.Module):
         def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
             if self._captured is not None:  # only while ``extract`` runs: other D calls keep nothing
                 self._captured[name] = output
+
         return hook
 
     def extract(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -141,8 +149,9 @@ class FeatureMatchingLoss(nn.Module):
         terms = [F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True)]
         return self.loss_weight * torch.stack(terms).mean()
 
-    def forward(self, fake: torch.Tensor, real: torch.Tensor,
-                return_pred: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, fake: torch.Tensor, real: torch.Tensor, return_pred: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The loss (and, with ``return_pred``, D's prediction on ``fake`` for the GAN term).
 
         Fake and real go through D as one batch (as SPADE does): a spectral-norm D in training
@@ -195,7 +204,7 @@ class VGG19Features(nn.Module):
         last = max(VGG19_LAYERS.index(name) for name in layers)
         mods: list[nn.Module] = []
         cin = 3
-        for name in VGG19_LAYERS[:last + 1]:
+        for name in VGG19_LAYERS[: last + 1]:
             if name.startswith("conv"):
                 cout = _VGG19_CHANNELS[name[4]]
                 mods.append(nn.Conv2d(cin, cout, 3, 1, 1))
@@ -214,8 +223,10 @@ class VGG19Features(nn.Module):
         own = self.state_dict()
         missing = [k for k in own if k not in sd]
         if missing:
-            raise WeightsError(f"VGG19 weights lack {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}; "
-                               f"expected a torchvision vgg19 state dict with features.N.weight/bias keys")
+            raise WeightsError(
+                f"VGG19 weights lack {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''}; "
+                f"expected a torchvision vgg19 state dict with features.N.weight/bias keys"
+            )
         wrong = [k for k in own if tuple(sd[k].shape) != tuple(own[k].shape)]
         if wrong:
             raise WeightsError(f"VGG19 weights have wrong shapes for {', '.join(wrong[:4])}; is this vgg19 (not vgg16)?")
@@ -250,13 +261,22 @@ class PerceptualLoss(nn.Module):
     ``use_input_norm``. ``criterion``: ``l1``, ``l2`` or ``fro`` (BasicSR's Frobenius norm).
     """
 
-    def __init__(self, extractor: nn.Module | None, layer_weights: Mapping[str, float], criterion: str = "l1",
-                 use_input_norm: bool = True, range_norm: bool = False, loss_weight: float = 1.0):
+    def __init__(
+        self,
+        extractor: nn.Module | None,
+        layer_weights: Mapping[str, float],
+        criterion: str = "l1",
+        use_input_norm: bool = True,
+        range_norm: bool = False,
+        loss_weight: float = 1.0,
+    ):
         super().__init__()
         if extractor is None:
-            raise WeightsError("PerceptualLoss needs a pretrained feature extractor (e.g. VGG19Features with "
-                               "torchvision vgg19 weights) and none is available; train with FeatureMatchingLoss "
-                               "(discriminator feature matching) instead")
+            raise WeightsError(
+                "PerceptualLoss needs a pretrained feature extractor (e.g. VGG19Features with "
+                "torchvision vgg19 weights) and none is available; train with FeatureMatchingLoss "
+                "(discriminator feature matching) instead"
+            )
         _check("criterion", criterion, ("l1", "l2", "fro"))
         if not layer_weights:
             raise ValueError("layer_weights must name at least one layer, e.g. {'conv5_4': 1.0}")

@@ -6,13 +6,28 @@ cache and downloads, ``resolver`` turns a name, path or ``hf://`` URI into a ver
 
 from scenestyle.weights.files import file_sha256, new_file_mode
 from scenestyle.weights.hub import ProgressCallback, how_to_get
-from scenestyle.weights.lock import (FORMATS, HF_PREFIX, TASKS, HubSource, LockDefaults, WeightsEntry, load_defaults,
-                                     load_lock)
-from scenestyle.weights.resolver import (WEIGHT_SUFFIXES, ResolvedWeights, add, cache_path, parse_hf_uri, pull, resolve,
-                                         verify)
+from scenestyle.weights.lock import FORMATS, HF_PREFIX, TASKS, HubSource, LockDefaults, WeightsEntry, load_defaults, load_lock
+from scenestyle.weights.resolver import WEIGHT_SUFFIXES, ResolvedWeights, add, cache_path, parse_hf_uri, pull, resolve, verify
 
 __all__ = [
-    "FORMATS", "HF_PREFIX", "TASKS", "WEIGHT_SUFFIXES", "HubSource", "LockDefaults", "ProgressCallback", "ResolvedWeights",
-    "WeightsEntry", "add", "cache_path", "file_sha256", "how_to_get", "load_defaults", "load_lock", "new_file_mode",
-    "parse_hf_uri", "pull", "resolve", "verify",
+    "FORMATS",
+    "HF_PREFIX",
+    "TASKS",
+    "WEIGHT_SUFFIXES",
+    "HubSource",
+    "LockDefaults",
+    "ProgressCallback",
+    "ResolvedWeights",
+    "WeightsEntry",
+    "add",
+    "cache_path",
+    "file_sha256",
+    "how_to_get",
+    "load_defaults",
+    "load_lock",
+    "new_file_mode",
+    "parse_hf_uri",
+    "pull",
+    "resolve",
+    "verify",
 ]

@@ -178,8 +178,7 @@ def _probe(src: HubSource, what: str, entry: WeightsEntry | None) -> None:
             return
         host = (endpoint or "https://huggingface.co").rstrip("/")
         raise WeightsError(
-            f"cannot reach the Hugging Face Hub at {host} ({reason}) to download {what}; "
-            f"{how_to_get(entry, hub_file_url(src))}"
+            f"cannot reach the Hugging Face Hub at {host} ({reason}) to download {what}; {how_to_get(entry, hub_file_url(src))}"
         ) from None
 
 

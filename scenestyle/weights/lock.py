@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 try:
     import tomllib
@@ -77,10 +77,9 @@ class LockDefaults:
 
 
 # A lock as functions take it: already parsed, a lock file path, or None for the packaged lock.
-LockArg = Union[Mapping[str, WeightsEntry], str, os.PathLike, None]
+LockArg = Mapping[str, WeightsEntry] | str | os.PathLike | None
 
-_ENTRY_KEYS = {"task", "arch", "kwargs", "sha256", "size", "licence", "format", "state_dict_key", "hf", "bundled", "urls",
-               "sigma", "wdn"}
+_ENTRY_KEYS = {"task", "arch", "kwargs", "sha256", "size", "licence", "format", "state_dict_key", "hf", "bundled", "urls", "sigma", "wdn"}
 _REQUIRED = ("task", "arch", "sha256", "licence", "format")
 _HF_KEYS = {"repo_id", "filename", "revision"}
 _default_lock: dict[str, WeightsEntry] | None = None
@@ -181,8 +180,10 @@ def _check_twins(entries: Mapping[str, WeightsEntry], where: str) -> None:
     for e in entries.values():
         twin = entries.get(e.wdn) if e.wdn is not None else None
         if e.wdn is not None and (twin is None or (twin.arch, dict(twin.kwargs)) != (e.arch, dict(e.kwargs))):
-            raise WeightsError(f"{where}: entry {e.name!r}: wdn {e.wdn!r} must name another entry with the same arch and "
-                               f"kwargs; entries: {', '.join(sorted(entries))}")
+            raise WeightsError(
+                f"{where}: entry {e.name!r}: wdn {e.wdn!r} must name another entry with the same arch and "
+                f"kwargs; entries: {', '.join(sorted(entries))}"
+            )
 
 
 def _parse_defaults(raw: Any, entries: Mapping[str, WeightsEntry], where: str) -> LockDefaults:
@@ -200,7 +201,7 @@ def _parse_defaults(raw: Any, entries: Mapping[str, WeightsEntry], where: str) -
         raise WeightsError(f"{where}: unknown key(s) {', '.join(unknown)} in [defaults]; valid keys: {', '.join(DEFAULT_TASKS)}")
     upscale = raw.get("upscale", {})
     if not isinstance(upscale, dict) or not all(re.fullmatch(r"x[1-9]", k) for k in upscale):
-        raise WeightsError(f"{where}: defaults.upscale must be an inline table of scale to entry, e.g. {{ x4 = \"NAME\" }}")
+        raise WeightsError(f'{where}: defaults.upscale must be an inline table of scale to entry, e.g. {{ x4 = "NAME" }}')
     return LockDefaults(
         style=named("style", raw["style"], "style") if "style" in raw else None,
         denoise=named("denoise", raw["denoise"], "denoise") if "denoise" in raw else None,

@@ -14,9 +14,20 @@ from pathlib import Path
 
 from scenestyle.errors import UsageError, WeightsError
 from scenestyle.weights.files import file_sha256
-from scenestyle.weights.hub import (ProgressCallback, add_target, bundled_path, cached_entry_file, cached_hub_file,
-                                    default_hub_cache, download, env_offline, how_to_get, hub_cache_dir, hub_file_url,
-                                    place_in_cache)
+from scenestyle.weights.hub import (
+    ProgressCallback,
+    add_target,
+    bundled_path,
+    cached_entry_file,
+    cached_hub_file,
+    default_hub_cache,
+    download,
+    env_offline,
+    how_to_get,
+    hub_cache_dir,
+    hub_file_url,
+    place_in_cache,
+)
 from scenestyle.weights.lock import HF_PREFIX, HubSource, LockArg, WeightsEntry, entries_of, entry_by_sha, lookup
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors")
@@ -50,7 +61,7 @@ def _check(path: Path, entry: WeightsEntry, *, fix: str | None = None) -> str:
 
 def parse_hf_uri(spec: str) -> HubSource:
     """``hf://ORG/REPO/PATH/IN/REPO[@REV]`` → :class:`HubSource` (revision defaults to ``main``)."""
-    rest, at, rev = spec[len(HF_PREFIX):].partition("@")
+    rest, at, rev = spec[len(HF_PREFIX) :].partition("@")
     parts = rest.split("/")
     if len(parts) < 3 or not all(parts) or (at and not rev):
         raise UsageError(f"bad Hugging Face URI {spec!r}; expected hf://ORG/REPO/FILENAME[@REVISION]")
@@ -178,7 +189,7 @@ def verify(names: Iterable[str] | None = None, *, lock: LockArg = None) -> list[
     """Check local copies without downloading: (name, "ok" | "missing" | "mismatch: ...") per entry."""
     entries = entries_of(lock)
     out: list[tuple[str, str]] = []
-    for name in (list(names) if names is not None else sorted(entries)):
+    for name in list(names) if names is not None else sorted(entries):
         path = cache_path(name, lock=entries)
         if path is None:
             out.append((name, "missing"))
