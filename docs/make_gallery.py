@@ -4,8 +4,8 @@
 
 Rows: six scenes of ``data/photos/sun_hays_half`` (never trained on); columns: the photo, then one
 per style, each run through ``scenestyle stylize --style NAME`` exactly as a user would. The last
-row is the 25 MP wallpaper stylized at full size beside the same photo first shrunk to 1 MP: with
-the working size the two must look alike (a centre crop of each, at the same field of view).
+two rows are a 25 MP wallpaper shrunk to 1 MP and at full size, each stylized as it is: with the
+working size the two must look alike (a centre crop of each, at the same field of view).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def label(im: Image.Image, text: str) -> Image.Image:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
-    ap.add_argument("--styles", nargs="+", default=["oil"])
+    ap.add_argument("--styles", nargs="+", default=["oil", "ukiyoe", "expressionism", "abstract"])
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).resolve().parent / "styles.jpg")
     args = ap.parse_args()
     photos = args.shared / "data" / "photos"
@@ -64,19 +64,19 @@ def main() -> None:
             rows.append(row)
         big = photos / "wallpapers" / sorted(p.name for p in (photos / "wallpapers").iterdir())[0]
         with Image.open(big) as im:
-            small = im.convert("RGB").resize((1224, 816), Image.Resampling.LANCZOS)  # about 1 MP
+            photo_big = im.convert("RGB")
+        small = photo_big.resize((1224, 816), Image.Resampling.LANCZOS)  # about 1 MP
         small.save(t / "small.png")
-        out_big = Image.open(stylize(big, args.styles[0], t / "big.jpg"))
-        out_small = Image.open(stylize(t / "small.png", args.styles[0], t / "small_out.png"))
-        w, h = out_big.size
+        w, h = photo_big.size
         box = (w * 3 // 8, h * 3 // 8, w * 5 // 8, h * 5 // 8)  # the centre quarter of the field of view
-        sbox = tuple(round(v * out_small.width / w) for v in box)
-        rows.append(
-            [
-                label(fit(out_small.crop(sbox)), f"{args.styles[0]} 1 MP"),
-                label(fit(out_big.crop(box)), f"{args.styles[0]} {w * h / 1e6:.0f} MP"),
-            ]
-        )
+        sbox = tuple(round(v * small.width / w) for v in box)
+        row_small, row_big = [label(fit(small.crop(sbox)), "photo 1 MP")], [label(fit(photo_big.crop(box)), f"photo {w * h / 1e6:.0f} MP")]
+        for style in args.styles:
+            out_small = Image.open(stylize(t / "small.png", style, t / f"small_{style}.png"))
+            out_big = Image.open(stylize(big, style, t / f"big_{style}.jpg"))
+            row_small.append(label(fit(out_small.crop(sbox)), f"{style} 1 MP"))
+            row_big.append(label(fit(out_big.crop(box)), f"{style} {w * h / 1e6:.0f} MP"))
+        rows += [row_small, row_big]
     width = max(sum(c.width for c in r) for r in rows)
     sheet = Image.new("RGB", (width, CELL * len(rows)), (255, 255, 255))
     for y, row in enumerate(rows):

@@ -16,7 +16,7 @@ import scenestyle
 from scenestyle import weights as w
 from scenestyle.cli import app
 
-SHIPPED = ("oil",)  # every style `stylize --style NAME` must reach out of the box
+SHIPPED = ("oil", "ukiyoe", "expressionism", "abstract")  # every style `stylize --style NAME` must reach out of the box
 runner = CliRunner()
 
 

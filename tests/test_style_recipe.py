@@ -67,14 +67,16 @@ def test_diffaug_is_seeded_differentiable_and_checked():
         check_policy("translation,blur")
 
 
-def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
+@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("style-*.toml")), ids=lambda p: p.stem)
+def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
+    pool = 9 if load_config(config).model.generator_kwargs.get("colour_pool") else 0
     cfg = load_config(
-        REPO / "configs" / "style-oil.toml",
+        config,
         [
             "data.workers=0",
             "data.crop=32",
             "train.sample_every=0",
-            "model.generator_kwargs={ngf = 4, n_blocks = 1, colour_pool = 9}",
+            f"model.generator_kwargs={{ngf = 4, n_blocks = 1, colour_pool = {pool}}}",
             "model.discriminator_kwargs={ndf = 4, n_layers = 2}",
         ],
     )
@@ -95,7 +97,8 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path):
 
     out = export_generator(tmp_path / "run", "tiny-style", fp16=True).path
     kwargs = json.loads(safe_open(str(out), "pt").metadata()["kwargs"])
-    assert kwargs["colour_pool"] == 9  # a setting the keys cannot show travels in the metadata
+    # settings the state-dict keys cannot show travel in the metadata
+    assert kwargs["colour_pool"] == pool and kwargs["norm"] == cfg.model.norm
 
 
 def test_hue_rotation_keeps_luma_and_changes_hue():

@@ -336,8 +336,17 @@ def style(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds crops, descriptors, projections and the critics.")] = 0,
     max_side: Annotated[int, typer.Option("--max-side", help="Downscale every image so its long side is at most this (0: keep).")] = 512,
-    critic_steps: Annotated[int, typer.Option("--critic-steps", help="Training steps per critic (4 critics: 2 variants x 2 folds).")] = 400,
+    critic_steps: Annotated[int, typer.Option("--critic-steps", help="Training steps per critic (one per variant and fold).")] = 400,
     crop: Annotated[int, typer.Option("--crop", help="Critic crop size in pixels (after --max-side).")] = 64,
+    critic_folds: Annotated[int, typer.Option("--critic-folds", help="Cross-fitting folds per critic variant (>= 2).")] = 2,
+    match_sharpness: Annotated[
+        bool,
+        typer.Option(
+            "--match-sharpness/--no-match-sharpness",
+            help="Blur the sharper side (paintings, or the photos and every row made from them) to the other's median sharpness "
+            "before the critics, so they cannot tell paintings by sharpness alone.",
+        ),
+    ] = True,
     device: Device = "auto",
     precision: Precision = "fp32",
     tile: Tile = "0",
@@ -377,7 +386,7 @@ def style(
             precision=precision,
             tile=parse_tile(tile),
             offline=offline,
-            critic=replace(CriticConfig(), steps=critic_steps, crop=crop),
+            critic=replace(CriticConfig(), steps=critic_steps, crop=crop, folds=critic_folds, match_sharpness=match_sharpness),
             on_progress=step,
             on_panels=panels.__setitem__ if sheet else None,
         )

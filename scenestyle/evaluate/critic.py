@@ -44,7 +44,7 @@ class CriticConfig:
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     scale_jitter: float = 0.0  # training crops cover crop*s pixels, s log-uniform in [1/(1+j), 1+j], resized to crop
     rot90: bool = False  # random quarter turns of training crops
-    match_sharpness: bool = False  # blur the sharper side (paintings, or photos and every row) to the other's median sharpness
+    match_sharpness: bool = True  # blur the sharper side (paintings, or photos and every row) to the other's median sharpness
 
 
 class Critic(nn.Module):
