@@ -10,19 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from scenestyle.train.degradations import (
-    RealESRGANDegradation,
-    bicubic_pair,
-    degrade,
+from scenestyle.train.blur_kernels import (
     filter2d,
     gaussian_kernel,
     generalized_gaussian_kernel,
-    jpeg,
     plateau_kernel,
     random_kernel,
     sinc_kernel,
     usm_sharp,
 )
+from scenestyle.train.degradations import RealESRGANDegradation, bicubic_pair, degrade, jpeg
 from scenestyle.train.noise_synthesis import NOISE_KINDS, add_noise
 
 

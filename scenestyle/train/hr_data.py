@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.train.blur_kernels import usm_sharp
 from scenestyle.train.data import CropRecipe, DataStream, UnpairedCrops, _mix, cut
-from scenestyle.train.degradations import RealESRGANDegradation, bicubic_pair, degrade, usm_sharp
+from scenestyle.train.degradations import RealESRGANDegradation, bicubic_pair, degrade
 from scenestyle.train.noise_synthesis import add_noise
 
 Pair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, target, pixel target, sigma map
