@@ -34,6 +34,10 @@ class WeightsError(ScenestyleError):
     exit_code = 3
 
 
+class WeightsUnavailable(WeightsError):
+    """Pinned weights are not on this machine and cannot be fetched now (offline, Hub unreachable)."""
+
+
 class OutputError(ScenestyleError):
     """An output cannot be written (read-only folder, disk full, would overwrite an input)."""
 

@@ -58,3 +58,16 @@ def shared_dir() -> Path:
             return path
     looked = ", ".join(str(p) for p in _shared_candidates())
     pytest.fail(f"shared/ folder not found (looked in {looked}); set SCENESTYLE_SHARED or put it beside the checkout")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """scenestyle's cache (compiled OpenVINO models, FID features) in a folder of this test session,
+    not the user's: tests start cold and leave nothing behind."""
+    old = os.environ.get("SCENESTYLE_CACHE")
+    os.environ["SCENESTYLE_CACHE"] = str(tmp_path_factory.mktemp("scenestyle-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SCENESTYLE_CACHE", None)
+    else:
+        os.environ["SCENESTYLE_CACHE"] = old

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from scenestyle.engine import agreement
 from scenestyle.engine import device as dev
 from scenestyle.engine.device import Placement, agreement_db, check_image, choose_placement, cpu_flags, prepare
 from scenestyle.errors import UsageError
@@ -108,7 +109,7 @@ def test_agreement_is_cached_and_leaves_model_untouched(monkeypatch):
     first = agreement_db(model, META, torch.bfloat16)
     assert first >= 40
     assert next(model.parameters()).dtype == torch.float32
-    monkeypatch.setattr(dev, "_forward", lambda *a, **k: pytest.fail("must use the cache"))
+    monkeypatch.setattr(agreement, "forward_at", lambda *a, **k: pytest.fail("must use the cache"))
     assert agreement_db(model, META, torch.bfloat16) == first
 
 

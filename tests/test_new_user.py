@@ -163,6 +163,47 @@ def test_unreachable_hub_upscale_and_fid_are_one_line(closed_hub, hub_cache, tmp
     _says_how_to_get_it(one_line(r.stderr), "pt_inception-2015-12-05-6726825d.pth")
 
 
+@pytest.fixture
+def remote_default_style(monkeypatch):
+    """A default style on the Hub (not cached) whose lock entry falls back to the bundled oil."""
+    from scenestyle.weights import lock as wlock
+
+    oil = w.load_lock()["style-oil"]
+    hf = w.HubSource(repo_id="org/remote-style", filename="remote.safetensors", revision=COMMIT)
+    remote = w.WeightsEntry(**{**oil.__dict__, "name": "style-remote", "bundled": None, "hf": hf, "fallback": "style-oil"})
+    monkeypatch.setattr(wlock, "_default_lock", {**w.load_lock(), "style-remote": remote})
+    monkeypatch.setattr(wlock, "_default_defaults", w.LockDefaults(style="style-remote"))
+
+
+@pytest.mark.parametrize("how", ["--offline", "closed hub"])
+def test_a_default_that_cannot_be_fetched_gives_way_to_its_bundled_fallback(how, closed_hub, remote_default_style, tmp_path):
+    photo = _photo(tmp_path / "photo.png", size=48)
+    r = invoke("stylize", photo, *(["--offline"] if how == "--offline" else []), "-o", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.output
+    notice = one_line(r.stderr)
+    assert "style-remote is not in the Hugging Face cache" in notice and "using the bundled style-oil" in notice
+    assert ("downloads are off" in notice) == (how == "--offline")
+    report = json.loads(r.stdout)
+    assert report["model"]["name"] == "style-oil" and (tmp_path / "out" / "photo_oil.png").is_file()
+
+
+def test_a_model_named_by_the_user_never_falls_back(closed_hub, remote_default_style, tmp_path):
+    photo = _photo(tmp_path / "photo.png", size=48)
+    r = invoke("stylize", photo, "--style", "remote", "-o", tmp_path / "out")
+    assert r.exit_code == 3 and "cannot reach the Hugging Face Hub" in one_line(r.stderr)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_fallback_must_be_a_bundled_entry_of_the_same_task(tmp_path):
+    oil = w.load_lock()["style-oil"]
+    text = (REPO / "scenestyle" / "weights.lock").read_text(encoding="utf-8")
+    for bad in ("realesrgan-x4plus", "style-missing"):
+        lock = tmp_path / f"{bad}.lock"
+        lock.write_text(text.replace(f'bundled = "{oil.bundled}"', f'bundled = "{oil.bundled}"\nfallback = "{bad}"'), encoding="utf-8")
+        with pytest.raises(WeightsError, match=f"fallback '{bad}' must name a bundled style entry"):
+            w.load_lock(lock)
+
+
 def test_unreachable_hub_for_an_hf_uri_gives_the_hub_file_url(closed_hub, tmp_path):
     with pytest.raises(WeightsError) as err:
         w.resolve(f"hf://org/tiny/sub/tiny.pth@{COMMIT}", lock=write_lock(tmp_path))

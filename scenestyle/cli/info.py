@@ -17,6 +17,7 @@ from scenestyle.cli._console import handle_errors
 def info(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help="auto | torch | openvino")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")] = False,
 ) -> None:
     """Show versions, the device and precision auto picks (and why), the weights cache and models."""
@@ -26,10 +27,11 @@ def info(
     from huggingface_hub import constants as hf_constants
 
     import scenestyle
+    from scenestyle.engine import openvino_backend as ov
     from scenestyle.engine.device import choose_placement, cpu_flags, cpu_model_name
     from scenestyle.weights import cache_path, load_lock
 
-    placement = choose_placement(device, precision)
+    placement = choose_placement(device, precision, backend=backend)
     flags = sorted(
         f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
     )
@@ -39,16 +41,19 @@ def info(
         "torch": torch.__version__,
         "pillow": PIL.__version__,
         "huggingface_hub": huggingface_hub.__version__,
+        "openvino": ov.version() or "not installed",
         "cuda": torch.cuda.is_available(),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu": f"{cpu_model_name()} ({platform.machine()}, {os.cpu_count()} logical cores)",
         "cpu_flags": flags,
         "threads": torch.get_num_threads(),
         "device": str(placement.device),
+        "backend": placement.backend,
         "precision": placement.precision,
         "channels_last": placement.channels_last,
         "reason": placement.reason,
         "hf_cache": hf_constants.HF_HUB_CACHE,
+        "openvino_cache": f"{ov.cache_dir()} ({ov.cache_bytes() / 1e6:.1f} MB: converted models and compiled blobs)",
         "models": {name: bool(cache_path(name)) for name in sorted(load_lock())},
     }
     if json_out:

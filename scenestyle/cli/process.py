@@ -26,6 +26,13 @@ Out = Annotated[
 Precision = Annotated[
     str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8 (fp16 is refused on CPU; int8 is CPU only, checked per photo).")
 ]
+Backend = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help="auto (OpenVINO on the CPU where it is installed and runs the model, else torch) | torch | openvino. CUDA runs torch.",
+    ),
+]
 Tile = Annotated[str, typer.Option("--tile", help="auto (from free memory) | 0 (whole image) | N (tile size in input pixels).")]
 Batch = Annotated[str, typer.Option("--batch-size", help="Tiles per forward pass: auto (4 on CUDA, 1 on CPU) or N.")]
 Recursive = Annotated[bool, typer.Option("-r", "--recursive", help="Descend into subfolders of folder inputs.")]
@@ -112,6 +119,10 @@ def _run(task: str, params: dict) -> None:
     state: dict = {}
     on_download = download_callback(progress, "downloading {}")
 
+    def on_notice(message: str) -> None:
+        if not quiet:  # stderr, so --json output stays one JSON document
+            _console.err.print(shown(message), soft_wrap=True)
+
     def on_model(loaded, placement) -> None:
         if not json_out and not quiet:
             _console.err.print(
@@ -138,7 +149,16 @@ def _run(task: str, params: dict) -> None:
             _console.error(result.error if result.input in (result.error or "") else f"{result.input}: {result.error}")
 
     with progress:
-        report = process(task, opts, on_download=on_download, on_model=on_model, on_start=on_start, on_tiles=on_tiles, on_done=on_done)
+        report = process(
+            task,
+            opts,
+            on_download=on_download,
+            on_notice=on_notice,
+            on_model=on_model,
+            on_start=on_start,
+            on_tiles=on_tiles,
+            on_done=on_done,
+        )
     if quiet:  # its failures were printed as they came and are in rank 0's report; a non-zero exit here
         raise typer.Exit(0)  # would make torchrun stop the ranks still working
     if json_out:
@@ -167,7 +187,10 @@ def _summary(report) -> None:
 def stylize(
     inputs: Inputs,
     output: Out = None,
-    style: Annotated[str, typer.Option("--style", help="Style name from weights.lock (see `scenestyle weights list`).")] = DEFAULT_STYLE,
+    style: Annotated[
+        str | None,
+        typer.Option("--style", help=f"Style name from weights.lock (see `scenestyle weights list`); default {DEFAULT_STYLE}."),
+    ] = None,
     strength: Annotated[float, typer.Option("--strength", min=0.0, max=1.0, help="Blend of the painting over the photo.")] = 1.0,
     work_size: Annotated[
         int,
@@ -183,6 +206,7 @@ def stylize(
     arch: Arch = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    backend: Backend = "auto",
     tile: Tile = "auto",
     batch_size: Batch = "auto",
     recursive: Recursive = False,
@@ -213,6 +237,7 @@ def upscale(
     arch: Arch = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    backend: Backend = "auto",
     tile: Tile = "auto",
     batch_size: Batch = "auto",
     recursive: Recursive = False,
@@ -264,6 +289,7 @@ def denoise(
     arch: Arch = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    backend: Backend = "auto",
     tile: Tile = "auto",
     batch_size: Batch = "auto",
     recursive: Recursive = False,

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import re
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,9 +28,10 @@ import torch
 from torch import nn
 
 from scenestyle.engine import int8 as int8_mod
+from scenestyle.engine import openvino_backend as ov_backend
+from scenestyle.engine.agreement import AGREEMENT_DB, agreement_db, check_image, model_args
 from scenestyle.engine.convert import UnitRange
 from scenestyle.errors import UsageError
-from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn.meta import ModelMeta
 
 __all__ = [
@@ -48,18 +47,13 @@ __all__ = [
     "model_args",
 ]
 
-AGREEMENT_DB = 40.0
-"""Minimum PSNR (dB, over the model's value range) of reduced-precision output vs fp32."""
-
-CHECK_SIGMA = 25 / 255
-"""σ a noise-level model is run at when only its precision or memory use is measured (mid-range)."""
-
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 _MIN_BF16_SPEEDUP = 1.2  # below this the precision loss buys too little time
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _DTYPE_NAMES = {v: k for k, v in _DTYPES.items()}
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+BACKENDS = ("auto", "torch", "openvino")
 
 
 @dataclass(frozen=True)
@@ -73,6 +67,7 @@ class Placement:
     reason: str
     int8: bool = False  # int8 convs (dtype is then the float32 the model takes and returns)
     fallback: Placement | None = None  # int8 only: where a photo runs when int8 disagrees with fp32
+    backend: str = "torch"  # torch | openvino (CPU only; dtype is then the precision OpenVINO computes at)
 
     @property
     def precision(self) -> str:
@@ -83,6 +78,7 @@ class Placement:
         """JSON-friendly form for ``--json`` and ``scenestyle info``."""
         return {
             "device": str(self.device),
+            "backend": self.backend,
             "precision": self.precision,
             "channels_last": self.channels_last,
             "threads": self.threads,
@@ -156,70 +152,6 @@ def _threads_from_env() -> int | None:
     return n
 
 
-def check_image(meta: ModelMeta | None, side: int = 64, seed: int = 0) -> torch.Tensor:
-    """A fixed 1xCxSxS float32 image, smooth gradients plus texture, in the model's value range.
-
-    ``side`` is rounded up to the model's ``size_multiple``; no ``meta``: 3 channels in [0, 1].
-    """
-    channels, multiple, (lo, hi) = 3, 1, (0.0, 1.0)
-    if meta is not None:
-        channels, multiple, (lo, hi) = meta.in_channels, meta.size_multiple, meta.value_range
-    side = math.ceil(side / multiple) * multiple
-    gen = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, side), torch.linspace(0, 1, side), indexing="ij")
-    planes = []
-    for c in range(channels):
-        smooth = 0.5 + 0.3 * torch.sin(2.5 * xx + 1.7 * yy + c) * torch.cos(1.3 * yy - 0.7 * c)
-        texture = 0.08 * torch.sin(40 * xx + 7 * c) * torch.sin(33 * yy) + 0.05 * torch.randn(side, side, generator=gen)
-        planes.append(smooth + texture)
-    img = torch.stack(planes).clamp(0, 1).unsqueeze(0)
-    return img * (hi - lo) + lo
-
-
-def model_args(meta: ModelMeta) -> tuple[float, ...]:
-    """Forward arguments after the image for a run that only measures the model (precision,
-    memory): a noise-level model gets ``CHECK_SIGMA``, others nothing."""
-    return (CHECK_SIGMA,) if meta.takes_sigma else ()
-
-
-def _forward(
-    model: nn.Module, meta: ModelMeta, x: torch.Tensor, device: torch.device, dtype: torch.dtype, channels_last: bool
-) -> torch.Tensor:
-    x = x.to(device=device, dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        return model(x, *model_args(meta)).float().cpu()
-
-
-# Weak keys: a model that is dropped also drops its cached checks (no id() reuse bugs).
-_AGREEMENT: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, torch.dtype], float]] = weakref.WeakKeyDictionary()
-
-
-def agreement_db(
-    model: nn.Module, meta: ModelMeta, dtype: torch.dtype, device: torch.device | str = "cpu", channels_last: bool = True
-) -> float:
-    """PSNR (dB, peak = the model's value range) of the model at ``dtype`` vs fp32 on ``check_image``.
-
-    Cached in memory per (model, device, dtype); the model itself is not modified.
-    """
-    device = torch.device(device)
-    per_model = _AGREEMENT.setdefault(model, {})
-    key = (str(device), dtype)
-    if key not in per_model:
-        lo, hi = meta.value_range
-        x = check_image(meta)
-        ref_model = copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
-        ref = _forward(ref_model, meta, x, device, torch.float32, channels_last)
-        del ref_model
-        low_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-        if channels_last:
-            low_model = low_model.to(memory_format=torch.channels_last)
-        low = _forward(low_model, meta, x, device, dtype, channels_last)
-        per_model[key] = psnr(low.numpy(), ref.numpy(), peak=float(hi - lo))
-    return per_model[key]
-
-
 _SPEEDUP: dict[str, float] = {}
 
 
@@ -267,6 +199,7 @@ def choose_placement(
     meta: ModelMeta | None = None,
     probe: Callable[[torch.device], float] | None = None,
     int8: bool = True,
+    backend: str = "torch",
 ) -> Placement:
     """Pick device, dtype and memory format for ``model`` (described by ``meta``, given with it);
     invalid or impossible requests raise UsageError.
@@ -276,6 +209,8 @@ def choose_placement(
     agreement check is skipped and the reason says so. ``SCENESTYLE_THREADS``, when set,
     is applied with ``torch.set_num_threads``. ``int8=False`` is for callers that cannot
     calibrate per photo (evaluation): auto then never picks int8 and asking for it raises.
+    ``backend``: ``auto`` runs OpenVINO on the CPU where it is installed and can run the model,
+    else torch; ``openvino`` insists (UsageError when it cannot); CUDA is always torch.
     """
     if (model is None) != (meta is None):
         raise ValueError("choose_placement needs a model and its meta together")
@@ -288,6 +223,19 @@ def choose_placement(
     if precision == "int8" and (dev.type != "cpu" or not int8):
         where = "on CPU only" if dev.type != "cpu" else "only where each photo is calibrated (stylize, upscale, denoise)"
         raise UsageError(f"--precision int8 runs {where}; choose auto, fp32, bf16" + (" or fp16" if dev.type != "cpu" else ""))
+    if backend not in BACKENDS:
+        raise UsageError(f"invalid backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if backend == "openvino" and dev.type != "cpu":
+        raise UsageError(f"--backend openvino runs on the CPU; {dev} runs torch (use --backend auto or torch)")
+    if backend != "torch" and dev.type == "cpu" and precision != "int8":
+        why = ov_backend.blocker(model)
+        if why is None:
+            return _openvino_placement(dev, precision, model, meta, threads, note)
+        if backend == "openvino":
+            raise UsageError(f"--backend openvino cannot run here: {why}; use --backend torch")
+        note += f"; torch, not OpenVINO: {why}"
+    elif backend == "openvino":
+        raise UsageError("--precision int8 runs on the torch backend; use --backend torch, or auto/fp32/bf16 with OpenVINO")
     if dev.type != "cpu":
         dtype, reason = _cuda_precision(dev, precision, model, meta)
         return Placement(device=dev, dtype=dtype, channels_last=True, threads=threads, reason=reason + note)
@@ -339,6 +287,31 @@ def choose_placement(
             f">= {AGREEMENT_DB:.0f} dB from fp32 on held-out crops; otherwise {chosen.precision} ({reason})" + note
         ),
     )
+
+
+def _openvino_placement(
+    dev: torch.device, precision: str, model: nn.Module | None, meta: ModelMeta | None, threads: int | None, note: str
+) -> Placement:
+    """OpenVINO on the CPU: bf16 where the CPU computes it natively and the model agrees with its
+    torch fp32 output to AGREEMENT_DB, else fp32 (``auto``); or the precision asked for."""
+    native = [f for f in NATIVE_BF16_FLAGS if f in cpu_flags()]
+    has = f"CPU has {' and '.join(native)}" if native else "CPU lacks avx512_bf16 and amx_bf16"
+
+    def placed(dtype: torch.dtype, reason: str) -> Placement:
+        return Placement(dev, dtype, False, threads, f"OpenVINO {ov_backend.version()}: {reason}{note}", backend="openvino")
+
+    if precision in ("fp16", "int8"):
+        raise UsageError(f"--precision {precision} does not run on OpenVINO here; choose auto, fp32 or bf16")
+    if precision != "auto":
+        return placed(_DTYPES[precision], f"{precision} on CPU, as asked (--precision {precision}); {has}")
+    if not native:
+        return placed(torch.float32, f"{has}, so bf16 would be emulated: fp32")
+    if model is None:
+        return placed(torch.bfloat16, f"{has}: bf16 where the model's output is >= {AGREEMENT_DB:.0f} dB from fp32, else fp32")
+    db = ov_backend.agreement_db(model, meta, "bf16", threads)
+    if db < AGREEMENT_DB:
+        return placed(torch.float32, f"{has}, but the model's bf16 output is only {db:.1f} dB from fp32 (< {AGREEMENT_DB:.0f}): fp32")
+    return placed(torch.bfloat16, f"{has}: bf16, the model's output {db:.1f} dB from fp32 (>= {AGREEMENT_DB:.0f})")
 
 
 def _cpu_precision(
@@ -402,6 +375,8 @@ def prepare(model: nn.Module, meta: ModelMeta, placement: Placement) -> nn.Modul
     An int8 placement returns an :class:`~scenestyle.engine.int8.Int8Model` (to be fitted on
     each photo) whose ``fallback`` is ``model`` prepared at ``placement.fallback``.
     """
+    if placement.backend == "openvino":
+        return ov_backend.compile_model(model, meta, placement.precision, placement.threads)
     if placement.int8:
         assert placement.fallback is not None
         quantised = int8_mod.Int8Model(model, fallback=model, chains=meta.int8_chains)
@@ -415,6 +390,8 @@ def prepare(model: nn.Module, meta: ModelMeta, placement: Placement) -> nn.Modul
 
 def to_placement(x: torch.Tensor, placement: Placement, model: nn.Module | None = None) -> torch.Tensor:
     """``x`` on the placement's device, dtype and memory format, as ``model``'s input."""
+    if placement.backend == "openvino":  # float32 NCHW in; OpenVINO computes at its own precision
+        return x.to(torch.float32)
     # a model that maps its input's value range itself (UnitRange) takes float32 and casts after
     dtype = model.input_dtype if isinstance(model, UnitRange) else None
     x = x.to(device=placement.device, dtype=dtype or placement.dtype)

@@ -72,6 +72,8 @@ def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placemen
         return per_model[key]
     side = round_up(32, meta.size_multiple)
     x = to_placement(torch.rand(1, meta.in_channels, side, side), placement, model)
+    # a compiled OpenVINO model has no layers to hook: its float32 torch twin stands in (an upper bound)
+    model = getattr(model, "reference", model)
     args = model_args(meta)
     with torch.inference_mode():
         if placement.device.type == "cuda":

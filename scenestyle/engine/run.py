@@ -16,10 +16,10 @@ from scenestyle.engine.batch import BatchReport, Job, JobResult, check_manifest,
 from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.tasks import Processor
-from scenestyle.errors import UsageError
+from scenestyle.errors import UsageError, WeightsUnavailable
 from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, remove_stale_temps, write_picture
 from scenestyle.loading import LoadedModel, load_model
-from scenestyle.weights import load_defaults, load_lock
+from scenestyle.weights import env_offline, load_defaults, load_lock
 
 # Tiles per forward pass under --batch-size auto on CUDA (on CPU batching buys no speed, only memory).
 CUDA_TILE_BATCH = 4
@@ -43,7 +43,8 @@ class RunOptions:
     weights: str | None = None  # path or hf://REPO/FILE[@REV]; overrides model
     arch: str | None = None  # architecture override for --weights
     device: str = "auto"  # auto | cpu | cuda[:N]
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8
+    backend: str = "auto"  # auto | torch | openvino (engine/device.py: choose_placement)
     tile: int | None = None  # None = auto, 0 = whole image, N = tile size in input pixels
     batch_size: int | None = None  # tiles per forward pass; None = auto (CUDA 4, CPU 1)
     recursive: bool = False  # descend into subfolders of folder inputs
@@ -128,6 +129,7 @@ def process(
     opts: RunOptions,
     *,
     on_download: Callable[[str, int, int | None], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     on_model: Callable[[LoadedModel, object], None] | None = None,
     on_start: Callable[[Job, int, int], None] | None = None,
     on_tiles: Callable[[int, int], None] | None = None,
@@ -168,7 +170,19 @@ def process(
         check_manifest(manifest, probe_jobs, given=False)
 
     spec = _model_spec(task, opts)
-    loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline, progress=on_download)
+    try:
+        loaded = load_model(spec, arch=opts.arch, task=task, offline=opts.offline, progress=on_download)
+    except WeightsUnavailable:
+        # A default that is not here and cannot be fetched gives way to its bundled fallback; a model
+        # the user named does not: they asked for exactly that one.
+        entry = load_lock().get(spec)
+        if opts.model or opts.weights or entry is None or entry.fallback is None:
+            raise
+        if on_notice:
+            why = "downloads are off" if opts.offline or env_offline() else "it cannot be downloaded now"
+            on_notice(f"{spec} is not in the Hugging Face cache and {why}: using the bundled {entry.fallback} instead")
+        spec = entry.fallback
+        loaded = load_model(spec, arch=opts.arch, task=task, offline=True, progress=on_download)
     meta = loaded.meta
     if task == "upscale":
         if opts.scale is not None and meta.scale != opts.scale:
@@ -185,7 +199,7 @@ def process(
             f"--noise-level needs a model that takes a noise level ({noise_level_models()}); "
             f"{loaded.name or spec} ({loaded.arch}) does not: use --strength to blend its result"
         )
-    placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module, meta=meta)
+    placement = choose_placement(sharding.device(opts.device), opts.precision, model=loaded.module, meta=meta, backend=opts.backend)
     model = prepare(loaded.module, meta, placement)
     if on_model:
         on_model(loaded, placement)
@@ -215,6 +229,7 @@ def process(
     )
     parameters = {
         "device": str(placement.device),
+        "backend": placement.backend,
         "precision": placement.precision,
         "tile": opts.tile,
         "batch_size": batch_size,

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from scenestyle.cache import cache_root
 from scenestyle.errors import UsageError
 from scenestyle.evaluate._common import read_u8
 from scenestyle.evaluate.report import versions
@@ -65,11 +66,8 @@ _MODE_TEXT = {
 
 
 def cache_dir() -> Path:
-    """Where folder features are cached: ``$SCENESTYLE_CACHE/fid`` or ``~/.cache/scenestyle/fid``."""
-    base = os.environ.get("SCENESTYLE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scenestyle"
-    )
-    return Path(base) / "fid"
+    """Where folder features are cached: ``fid`` under scenestyle's cache (``scenestyle.cache.cache_root``)."""
+    return cache_root() / "fid"
 
 
 def folder_features(

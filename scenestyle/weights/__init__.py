@@ -5,7 +5,7 @@ cache and downloads, ``resolver`` turns a name, path or ``hf://`` URI into a ver
 """
 
 from scenestyle.weights.files import file_sha256, new_file_mode
-from scenestyle.weights.hub import ProgressCallback, how_to_get
+from scenestyle.weights.hub import ProgressCallback, env_offline, how_to_get
 from scenestyle.weights.lock import FORMATS, HF_PREFIX, TASKS, HubSource, LockDefaults, WeightsEntry, load_defaults, load_lock
 from scenestyle.weights.resolver import WEIGHT_SUFFIXES, ResolvedWeights, add, cache_path, parse_hf_uri, pull, resolve, verify
 
@@ -21,6 +21,7 @@ __all__ = [
     "WeightsEntry",
     "add",
     "cache_path",
+    "env_offline",
     "file_sha256",
     "how_to_get",
     "load_defaults",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scenestyle.errors import OutputError, WeightsError
+from scenestyle.errors import OutputError, WeightsUnavailable
 from scenestyle.weights.files import CHUNK, new_file_mode
 from scenestyle.weights.lock import HubSource, WeightsEntry
 
@@ -177,7 +177,7 @@ def _probe(src: HubSource, what: str, entry: WeightsEntry | None) -> None:
         if reason is None:
             return
         host = (endpoint or "https://huggingface.co").rstrip("/")
-        raise WeightsError(
+        raise WeightsUnavailable(
             f"cannot reach the Hugging Face Hub at {host} ({reason}) to download {what}; {how_to_get(entry, hub_file_url(src))}"
         ) from None
 
@@ -200,7 +200,7 @@ def download(src: HubSource, what: str, progress: ProgressCallback | None, entry
         return Path(hf_hub_download(**kwargs))
     except Exception as exc:  # the hub raises many types (HTTP, network, OS); all mean "not downloaded"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise WeightsError(
+        raise WeightsUnavailable(
             f"could not download {what} from {src.uri}: {type(exc).__name__}: {detail}; {how_to_get(entry, hub_file_url(src))}"
         ) from exc
 

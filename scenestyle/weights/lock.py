@@ -58,6 +58,7 @@ class WeightsEntry:
     urls: tuple[str, ...] = ()
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
+    fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,22 @@ class LockDefaults:
 # A lock as functions take it: already parsed, a lock file path, or None for the packaged lock.
 LockArg = Mapping[str, WeightsEntry] | str | os.PathLike | None
 
-_ENTRY_KEYS = {"task", "arch", "kwargs", "sha256", "size", "licence", "format", "state_dict_key", "hf", "bundled", "urls", "sigma", "wdn"}
+_ENTRY_KEYS = {
+    "task",
+    "arch",
+    "kwargs",
+    "sha256",
+    "size",
+    "licence",
+    "format",
+    "state_dict_key",
+    "hf",
+    "bundled",
+    "urls",
+    "sigma",
+    "wdn",
+    "fallback",
+}
 _REQUIRED = ("task", "arch", "sha256", "licence", "format")
 _HF_KEYS = {"repo_id", "filename", "revision"}
 _default_lock: dict[str, WeightsEntry] | None = None
@@ -156,6 +172,9 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
     wdn = raw.get("wdn")
     if wdn is not None and (not isinstance(wdn, str) or not wdn):
         raise bad("wdn must be the name of another entry")
+    fallback = raw.get("fallback")
+    if fallback is not None and (not isinstance(fallback, str) or not fallback):
+        raise bad("fallback must be the name of another entry")
 
     return WeightsEntry(
         name=name,
@@ -172,6 +191,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         urls=tuple(urls),
         sigma=float(sigma) if sigma is not None else None,
         wdn=wdn,
+        fallback=fallback,
     )
 
 
@@ -183,6 +203,13 @@ def _check_twins(entries: Mapping[str, WeightsEntry], where: str) -> None:
             raise WeightsError(
                 f"{where}: entry {e.name!r}: wdn {e.wdn!r} must name another entry with the same arch and "
                 f"kwargs; entries: {', '.join(sorted(entries))}"
+            )
+        # A fallback must run where its entry cannot be fetched: inside the package, for the same task.
+        sub = entries.get(e.fallback) if e.fallback is not None else None
+        if e.fallback is not None and (sub is None or sub.bundled is None or sub.task != e.task):
+            bundled = sorted(n for n, x in entries.items() if x.bundled is not None and x.task == e.task)
+            raise WeightsError(
+                f"{where}: entry {e.name!r}: fallback {e.fallback!r} must name a bundled {e.task} entry ({', '.join(bundled) or 'none'})"
             )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenestyle.errors import UsageError, WeightsError
+from scenestyle.errors import UsageError, WeightsError, WeightsUnavailable
 from scenestyle.weights.files import file_sha256
 from scenestyle.weights.hub import (
     ProgressCallback,
@@ -96,7 +96,7 @@ def resolve(
         source = "cache"
         if path is None:
             if offline:
-                raise WeightsError(
+                raise WeightsUnavailable(
                     f"{spec} is not in the Hugging Face cache and downloads are off (offline); run once online, or "
                     f"{how_to_get(None, hub_file_url(src))}"
                 )
@@ -122,9 +122,9 @@ def resolve(
     if cached is not None:
         return ResolvedWeights(cached, entry, _check(cached, entry), "cache")
     if entry.hf is None:
-        raise WeightsError(f"weights {entry.name!r} are not here and have no Hugging Face source to download; {how_to_get(entry)}")
+        raise WeightsUnavailable(f"weights {entry.name!r} are not here and have no Hugging Face source to download; {how_to_get(entry)}")
     if offline:
-        raise WeightsError(
+        raise WeightsUnavailable(
             f"weights {entry.name!r} are not in the Hugging Face cache ({hub_cache_dir() or default_hub_cache()}) and "
             f"downloads are off; run `scenestyle weights pull {entry.name}` while online, or {how_to_get(entry)}"
         )

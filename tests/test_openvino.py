@@ -1,0 +1,156 @@
+"""The OpenVINO CPU backend: every architecture agrees with torch, the CLI runs through it, its
+caches work, and a missing or unsuitable OpenVINO is said in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from PIL import Image
+from typer.testing import CliRunner
+
+from scenestyle.cli import app
+from scenestyle.engine import openvino_backend as ov
+from scenestyle.engine.agreement import check_image, model_args
+from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.errors import UsageError
+from scenestyle.metrics.psnr_ssim import psnr
+from scenestyle.nn import build, describe
+from scenestyle.nn.meta import TABLE
+
+pytestmark = pytest.mark.skipif(ov.version() is None, reason="openvino is not installed on this platform")
+runner = CliRunner()
+
+
+def _tiny(arch: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build(arch, **TINY[arch]).eval()
+
+
+def _photo(path: Path, size=(40, 36)) -> Path:
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+    rgb = np.stack([xx * 5, yy * 6, (xx + yy) * 3], -1) + rng.normal(0, 12, (size[1], size[0], 3))
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("arch", sorted(a for a in TABLE if a in TINY))
+def test_every_architecture_agrees_with_torch(arch):
+    model = _tiny(arch)
+    meta = describe(arch, TINY[arch])
+    for side, batch in ((48, 1), (32, 2)):  # dynamic shapes: other sizes and a batch, one compiled model
+        x = check_image(meta, side=side).repeat(batch, 1, 1, 1)
+        with torch.inference_mode():
+            ref = model(x, *model_args(meta))
+        out = ov.compile_model(model, meta, "fp32")(x, *model_args(meta))
+        lo, hi = meta.value_range
+        assert out.shape == ref.shape and out.dtype == torch.float32
+        assert psnr(out.numpy(), ref.numpy(), peak=hi - lo) >= 40, arch
+
+
+def test_a_second_process_loads_the_converted_model_instead_of_converting(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCENESTYLE_CACHE", str(tmp_path))
+    model, meta = _tiny("SRVGGNetCompact"), describe("SRVGGNetCompact", TINY["SRVGGNetCompact"])
+    first = ov.compile_model(model, meta, "fp32")
+    assert ov.cache_bytes() > 0 and list((tmp_path / "openvino" / "models").glob("*/model.xml"))
+    ov._COMPILED.clear()  # as a new process starts
+    monkeypatch.setattr(ov, "_convert", lambda *a: pytest.fail("converted again"))
+    second = ov.compile_model(model, meta, "fp32")
+    x = check_image(meta)
+    assert torch.equal(first(x), second(x))
+    changed = _tiny("SRVGGNetCompact", seed=1)  # other weights: another key, so a conversion
+    with pytest.raises(pytest.fail.Exception, match="converted again"):
+        ov.compile_model(changed, meta, "fp32")
+
+
+def test_a_read_only_cache_costs_a_conversion_not_the_run(monkeypatch, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    monkeypatch.setenv("SCENESTYLE_CACHE", str(ro / "cache"))
+    try:
+        model, meta = _tiny("DnCNN"), describe("DnCNN", TINY["DnCNN"])
+        x = check_image(meta)
+        assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
+    finally:
+        ro.chmod(0o700)
+
+
+def test_auto_picks_openvino_on_the_cpu_and_torch_for_instance_norm():
+    kwargs = {**TINY["CompactGenerator"], "norm": "none"}  # as the shipped styles
+    model, meta = build("CompactGenerator", **kwargs).eval(), describe("CompactGenerator", kwargs)
+    p = choose_placement("cpu", "fp32", model=model, meta=meta, backend="auto")
+    assert p.backend == "openvino" and p.precision == "fp32" and "OpenVINO" in p.reason
+    assert isinstance(prepare(model, meta, p), ov.OVModel)
+    resnet, rmeta = _tiny("ResnetGenerator"), describe("ResnetGenerator", TINY["ResnetGenerator"])
+    p = choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="auto")
+    assert p.backend == "torch" and "instance norms" in p.reason
+    with pytest.raises(UsageError, match="--backend openvino cannot run here: its instance norms"):
+        choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="openvino")
+    with pytest.raises(UsageError, match="int8 runs on the torch backend"):
+        choose_placement("cpu", "int8", model=model, meta=meta, backend="openvino")
+    with pytest.raises(UsageError, match="choose one of: auto, torch, openvino"):
+        choose_placement("cpu", "fp32", model=model, meta=meta, backend="onnx")
+
+
+@pytest.mark.parametrize(
+    ("command", "arch", "kwargs", "extra"),
+    [
+        ("stylize", "CompactGenerator", {"norm": "none"}, ["--work-size", "0"]),
+        ("upscale", "SRVGGNetCompact", {}, []),
+        ("denoise", "DnCNN", {}, []),
+        ("denoise", "ffdnet_color", {}, ["--noise-level", "20"]),
+    ],
+)
+def test_cli_outputs_match_the_torch_backend(command, arch, kwargs, extra, tmp_path):
+    from safetensors.torch import save_file
+
+    weights = tmp_path / f"{arch}.safetensors"
+    torch.manual_seed(0)
+    model = build(arch, **{**TINY[arch], **kwargs})
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for i, size in enumerate([(72, 64), (72, 64), (96, 50)]):  # two of one size: batched together
+        _photo(photos / f"p{i}.png", size)
+    outs = {}
+    for backend in ("torch", "openvino"):
+        out = tmp_path / backend
+        args = [command, str(photos), "-o", str(out), "--weights", str(weights), "--arch", arch, "--precision", "fp32"]
+        r = runner.invoke(app, [*args, *extra, "--backend", backend, "--tile", "32", "--batch-size", "2", "--json"])
+        assert r.exit_code == 0, r.output
+        report = json.loads(r.stdout)
+        assert report["parameters"]["backend"] == backend
+        outs[backend] = {p.name: np.asarray(Image.open(p), dtype=np.float64) for p in sorted(out.glob("p*.png"))}
+    assert outs["torch"].keys() == outs["openvino"].keys() and len(outs["torch"]) == 3
+    for name, ref in outs["torch"].items():
+        assert psnr(outs["openvino"][name], ref, peak=255.0) >= 40, name
+
+
+def test_missing_openvino_is_one_line_and_auto_falls_back_to_torch(monkeypatch, tmp_path):
+    monkeypatch.setattr(ov, "version", lambda: None)
+    photo = _photo(tmp_path / "p.png")
+    r = runner.invoke(app, ["stylize", str(photo), "-o", str(tmp_path / "a"), "--backend", "openvino"])
+    assert r.exit_code == 2
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "openvino package is not installed" in lines[0] and "--backend torch" in lines[0]
+    r = runner.invoke(app, ["stylize", str(photo), "-o", str(tmp_path / "b"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["parameters"]["backend"] == "torch"
+
+
+def test_shipped_style_runs_bf16_on_openvino_where_the_cpu_has_it():
+    from scenestyle.engine.device import NATIVE_BF16_FLAGS, cpu_flags
+    from scenestyle.loading import load_model
+
+    loaded = load_model("style-oil", task="style", offline=True)
+    p = choose_placement("cpu", "auto", model=loaded.module, meta=loaded.meta, backend="openvino")
+    native = any(f in cpu_flags() for f in NATIVE_BF16_FLAGS)
+    assert p.precision == ("bf16" if native else "fp32")
+    if native:
+        assert ov.agreement_db(loaded.module, loaded.meta, "bf16") >= 40
