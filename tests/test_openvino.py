@@ -154,3 +154,18 @@ def test_shipped_style_runs_bf16_on_openvino_where_the_cpu_has_it():
     assert p.precision == ("bf16" if native else "fp32")
     if native:
         assert ov.agreement_db(loaded.module, loaded.meta, "bf16") >= 40
+
+
+def test_memory_estimate_sees_through_the_compiled_model():
+    # tiles are sized from bytes per pixel; a compiled model has no layers to measure, so its
+    # float32 torch twin is measured, also through the engine's value-range wrapper
+    from scenestyle.engine.convert import UnitRange
+    from scenestyle.engine.memory import bytes_per_input_pixel
+
+    kwargs = {**TINY["CompactGenerator"], "norm": "none"}
+    model, meta = build("CompactGenerator", **kwargs).eval(), describe("CompactGenerator", kwargs)
+    p_ov = choose_placement("cpu", "fp32", model=model, meta=meta, backend="openvino")
+    p_torch = choose_placement("cpu", "fp32", model=model, meta=meta, backend="torch")
+    wrapped = UnitRange(prepare(model, meta, p_ov), meta.value_range)
+    expected = bytes_per_input_pixel(prepare(build("CompactGenerator", **kwargs).eval(), meta, p_torch), meta, p_torch)
+    assert bytes_per_input_pixel(wrapped, meta, p_ov) == expected > 0

@@ -22,6 +22,9 @@ eval_app = typer.Typer(
 )
 
 Precision = Annotated[str, typer.Option("--precision", help="fp32 (default, comparable figures) | auto | bf16 | fp16")]
+Backend = Annotated[
+    str, typer.Option("--backend", help="auto (OpenVINO on the CPU where it runs the model, else torch) | torch | openvino")
+]
 Tile = Annotated[str, typer.Option("--tile", help="0 (whole image, default) | auto | N (tile size in input pixels).")]
 Sheet = Annotated[
     Path | None,
@@ -120,6 +123,7 @@ def sr(
     y: Annotated[bool, typer.Option("--y/--rgb", help="Score the BT.601 Y channel (default) or RGB.")] = True,
     device: Device = "auto",
     precision: Precision = "fp32",
+    backend: Backend = "auto",
     tile: Tile = "0",
     offline: Offline = False,
     json_out: Json = False,
@@ -139,6 +143,7 @@ def sr(
         test_y=y,
         device=device,
         precision=precision,
+        backend=backend,
         tile=parse_tile(tile),
         offline=offline,
         on_output=keep,
@@ -179,6 +184,7 @@ def denoise(
     gray: Annotated[bool, typer.Option("--gray", help="Convert images to grayscale first.")] = False,
     device: Device = "auto",
     precision: Precision = "fp32",
+    backend: Backend = "auto",
     tile: Tile = "0",
     offline: Offline = False,
     json_out: Json = False,
@@ -198,6 +204,7 @@ def denoise(
         gray=gray,
         device=device,
         precision=precision,
+        backend=backend,
         tile=parse_tile(tile),
         offline=offline,
         on_output=keep,
@@ -349,6 +356,7 @@ def style(
     ] = True,
     device: Device = "auto",
     precision: Precision = "fp32",
+    backend: Backend = "auto",
     tile: Tile = "0",
     offline: Offline = False,
     json_out: Json = False,
@@ -384,6 +392,7 @@ def style(
             max_side=max_side,
             device=device,
             precision=precision,
+            backend=backend,
             tile=parse_tile(tile),
             offline=offline,
             critic=replace(CriticConfig(), steps=critic_steps, crop=crop, folds=critic_folds, match_sharpness=match_sharpness),

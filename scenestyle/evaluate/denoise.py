@@ -39,6 +39,7 @@ def evaluate_denoise(
     gray: bool = False,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "auto",  # auto | torch | openvino (engine/device.py: choose_placement)
     tile: int | None = 0,
     offline: bool = False,
     on_image=None,
@@ -72,7 +73,7 @@ def evaluate_denoise(
             f"--sigma-source needs a model that takes a noise level ({noise_level_models()}); {loaded.name} ({loaded.arch}) does not"
         )
     source = (sigma_source or "true") if meta.takes_sigma else None
-    placement = choose_placement(device, precision, loaded.module, meta, int8=False)
+    placement = choose_placement(device, precision, loaded.module, meta, int8=False, backend=backend)
     net = prepare(loaded.module, meta, placement)
     cleans = [read_u8(p, "gray" if gray else "keep") for p in images]
 
@@ -113,6 +114,7 @@ def evaluate_denoise(
         "output": "clip to [0, 1], round to uint8",
         "metric": "PSNR/SSIM on uint8 RGB or gray, no border crop",
         "precision": placement.precision,
+        "backend": placement.backend,
         "tile": tile,
     }
     return EvalReport(

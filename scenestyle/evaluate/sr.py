@@ -62,6 +62,7 @@ def evaluate_sr(
     test_y: bool = True,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "auto",  # auto | torch | openvino (engine/device.py: choose_placement)
     tile: int | None = 0,
     offline: bool = False,
     on_image=None,
@@ -93,7 +94,7 @@ def evaluate_sr(
             raise UsageError(
                 f"model {loaded.name} upscales x{meta.scale} but --scale is {scale}; pass --scale {meta.scale} or an x{scale} model"
             )
-        placement = choose_placement(device, precision, loaded.module, meta, int8=False)
+        placement = choose_placement(device, precision, loaded.module, meta, int8=False, backend=backend)
         net = prepare(loaded.module, meta, placement)
         model_info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
 
@@ -131,6 +132,7 @@ def evaluate_sr(
         "ssim": "11x11 Gaussian sigma 1.5, valid window (BasicSR calculate_ssim)",
         "output": "clip to [0, 1], round to uint8",
         "precision": placement.precision if placement else "float64",
+        "backend": placement.backend if placement else None,
         "tile": tile,
     }
     return EvalReport(

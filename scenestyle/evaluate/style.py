@@ -147,7 +147,7 @@ def _posterize(img: np.ndarray) -> np.ndarray:
     return np.asarray(ImageOps.posterize(Image.fromarray(img), 3).filter(ImageFilter.ModeFilter(5)))
 
 
-def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: int | None, offline: bool):
+def _stylizer(spec: str, arch: str | None, device: str, precision: str, backend: str, tile: int | None, offline: bool):
     """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
     from scenestyle.engine.device import choose_placement, prepare
     from scenestyle.engine.run import WORK_PIXELS
@@ -156,7 +156,7 @@ def _stylizer(spec: str, arch: str | None, device: str, precision: str, tile: in
     from scenestyle.loading import load_model
 
     loaded = load_model(spec, arch=arch, task="style", offline=offline)
-    placement = choose_placement(device, precision, model=loaded.module, meta=loaded.meta)
+    placement = choose_placement(device, precision, model=loaded.module, meta=loaded.meta, backend=backend)
     proc = Processor(
         model=prepare(loaded.module, loaded.meta, placement),
         meta=loaded.meta,
@@ -248,6 +248,7 @@ def evaluate_style(
     max_side: int = 512,
     device: str = "auto",
     precision: str = "fp32",
+    backend: str = "auto",  # auto | torch | openvino (engine/device.py: choose_placement)
     tile: int | None = 0,
     offline: bool = False,
     critic: C.CriticConfig = C.CriticConfig(),
@@ -281,7 +282,7 @@ def evaluate_style(
 
     stylize, model_info = None, {}
     if model_spec is not None:
-        stylize, model_info = _stylizer(model_spec, arch, device, precision, tile, offline)
+        stylize, model_info = _stylizer(model_spec, arch, device, precision, backend, tile, offline)
     elif outputs_dir is not None:
         model_info = {"outputs": str(outputs_dir)}
 
@@ -387,6 +388,7 @@ def evaluate_style(
         if stylize
         else (f"files from {outputs_dir}" if stylized else "none"),
         "precision": precision if stylize else None,
+        "backend": backend if stylize else None,
         "tile": tile if stylize else None,
     }
     return StyleReport(
