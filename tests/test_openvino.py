@@ -169,3 +169,23 @@ def test_memory_estimate_sees_through_the_compiled_model():
     wrapped = UnitRange(prepare(model, meta, p_ov), meta.value_range)
     expected = bytes_per_input_pixel(prepare(build("CompactGenerator", **kwargs).eval(), meta, p_torch), meta, p_torch)
     assert bytes_per_input_pixel(wrapped, meta, p_ov) == expected > 0
+
+
+def test_stylize_at_the_working_size_frees_openvinos_activations_before_guiding_up(monkeypatch, tmp_path):
+    # OpenVINO keeps a pass's buffers between calls; the full-size guided filter needs that memory
+    from safetensors.torch import save_file
+
+    freed = []
+    monkeypatch.setattr(ov.OVModel, "release_memory", lambda self: freed.append(self.precision))
+    torch.manual_seed(0)
+    model = build("CompactGenerator", **{**TINY["CompactGenerator"], "norm": "none"})
+    weights = tmp_path / "style.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for i in range(2):
+        _photo(photos / f"p{i}.png", (320, 240))  # 76800 px: above the smallest working size
+    args = ["stylize", str(photos), "-o", str(tmp_path / "out"), "--weights", str(weights), "--arch", "CompactGenerator"]
+    r = runner.invoke(app, [*args, "--work-size", "65536", "--backend", "openvino"])
+    assert r.exit_code == 0, r.output
+    assert len(freed) == 2 and len(list((tmp_path / "out").glob("p*.png"))) == 2

@@ -84,6 +84,10 @@ class OVModel(nn.Module):
         out = self.request.infer(inputs, share_inputs=True)[0]
         return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
 
+    def release_memory(self) -> None:
+        """Free the activations OpenVINO keeps allocated between calls (the next call allocates again)."""
+        self.compiled.release_memory()
+
 
 def _key(module: nn.Module, meta: ModelMeta, ov_version: str) -> str:
     """Hash of what the converted model depends on: OpenVINO, the module's code and weights."""

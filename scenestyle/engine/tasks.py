@@ -180,7 +180,10 @@ class Processor:
         hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
         small = resize(pic.pixels, hs, ws)
         model, placement, _ = self.placed_for(small)
-        up = GuidedUpsampler(small, self._run(small, model, placement), h, w)
+        painted = self._run(small, model, placement)
+        if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
+            self.net.release_memory()
+        up = GuidedUpsampler(small, painted, h, w)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
         if self._streams(pic):
             return dataclasses.replace(pic, pixels=_GuidedRows(pic, up, self.strength), alpha=None)
