@@ -69,16 +69,13 @@ def test_a_second_process_loads_the_converted_model_instead_of_converting(monkey
 
 
 def test_a_read_only_cache_costs_a_conversion_not_the_run(monkeypatch, tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    monkeypatch.setenv("SCENESTYLE_CACHE", str(ro / "cache"))
-    try:
-        model, meta = _tiny("DnCNN"), describe("DnCNN", TINY["DnCNN"])
-        x = check_image(meta)
-        assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
-    finally:
-        ro.chmod(0o700)
+    # a cache root that is a file cannot take folders, even for root (who ignores permission bits)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("SCENESTYLE_CACHE", str(blocked / "cache"))
+    model, meta = _tiny("DnCNN"), describe("DnCNN", TINY["DnCNN"])
+    x = check_image(meta)
+    assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
 
 
 def test_auto_picks_openvino_on_the_cpu_and_torch_for_instance_norm():

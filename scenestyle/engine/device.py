@@ -289,19 +289,26 @@ def choose_placement(
     )
 
 
+def _native_bf16() -> tuple[list[str], str]:
+    """The CPU's native bf16 flags, and the words the reasons use for them."""
+    native = [f for f in NATIVE_BF16_FLAGS if f in cpu_flags()]
+    if not native:
+        return native, "CPU lacks avx512_bf16 and amx_bf16"
+    return native, f"CPU has {' and '.join(native)}" + ("" if "amx_bf16" in native else " (no AMX)")
+
+
 def _openvino_placement(
     dev: torch.device, precision: str, model: nn.Module | None, meta: ModelMeta | None, threads: int | None, note: str
 ) -> Placement:
     """OpenVINO on the CPU: bf16 where the CPU computes it natively and the model agrees with its
     torch fp32 output to AGREEMENT_DB, else fp32 (``auto``); or the precision asked for."""
-    native = [f for f in NATIVE_BF16_FLAGS if f in cpu_flags()]
-    has = f"CPU has {' and '.join(native)}" if native else "CPU lacks avx512_bf16 and amx_bf16"
+    native, has = _native_bf16()
 
     def placed(dtype: torch.dtype, reason: str) -> Placement:
         return Placement(dev, dtype, False, threads, f"OpenVINO {ov_backend.version()}: {reason}{note}", backend="openvino")
 
-    if precision in ("fp16", "int8"):
-        raise UsageError(f"--precision {precision} does not run on OpenVINO here; choose auto, fp32 or bf16")
+    if precision == "fp16":
+        raise UsageError("--precision fp16 does not run on OpenVINO on the CPU; choose auto, fp32 or bf16")
     if precision != "auto":
         return placed(_DTYPES[precision], f"{precision} on CPU, as asked (--precision {precision}); {has}")
     if not native:
@@ -318,12 +325,7 @@ def _cpu_precision(
     precision: str, model: nn.Module | None, meta: ModelMeta | None, probe: Callable[[torch.device], float]
 ) -> tuple[torch.dtype, str]:
     cpu = torch.device("cpu")
-    flags = cpu_flags()
-    native = [f for f in NATIVE_BF16_FLAGS if f in flags]
-    if native:
-        has = f"CPU has {' and '.join(native)}" + ("" if "amx_bf16" in native else " (no AMX)")
-    else:
-        has = "CPU lacks avx512_bf16 and amx_bf16"
+    native, has = _native_bf16()
     if precision == "fp16":
         raise UsageError("fp16 is not supported on CPU (it crashes or is slow there); use bf16 or fp32")
     if precision == "fp32":

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import is_oom
 from scenestyle.engine.windows import even_core, pad_to, round_up
-from scenestyle.nn import channel_mean_var
+from scenestyle.nn import channel_mean_var, instance_norms
 
 __all__ = [
     "Stats",
@@ -43,12 +43,6 @@ STATS_MAX_PIXELS = 1_500_000
 EXACT_NORMS = 3
 # Pixels of the downscaled copy the other norms' statistics come from; its live instance norms are slow.
 STATS_COPY_PIXELS = 500_000
-
-
-def instance_norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
-    """The model's instance norms that normalise by their input's own statistics."""
-    # With running stats in eval mode a norm already uses fixed statistics: nothing to freeze.
-    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training)]
 
 
 def instance_norm_stats(model: nn.Module, x: Tensor) -> Stats:

@@ -15,6 +15,7 @@ serves every tile and photo size.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import warnings
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from scenestyle.cache import cache_root, folder_size
 from scenestyle.engine.agreement import check_image, forward_at, model_args
 from scenestyle.metrics.psnr_ssim import psnr
+from scenestyle.nn import instance_norms
 from scenestyle.nn.meta import ModelMeta
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # scenestyle's name -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -56,15 +58,10 @@ def blocker(model: nn.Module | None) -> str | None:
     """Why OpenVINO cannot run ``model`` here, or None when it can (``model`` None: only the install)."""
     if version() is None:
         return "the openvino package is not installed (pip install openvino)"
-    if model is not None and _live_instance_norms(model):
+    if model is not None and instance_norms(model):
         # tiles share whole-image instance-norm statistics through torch hooks (engine/norm_stats.py)
         return "its instance norms need whole-image statistics, which the torch path computes"
     return None
-
-
-def _live_instance_norms(model: nn.Module) -> bool:
-    # as engine.norm_stats.instance_norms (not imported: it imports engine.device, which imports this)
-    return any(isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training) for m in model.modules())
 
 
 class OVModel(nn.Module):
@@ -113,17 +110,16 @@ def _convert(module: nn.Module, meta: ModelMeta, xml: Path):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(module, example_input=example, input=shapes)
-    xml.parent.mkdir(parents=True, exist_ok=True)
     tmp = xml.with_name(f".{xml.stem}.{id(module):x}.tmp.xml")
     try:
+        xml.parent.mkdir(parents=True, exist_ok=True)
         ov.save_model(converted, str(tmp), compress_to_fp16=False)
         tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
         tmp.replace(xml)  # the .xml last: a model is there only once both files are
-    except OSError:  # a read-only cache costs a conversion per run, nothing else
-        return converted
-    finally:
+    except (OSError, RuntimeError):  # a cache that cannot be written costs a conversion per run, nothing else
         for p in (tmp, tmp.with_suffix(".bin")):
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                p.unlink()
     return converted
 
 

@@ -8,7 +8,7 @@ generator (channels, scale, size multiple, halo, value range, task, σ input) is
 """
 
 from . import compact, cyclegan, dncnn, ffdnet, inception, rrdbnet, srvgg  # noqa: F401  (registers the architectures)
-from ._blocks import InstanceNorm2d, channel_mean_var
+from ._blocks import InstanceNorm2d, channel_mean_var, instance_norms
 from ._registry import ARCHS, build, list_archs, register
 from .compact import CompactGenerator
 from .cyclegan import NLayerDiscriminator, PixelDiscriminator, ResnetGenerator, UnetGenerator
@@ -31,6 +31,7 @@ __all__ = [
     "ModelMeta",
     "count_macs",
     "channel_mean_var",
+    "instance_norms",
     "InstanceNorm2d",
     "CompactGenerator",
     "DnCNN",

@@ -53,6 +53,12 @@ def _is_channels_last(x: Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+def instance_norms(model: nn.Module) -> list[nn.InstanceNorm2d]:
+    """The model's instance norms that normalise by their input's own statistics."""
+    # With running stats in eval mode a norm already uses fixed statistics: nothing to freeze.
+    return [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d) and not (m.track_running_stats and not m.training)]
+
+
 def channel_mean_var(x: Tensor) -> tuple[Tensor, Tensor]:
     """Per-image, per-channel mean and biased variance of an N×C×H×W tensor, float32 N×C×1×1.
 
