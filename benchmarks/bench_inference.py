@@ -3,10 +3,9 @@
 Each (model, size) case runs in its own subprocess, baseline first, then ours
 (``choose_placement`` + ``prepare`` + ``run_model`` with an automatic tile); peak RSS is
 read from /proc/self/status VmHWM, reset between the two with ``clear_refs`` (Linux).
-Random seeded weights (their speed is real; the int8 check then usually falls back, as random
-networks amplify quantisation error), plus DnCNN-25 with the real KAIR weights from ../shared on
-a noisy Set12 photo, where the int8 check means something. Inputs are otherwise a seeded
-smooth+textured image in the model's range. "ours" includes the per-photo int8 fit.
+Random seeded weights (their speed is real), plus DnCNN-25 with the real KAIR weights from
+../shared on a noisy Set12 photo. Inputs are otherwise a seeded smooth+textured image in the
+model's range.
 
     python benchmarks/bench_inference.py            # full run (< 10 min on 2 cores)
     python benchmarks/bench_inference.py --quick    # seconds, tiny sizes, no 20 MP case
@@ -181,13 +180,10 @@ def run_case(name: str, side: int) -> dict:
     proc = Processor(model=prepare(model, meta, placement), meta=meta, placement=placement, task="denoise")
     setup_s = time.perf_counter() - t0
     x01 = (x - lo) / (hi - lo)  # the engine works on [0, 1] photos; PSNR below is over the same span
-    ran: dict[str, object] = {}
 
-    def ours() -> None:  # as the CLI does per photo: the int8 fit (if any), then the tiles
+    def ours() -> None:  # as the CLI does per photo: the model in its value-range wrapper, tiled
         held.pop("y", None)
-        m, p, note = proc.placed_for(x01[0].permute(1, 2, 0).numpy())
-        held["y"] = run_model(m, meta, x01, p)
-        ran.update(precision=p.precision, note=note)
+        held["y"] = run_model(proc.model, meta, x01, placement)
 
     ours_s = timed(ours)
     ours_rss = peak_rss_mb()
@@ -200,8 +196,7 @@ def run_case(name: str, side: int) -> dict:
         base_s=base_s,
         ours_s=ours_s,
         setup_s=setup_s,
-        precision=ran["precision"],
-        note=ran["note"],
+        precision=placement.precision,
         psnr=psnr,
         base_rss=base_rss,
         ours_rss=ours_rss,
@@ -393,10 +388,10 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     reasons: dict[str, str] = {}
     sides = QUICK_SIDES if a.quick else FULL_SIDES
-    notes: list[str] = []
+    skipped: list[str] = []
     for name in a.models:
         if name == "DnCNN-25 gray (KAIR)" and not KAIR_DNCNN.exists():
-            notes.append(f"- {name}: skipped, no {KAIR_DNCNN}")
+            skipped.append(f"- {name}: skipped, no {KAIR_DNCNN}")
             continue
         for side in sides[name]:
             r = child(["--case", name, str(side)])
@@ -404,8 +399,6 @@ def main() -> None:
                 row = f"| {name} | {side}² | failed: {r['error']} |"
             else:
                 reasons[name] = r["reason"]
-                if r["note"]:
-                    notes.append(f"- {name} {side}²: {r['note']}")
                 gps_b, gps_o = r["gmac"] / r["base_s"], r["gmac"] / r["ours_s"]
                 row = (
                     f"| {name} | {side}² | {r['gmac']:.1f} | {r['base_s'] * 1e3:.0f} | {r['ours_s'] * 1e3:.0f} | {r['precision']} "
@@ -416,7 +409,8 @@ def main() -> None:
             print(row, flush=True)
     lines += ["", "Placement reasons (ours; setup includes the bf16 agreement check):", ""]
     lines += [f"- {k}: {v}" for k, v in reasons.items()]
-    lines += ["", "Per-photo int8 check (ours):", "", *notes]
+    if skipped:
+        lines += ["", *skipped]
     if not a.quick and not a.no_20mp:
         if glob.glob(str(SHARED / "data/photos/wallpapers/*6144x4096*.jpg")):
             lines += ["", "Memory, whole CLI (target: peak RSS <= 2048 MB for a 20 MP photo):", ""]

@@ -76,32 +76,41 @@ def test_explicit_precisions_on_cpu(monkeypatch):
 
 
 def test_auto_without_native_bf16_is_fp32(monkeypatch):
-    with_flags(monkeypatch, "avx512f")  # no VNNI either, so no int8 (see test_int8.py)
-    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: pytest.fail("must not probe"))
-    assert p.dtype == torch.float32 and p.channels_last
-    assert "lacks avx512_bf16 and amx_bf16" in p.reason
+    with_flags(monkeypatch, "avx512f", "avx512_vnni", "amx_int8")
+    monkeypatch.setattr(dev, "agreement_db", lambda *a, **k: pytest.fail("no bf16 to check"))
+    p = choose_placement("cpu", "auto", model=Tiny(), meta=META)
+    assert (p.dtype, p.channels_last, p.backend) == (torch.float32, True, "torch")
+    assert "lacks avx512_bf16 and amx_bf16" in p.reason and "fp32" in p.reason
+    assert choose_placement("cpu", "auto").dtype == torch.float32
 
 
-def test_auto_with_avx512_bf16_and_agreeing_model_is_bf16(monkeypatch):
-    with_flags(monkeypatch, "avx512f", "avx512_bf16")
-    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: 2.0)
-    assert p.dtype == torch.bfloat16
-    assert "avx512_bf16 (no AMX)" in p.reason and "2.0x fp32" in p.reason and ">= 40" in p.reason
+@pytest.mark.parametrize("flag", ["amx_bf16", "avx512_bf16"])
+def test_auto_with_native_bf16_and_agreeing_model_is_bf16(monkeypatch, flag):
+    with_flags(monkeypatch, "avx512f", flag)
+    p = choose_placement("cpu", "auto", model=Tiny(), meta=META)
+    assert (p.dtype, p.channels_last, p.backend) == (torch.bfloat16, True, "torch")
+    assert f"CPU has {flag}" in p.reason and ">= 40" in p.reason and "dB from fp32" in p.reason
+    assert ("no AMX" in p.reason) == (flag != "amx_bf16")
+
+
+def test_auto_without_a_model_names_the_agreement_rule(monkeypatch):
+    with_flags(monkeypatch, "amx_bf16")
+    p = choose_placement("cpu", "auto")
+    assert p.dtype == torch.bfloat16 and ">= 40 dB from fp32, else fp32" in p.reason
 
 
 def test_auto_bf16_refused_when_model_disagrees(monkeypatch):
     with_flags(monkeypatch, "amx_bf16", "avx512_bf16")
     model = Tiny(gain=3000.0)
-    p = choose_placement("cpu", "auto", model=model, meta=META, probe=lambda d: 2.0)
+    p = choose_placement("cpu", "auto", model=model, meta=META)
     assert p.dtype == torch.float32
     assert "< 40" in p.reason and "amx_bf16" in p.reason
     assert agreement_db(model, META, torch.bfloat16) < 40
 
 
-def test_auto_bf16_refused_when_not_faster(monkeypatch):
-    with_flags(monkeypatch, "avx512_bf16")
-    p = choose_placement("cpu", "auto", model=Tiny(), meta=META, probe=lambda d: 0.4)
-    assert p.dtype == torch.float32 and "0.4x" in p.reason
+def test_int8_is_not_a_precision():
+    with pytest.raises(UsageError, match=r"^invalid precision 'int8'; choose one of: auto, fp32, bf16, fp16$"):
+        choose_placement("cpu", "int8")
 
 
 def test_agreement_is_cached_and_leaves_model_untouched(monkeypatch):

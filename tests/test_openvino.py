@@ -89,7 +89,7 @@ def test_auto_picks_openvino_on_the_cpu_and_torch_for_instance_norm():
     assert p.backend == "torch" and "instance norms" in p.reason
     with pytest.raises(UsageError, match="--backend openvino cannot run here: its instance norms"):
         choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="openvino")
-    with pytest.raises(UsageError, match="int8 runs on the torch backend"):
+    with pytest.raises(UsageError, match="invalid precision 'int8'; choose one of: auto, fp32, bf16, fp16$"):
         choose_placement("cpu", "int8", model=model, meta=meta, backend="openvino")
     with pytest.raises(UsageError, match="choose one of: auto, torch, openvino"):
         choose_placement("cpu", "fp32", model=model, meta=meta, backend="onnx")

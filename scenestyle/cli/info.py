@@ -16,7 +16,7 @@ from scenestyle.cli._console import handle_errors
 @handle_errors
 def info(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
     backend: Annotated[str, typer.Option("--backend", help="auto | torch | openvino")] = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")] = False,
 ) -> None:

@@ -23,9 +23,7 @@ Out = Annotated[
     Path | None,
     typer.Option("-o", "--output", help="Output file (one input) or folder (mirrors the input tree). Default: beside each input."),
 ]
-Precision = Annotated[
-    str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 | int8 (fp16 is refused on CPU; int8 is CPU only, checked per photo).")
-]
+Precision = Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16 (fp16 is refused on CPU).")]
 Backend = Annotated[
     str,
     typer.Option(

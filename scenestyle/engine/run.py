@@ -43,7 +43,7 @@ class RunOptions:
     weights: str | None = None  # path or hf://REPO/FILE[@REV]; overrides model
     arch: str | None = None  # architecture override for --weights
     device: str = "auto"  # auto | cpu | cuda[:N]
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
     backend: str = "auto"  # auto | torch | openvino (engine/device.py: choose_placement)
     tile: int | None = None  # None = auto, 0 = whole image, N = tile size in input pixels
     batch_size: int | None = None  # tiles per forward pass; None = auto (CUDA 4, CPU 1)

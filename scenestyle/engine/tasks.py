@@ -8,10 +8,6 @@ Denoisers with a noise-level input (FFDNet) get one σ per photo: the given ``no
 the whole photo keeps the tiles seam-free; ``annotate`` decides it on the reader thread, stores
 it on the Picture (``Picture.noise_level``) and records it as a note, so it lands in the
 manifest and the summary; the tile runner passes it to every forward.
-
-With an int8 placement each photo first fits the int8 model on crops of itself
-(:meth:`Int8Model.fit`): it runs int8 when that agrees with fp32 to ``AGREEMENT_DB``, else at
-the placement's fallback precision; a note says which and why.
 """
 
 from __future__ import annotations
@@ -25,9 +21,8 @@ import torch
 from torch import nn
 
 from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_pixels, to_tensor
-from scenestyle.engine.device import AGREEMENT_DB, Placement
+from scenestyle.engine.device import Placement
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
-from scenestyle.engine.int8 import CALIBRATION_CROPS, CHECK_CROPS, CROP_SIDE, GIVE_UP_AFTER, MIN_PHOTO_CROPS, Int8Model, sample_crops
 from scenestyle.engine.noise import fixed_sigma_note, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band
 from scenestyle.engine.tiles import run_model, run_model_many
@@ -62,10 +57,8 @@ class Processor:
     work_pixels: int = 0  # stylize: photos larger than this are painted at this size, then guided back up (0 = full size)
 
     def __post_init__(self) -> None:
-        self.net = self.model  # the bare network (an Int8Model is fitted per photo)
+        self.net = self.model  # the bare network
         self.model = UnitRange(self.model, self.meta.value_range)
-        self.fallback = UnitRange(self.net.fallback, self.meta.value_range) if isinstance(self.net, Int8Model) else None
-        self._int8_misses = 0  # photos in a row whose int8 check failed
 
     @property
     def takes_noise_level(self) -> bool:
@@ -143,32 +136,6 @@ class Processor:
         )
         return to_pixels(y, channels=pixels.shape[2])
 
-    def placed_for(self, pixels: np.ndarray) -> tuple[nn.Module, Placement, str | None]:
-        """The model and placement to run ``pixels`` with, and a note when int8 was weighed."""
-        if self.fallback is None:
-            return self.model, self.placement, None
-        fallback = self.placement.fallback
-        side = -(-CROP_SIDE // self.meta.size_multiple) * self.meta.size_multiple
-        x = to_tensor(pixels, self.meta.in_channels)
-        planes = [x[:, c : c + 1] for c in range(x.shape[1])] if self.meta.in_channels == 1 else [x]
-        crops = [crop for p in planes for crop in sample_crops(p, side, CALIBRATION_CROPS + CHECK_CROPS)]
-        if x.shape[2] * x.shape[3] < MIN_PHOTO_CROPS * side * side or not crops:
-            return self.fallback, fallback, f"{fallback.precision}: the photo is too small for int8 to pay for its check"
-        if self._int8_misses >= GIVE_UP_AFTER:
-            return (
-                self.fallback,
-                fallback,
-                f"{fallback.precision}: int8 failed its check on {GIVE_UP_AFTER} photos in a row, not tried again",
-            )
-        every = CALIBRATION_CROPS // CHECK_CROPS + 1  # held-out check crops interleave with the calibration ones
-        check = [c for i, c in enumerate(crops) if i % every == 1]
-        db = self.net.fit(self.model, [c for i, c in enumerate(crops) if i % every != 1], check)
-        if db >= AGREEMENT_DB:
-            self._int8_misses = 0
-            return self.model, self.placement, f"int8: {db:.1f} dB from fp32 on check crops"
-        self._int8_misses += 1
-        return self.fallback, fallback, f"{fallback.precision}: int8 was only {db:.1f} dB from fp32 on check crops (< {AGREEMENT_DB:.0f})"
-
     def _paints_small(self, pic: Picture) -> bool:
         """True when ``pic`` is stylized at the working size (see ``engine.guided``)."""
         h, w = pic.pixels.shape[:2]
@@ -179,8 +146,7 @@ class Processor:
         h, w, c = pic.pixels.shape
         hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
         small = resize(pic.pixels, hs, ws)
-        model, placement, _ = self.placed_for(small)
-        painted = self._run(small, model, placement)
+        painted = self._run(small, self.model, self.placement)
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
         up = GuidedUpsampler(small, painted, h, w)
@@ -197,16 +163,13 @@ class Processor:
         if self._paints_small(pic):
             return self._stylize_small(pic)
         sigma = self._sigma_for(pic)
-        model, placement, note = self.placed_for(pic.pixels)
-        if note is not None:
-            pic = dataclasses.replace(pic, notes=(*pic.notes, note))
-        stream = self._stream(pic, model, placement, sigma)
+        stream = self._stream(pic, self.model, self.placement, sigma)
         if stream is not None and self._streams(pic):
             return dataclasses.replace(pic, pixels=stream, alpha=None)  # computed as it is written
         if stream is not None and self.task == "upscale":  # quantised block by block: no float copy
             pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
             return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
-        return self._finish(pic, self._run(pic.pixels, model, placement, sigma))
+        return self._finish(pic, self._run(pic.pixels, self.model, self.placement, sigma))
 
     def many(self, pics: list[Picture]) -> list[Picture]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images
@@ -216,7 +179,6 @@ class Processor:
             or self.batch_size == 1
             or len({p.pixels.shape for p in pics}) > 1
             or (self.meta.in_channels == 1 and pics[0].pixels.shape[2] == 3)
-            or self.fallback is not None  # int8 is fitted per image
             or self._streams(pics[0])  # a big result is written while computed, one by one
             or self._paints_small(pics[0])
         )  # painted at the working size, one by one

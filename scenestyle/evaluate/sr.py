@@ -94,7 +94,7 @@ def evaluate_sr(
             raise UsageError(
                 f"model {loaded.name} upscales x{meta.scale} but --scale is {scale}; pass --scale {meta.scale} or an x{scale} model"
             )
-        placement = choose_placement(device, precision, loaded.module, meta, int8=False, backend=backend)
+        placement = choose_placement(device, precision, loaded.module, meta, backend=backend)
         net = prepare(loaded.module, meta, placement)
         model_info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path)}
 

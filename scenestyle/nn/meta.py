@@ -43,7 +43,6 @@ class ModelMeta:
     takes_sigma: bool = False  # forward(x, sigma): a noise-level-conditioned denoiser (FFDNet)
     sigma_max: float | None = None  # takes_sigma: the largest σ ([0, 1] units) it was trained for
     fixed_sigma: float | None = None  # a fixed-σ denoiser's σ from weights.lock (set by the loader, per weights)
-    int8_chains: tuple[str, ...] = ()  # submodules whose forward applies their children in order (engine.int8)
 
 
 # ---- one function per architecture family: (registered name, full constructor kwargs) -> ModelMeta
@@ -119,8 +118,7 @@ def _rrdbnet(arch: str, *, num_in_ch: int, num_out_ch: int, scale: int, num_bloc
 
 
 def _srvgg(arch: str, *, num_in_ch: int, num_out_ch: int, num_conv: int, upscale: int, **_: Any) -> ModelMeta:
-    # num_conv + 2 chained 3x3 convs at input resolution: exact. Its forward applies ``body``
-    # in order, so int8 may pass quantised tensors along it.
+    # num_conv + 2 chained 3x3 convs at input resolution: exact
     return ModelMeta(
         arch=arch,
         task="upscale" if upscale > 1 else "denoise",
@@ -130,7 +128,6 @@ def _srvgg(arch: str, *, num_in_ch: int, num_out_ch: int, num_conv: int, upscale
         size_multiple=1,
         halo=num_conv + 2,
         value_range=UNIT,
-        int8_chains=("body",),
     )
 
 
