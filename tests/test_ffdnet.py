@@ -417,6 +417,18 @@ def test_eval_with_blind_estimates(tmp_path, weights):
     assert lo - 1.5 < shift < hi + 1.5
 
 
+def test_eval_runs_a_colour_model_on_gray_images(tmp_path, weights):
+    """Set12 is gray: a colour model sees the gray repeated to RGB and is scored on BT.601 luma."""
+    folder = _clean_set(tmp_path / "clean")
+    for f in folder.iterdir():
+        Image.open(f).convert("L").save(f)
+    report, panels = _eval_outputs(weights["ffdnet_sub"], folder, (30.0,))
+    assert "back to BT.601 luma" in report.protocol["channels"]
+    p = panels[("c0.png", "sigma=30")]
+    assert p["output"].squeeze().ndim == 2  # scored as gray
+    assert float(np.mean(p["noisy"].astype(float).squeeze() - p["output"].squeeze())) == pytest.approx(30, abs=1.5)
+
+
 def test_eval_sigma_source_usage_errors(tmp_path, weights):
     clean = _clean_set(tmp_path / "clean")
     r = runner.invoke(

@@ -75,3 +75,17 @@ def test_correlated_real_noise_is_seen(shared_dir):
     dog = np.asarray(Image.open(shared_dir / "data/eval/RNI15/Dog.png").convert("RGB"), dtype=np.float32) / 255
     assert patch_noise_std(dog) * 255 < 3
     assert estimate_noise(dog) * 255 > 8
+
+
+@pytest.mark.parametrize("stored", ["gray", "rgb"])
+def test_gray_photos(shared_dir, stored):
+    """Set12 photos are gray: clean ones must not read as noisy (at half resolution they read 6 to
+    22), and a gray photo saved as RGB (three equal channels) must still show its noise."""
+    clean = np.asarray(Image.open(shared_dir / "data/eval/Set12/01.png"), dtype=np.float32)[..., None] / 255
+
+    def as_stored(x: np.ndarray) -> np.ndarray:
+        return np.repeat(x, 3, axis=2) if stored == "rgb" else x
+
+    assert estimate_noise(as_stored(clean)) * 255 < 8.0
+    for sigma, rel in zip((15.0, 25.0, 50.0), (0.15, 0.10, 0.05)):
+        assert estimate_noise(as_stored(add_noise(clean, sigma))) * 255 == pytest.approx(sigma, rel=rel)

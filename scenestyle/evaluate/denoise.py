@@ -73,7 +73,7 @@ def evaluate_denoise(
             f"--sigma-source needs a model that takes a noise level ({noise_level_models()}); {loaded.name} ({loaded.arch}) does not"
         )
     source = (sigma_source or "true") if meta.takes_sigma else None
-    placement = choose_placement(device, precision, loaded.module, meta, int8=False, backend=backend)
+    placement = choose_placement(device, precision, loaded.module, meta, backend=backend)
     net = prepare(loaded.module, meta, placement)
     cleans = [read_u8(p, "gray" if gray else "keep") for p in images]
 
@@ -110,7 +110,9 @@ def evaluate_denoise(
         "model_sigma": _SOURCE_TEXT[source],
         "noise": "np.random.seed(seed) once per sigma before the first image; sorted names; "
         "float64 N(0, sigma/255) added, noisy input not clipped",
-        "channels": "grayscale (converted)" if gray else "as stored (1-channel models run per colour channel)",
+        "channels": "grayscale (converted)"
+        if gray
+        else "as stored (1-channel models run per colour channel; gray through a colour model: as RGB, back to BT.601 luma)",
         "output": "clip to [0, 1], round to uint8",
         "metric": "PSNR/SSIM on uint8 RGB or gray, no border crop",
         "precision": placement.precision,
