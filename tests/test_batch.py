@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from scenestyle.engine.batch import Job, plan_jobs, run_jobs
+from scenestyle.engine.batch import run_jobs
+from scenestyle.engine.plan import Job, plan_jobs
 from scenestyle.errors import InputImageError, OutputError, UsageError
 
 

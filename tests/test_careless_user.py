@@ -184,7 +184,7 @@ def test_newline_in_a_failing_name_stays_one_line(tmp_path, dn):
 
 
 def test_disk_full_on_the_manifest_is_one_line_exit_4(tmp_path, dn, monkeypatch):
-    import scenestyle.engine.batch as batch
+    import scenestyle.engine.manifest as manifest
 
     class Full:
         def write(self, text):
@@ -196,7 +196,7 @@ def test_disk_full_on_the_manifest_is_one_line_exit_4(tmp_path, dn, monkeypatch)
         def close(self):
             self.flush()
 
-    monkeypatch.setattr(batch, "open", lambda *a, **k: Full(), raising=False)  # the manifest is all batch opens
+    monkeypatch.setattr(manifest, "open", lambda *a, **k: Full(), raising=False)  # a new manifest is all it opens
     src = _photo(tmp_path / "in.png")
     r = invoke("denoise", src, "--weights", dn)
     assert r.exit_code == 4, r.output

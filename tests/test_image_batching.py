@@ -13,8 +13,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from scenestyle.cli import app
-from scenestyle.engine.batch import Job, run_jobs
+from scenestyle.engine.batch import run_jobs
 from scenestyle.engine.device import Placement
+from scenestyle.engine.plan import Job
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import InputImageError, ScenestyleError
 from scenestyle.nn import build, describe

@@ -123,7 +123,7 @@ def test_a_part_being_written_is_not_absorbed_and_a_cut_line_is_dropped(tmp_path
 
 
 def test_rank_zero_gives_up_on_a_hung_rank_and_names_its_inputs(tmp_path):
-    from scenestyle.engine.batch import Job
+    from scenestyle.engine.plan import Job
     from scenestyle.engine.ranks import Sharding
 
     manifest = tmp_path / "m.jsonl"
@@ -149,7 +149,7 @@ def test_rank_zero_gives_up_on_a_hung_rank_and_names_its_inputs(tmp_path):
 
 
 def test_without_locks_a_part_is_finished_when_it_lists_all_its_photos(tmp_path, monkeypatch):
-    from scenestyle.engine.batch import Job
+    from scenestyle.engine.plan import Job
     from scenestyle.engine.ranks import Sharding
 
     monkeypatch.setattr(shard, "fcntl", None)  # Windows, or a mount without flock
@@ -164,7 +164,7 @@ def test_without_locks_a_part_is_finished_when_it_lists_all_its_photos(tmp_path,
 
 
 def test_a_stopped_rank_zero_still_merges_and_says_what_is_left(tmp_path):
-    from scenestyle.engine.batch import Job
+    from scenestyle.engine.plan import Job
     from scenestyle.engine.ranks import Sharding
     from scenestyle.errors import Interrupted
 

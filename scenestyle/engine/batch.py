@@ -1,4 +1,5 @@
-"""Many photos in, many photos out: input discovery, output naming, resume, manifest.
+"""Many photos in, many photos out: run the jobs ``engine.plan`` made, skip finished ones, log
+each result to the manifest (``engine.manifest``).
 
 The per-image work is a callable handed in by the task module; this file knows nothing
 about models. Reading the next photo and writing the last one overlap with compute.
@@ -6,48 +7,18 @@ about models. Reading the next photo and writing the last one overlap with compu
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scenestyle._text import encodable, encodable_tree
-from scenestyle.errors import InputImageError, Interrupted, OutputError, ScenestyleError, UsageError
-from scenestyle.image_files import IMAGE_SUFFIXES
-from scenestyle.imaging import output_format_for
-from scenestyle.imaging.atomic import write_error
+from scenestyle.engine.manifest import JobResult, log_result, open_manifest
+from scenestyle.engine.plan import Job
+from scenestyle.errors import InputImageError, Interrupted, ScenestyleError
 from scenestyle.weights import file_sha256
-
-# Extension written for each --format choice.
-FORMAT_SUFFIX = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
-# Inputs in a format we do not write (GIF, BMP) default to lossless PNG.
-WRITABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"})
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input photo and the path its result goes to."""
-
-    input: Path
-    output: Path
-
-
-@dataclass
-class JobResult:
-    """What happened to one job; one manifest line."""
-
-    input: str
-    output: str
-    status: str  # "ok" | "skipped" | "failed"
-    seconds: float = 0.0
-    input_sha256: str | None = None
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -79,195 +50,6 @@ class BatchReport:
         }
 
 
-def _expand(arg: str, recursive: bool) -> list[tuple[Path, Path, bool]]:
-    """(file, root it is relative to, found in a folder or glob rather than named) for one INPUT argument."""
-    path = Path(arg)
-    if path.is_dir():
-        pattern = "**/*" if recursive else "*"
-        files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        return [(f, path, True) for f in files]
-    if path.exists():
-        return [(path, path.parent, False)]
-    if glob.has_magic(arg):
-        hits = sorted(Path(p) for p in glob.glob(arg, recursive=recursive))
-        files = [p for p in hits if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-        return [(f, _glob_root(arg), True) for f in files]
-    raise UsageError(f"input not found: {arg}")
-
-
-def input_root(arg: str) -> Path:
-    """The folder an INPUT argument names or lies in: a folder itself, a file's folder, a glob's fixed part."""
-    path = Path(arg)
-    if path.is_dir():
-        return path
-    if not path.exists() and glob.has_magic(arg):
-        return _glob_root(arg)
-    return path.parent
-
-
-def is_output_name(path: Path, suffix: str) -> bool:
-    """Whether ``path`` is named like an output of a command whose outputs are ``{stem}_{suffix}.{ext}``."""
-    return path.stem.endswith(f"_{suffix}") and path.suffix.lower() in WRITABLE_SUFFIXES
-
-
-def _glob_root(pattern: str) -> Path:
-    """The longest leading part of a glob pattern that has no wildcard."""
-    parts = Path(pattern).parts
-    fixed = [p for p in parts[: next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]]
-    return Path(*fixed) if fixed else Path(".")
-
-
-def plan_jobs(
-    inputs: Iterable[str],
-    *,
-    out: Path | None,
-    suffix: str,
-    fmt: str | None,
-    recursive: bool = False,
-    leave_out_outputs: bool = True,
-) -> list[Job]:
-    """Map inputs to outputs: ``{stem}_{suffix}.{ext}`` beside the input, or mirrored under ``out``.
-
-    A single input file with ``out`` that has an image extension writes exactly there.
-    With ``leave_out_outputs``, files that a folder or glob input finds and that are named like
-    this command's outputs (``*_{suffix}.*``) are not inputs: they are what an earlier run of
-    it wrote, so a rerun on the same folder skips finished photos instead of stopping on
-    "output is also an input". A file named on the command line is always an input.
-    """
-    pairs: list[tuple[Path, Path]] = []
-    left_out = 0
-    for arg in inputs:
-        for f, root, listed in _expand(arg, recursive):
-            if leave_out_outputs and listed and is_output_name(f, suffix):
-                left_out += 1
-            else:
-                pairs.append((f, root))
-    if not pairs:
-        if left_out:
-            raise UsageError(
-                f"no images to process: the {left_out} found are named like outputs of this command "
-                f"(*_{suffix}.*); name a file to process it"
-            )
-        raise UsageError(
-            "no images found in the given inputs (looked for " + ", ".join(sorted(IMAGE_SUFFIXES)) + "; use -r for subfolders)"
-        )
-    seen: set[Path] = set()
-    unique = []
-    for f, root in pairs:
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append((f, root))
-
-    single_file_out = out is not None and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
-    if single_file_out and len(unique) != 1:
-        raise UsageError(f"-o {out} is a file name but there are {len(unique)} inputs; give a folder instead")
-    if single_file_out and fmt is not None:
-        try:  # -o x.png --format jpeg: refused here, before any model loads
-            output_format_for(out, fmt)
-        except UsageError as e:
-            raise UsageError(f"-o {e}") from None
-
-    jobs = []
-    for f, root in unique:
-        ext = FORMAT_SUFFIX[fmt] if fmt else (f.suffix.lower() if f.suffix.lower() in WRITABLE_SUFFIXES else ".png")
-        if single_file_out:
-            target = out
-        else:
-            name = f"{f.stem}_{suffix}{ext}"
-            rel = f.parent.relative_to(root) if f.is_relative_to(root) else Path()
-            target = (out / rel / name) if out is not None else f.parent / name
-        jobs.append(Job(input=f, output=target))
-
-    inputs_resolved = {j.input.resolve() for j in jobs}
-    outs: dict[Path, Path] = {}
-    for j in jobs:
-        r = j.output.resolve()
-        if r in inputs_resolved:
-            raise UsageError(f"output {j.output} is also an input; choose another -o or --format")
-        if r in outs:
-            raise UsageError(f"inputs {outs[r]} and {j.input} would both write {j.output}; use -o with a folder")
-        outs[r] = j.input
-    return jobs
-
-
-def manifest_name(command: str) -> str:
-    """The default manifest's file name: one per command and folder, appended to by every run."""
-    return f"scenestyle-{command}.jsonl"
-
-
-def default_manifest(inputs: Iterable[str], out: Path | None, command: str) -> Path:
-    """Where the manifest goes without --manifest: in the -o folder (or the -o file's folder),
-    else in the first input's folder (the folder itself for a folder input)."""
-    if out is not None:
-        folder = out.parent if out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir() else out
-    else:
-        folder = input_root(next(iter(inputs)))
-    return folder / manifest_name(command)
-
-
-def check_manifest(manifest: Path, jobs: list[Job], *, given: bool = True) -> None:
-    """Refuse, before anything runs, a manifest path that would damage a file or cannot be written.
-
-    It must not be a photo (an input, an output, or named like one: every output has an image
-    extension, whatever the model's suffix turns out to be), an output folder, or an existing
-    file that is not a manifest; its folder must exist. ``given``: it came from --manifest.
-    """
-    flag = f"--manifest {manifest}" if given else f"the manifest {manifest}"
-    if manifest.is_dir():
-        raise UsageError(f"{flag} is a folder; give a file name, e.g. {manifest / manifest_name('COMMAND')}")
-    resolved = manifest.resolve()
-    for j in jobs:
-        if resolved == j.input.resolve():
-            raise UsageError(f"{flag} is also an input; a manifest is JSON lines, e.g. runs.jsonl")
-        if resolved == j.output.resolve():
-            raise UsageError(f"{flag} is also an output; a manifest is JSON lines, e.g. runs.jsonl")
-        if resolved == j.output.parent.resolve():
-            raise UsageError(f"{flag} is an output folder; give a file name for the manifest")
-    if manifest.suffix.lower() in IMAGE_SUFFIXES:
-        raise UsageError(f"{flag} is named like an image; a manifest is JSON lines, e.g. {manifest.with_suffix('.jsonl')}")
-    folder = manifest.parent
-    if not folder.is_dir():
-        raise UsageError(f"{flag}: the folder {folder} does not exist")
-    if manifest.exists() or manifest.is_symlink():
-        if not manifest.is_file():
-            raise UsageError(f"{flag} exists and is not a regular file; choose another file")
-        if not _is_manifest(manifest):
-            raise UsageError(
-                f"{flag} exists and is not a scenestyle manifest (JSON lines); choose another file, or an existing manifest to append to"
-            )
-        if not os.access(manifest, os.W_OK):
-            raise OutputError(f"{flag} is not writable")
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag}: the folder {folder} is not writable")
-
-
-def _is_manifest(path: Path) -> bool:
-    """Empty, or its first line is one of our JSON records (so appending cannot spoil another file)."""
-    try:
-        with open(path, "rb") as f:
-            first = f.readline(1 << 20)
-    except OSError as e:
-        raise OutputError(f"cannot read the manifest {path}: {e.strerror or e}") from None
-    if not first:
-        return True
-    try:
-        record = json.loads(first)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and {"input", "output", "status"} <= record.keys()
-
-
-def check_writable(folder: Path) -> None:
-    """Fail early, with one line, when an output folder cannot be created or written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {folder}: {e.strerror or e}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {folder} is not writable")
-
-
 def run_jobs(
     jobs: list[Job],
     *,
@@ -294,7 +76,7 @@ def run_jobs(
     the next compute starts. Existing outputs are skipped unless ``overwrite``.
     """
     results: list[JobResult] = []
-    manifest_f = _open_manifest(manifest) if manifest else None
+    manifest_f = open_manifest(manifest) if manifest else None
     context = encodable_tree(context or {})
     try:
         return _run_jobs(
@@ -326,7 +108,7 @@ def _run_jobs(
 ) -> list[JobResult]:
     def report(r: JobResult) -> None:
         results.append(r)
-        _log(manifest_f, manifest, r, context)
+        log_result(manifest_f, manifest, r, context)
         if on_done:
             on_done(r)
 
@@ -497,20 +279,3 @@ def _finish(pending: tuple[Future, JobResult], report: Callable[[JobResult], Non
         r.error = encodable(e)
     r.seconds = round(r.seconds + time.perf_counter() - t, 3)
     report(r)
-
-
-def _open_manifest(path: Path):
-    try:
-        return open(path, "a", encoding="utf-8")
-    except OSError as e:
-        raise OutputError(write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None
-
-
-def _log(manifest_f, path: Path | None, r: JobResult, context: dict) -> None:
-    if manifest_f is not None:
-        line = encodable_tree({**asdict(r), **context})  # notes and errors may quote a file name
-        try:
-            manifest_f.write(json.dumps(line, ensure_ascii=False) + "\n")
-            manifest_f.flush()
-        except OSError as e:  # disk full: the record of the run cannot be kept, so the run stops
-            raise OutputError(write_error(path, e).replace("cannot write", "cannot write the manifest", 1)) from None

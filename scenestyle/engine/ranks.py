@@ -37,7 +37,9 @@ from pathlib import Path
 
 from scenestyle._text import encodable, encodable_tree
 from scenestyle.engine import shard
-from scenestyle.engine.batch import BatchReport, Job, JobResult
+from scenestyle.engine.batch import BatchReport
+from scenestyle.engine.manifest import JobResult
+from scenestyle.engine.plan import Job
 from scenestyle.errors import Interrupted, OutputError, ScenestyleError, UsageError
 
 DEFAULT_RANK_TIMEOUT = 1800.0

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import torch
 
-from scenestyle.engine.batch import BatchReport, Job, JobResult, check_manifest, check_writable, default_manifest, plan_jobs, run_jobs
+from scenestyle.engine.batch import BatchReport, run_jobs
 from scenestyle.engine.device import choose_placement, prepare
+from scenestyle.engine.manifest import JobResult, check_manifest, default_manifest
+from scenestyle.engine.plan import Job, check_writable, plan_jobs
 from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError, WeightsUnavailable
