@@ -2,6 +2,7 @@
 
     python benchmarks/bench_backend.py            # models at 1 and 4 MP (x4 upscalers: 0.25 and 1 MP in), 25 MP peak RSS
     python benchmarks/bench_backend.py --quick    # tiny sizes, no 25 MP cases
+    python benchmarks/bench_backend.py --only ffdnet   # the models whose name contains "ffdnet"
 
 For each model and size, in one process:
 
@@ -13,8 +14,9 @@ For each model and size, in one process:
   runs reuse the compiled model, as every photo after the first does.
 
 Times are the best of up to 3 runs after a warm-up. PSNR is OpenVINO's output against plain fp32
-over the model's value range. Models: the shipped ``oil`` style (its real weights) and random seeded
-weights at the official sizes of the others (their speed is real). Then the 25 MP memory cases:
+over the model's value range. Models: the shipped ``oil`` style and ``ffdnet-color`` denoiser (their
+real weights) and random seeded weights at the official sizes of the others (their speed is real).
+Then the 25 MP memory cases:
 the CLI on the 6144x4096 wallpaper of ../shared with each backend, each in its own process (peak
 RSS = the child's ``ru_maxrss``). Results: printed, and written to benchmarks/out/backend.md.
 """
@@ -39,7 +41,7 @@ MODELS: dict[str, tuple[str, dict, tuple[float, ...]]] = {
     "oil (CompactGenerator, shipped)": ("style-oil", {}, (1.0, 4.0)),
     "SRVGGNetCompact x4 (general-x4v3 size)": ("SRVGGNetCompact", dict(num_feat=64, num_conv=32, upscale=4), (0.25, 1.0)),
     "RRDBNet x4 (x4plus size)": ("RRDBNet", dict(num_feat=64, num_block=23, num_grow_ch=32, scale=4), (0.25,)),
-    "FFDNet colour": ("ffdnet_color", {}, (1.0, 4.0)),
+    "ffdnet-color (FFDNet, shipped)": ("ffdnet-color", {}, (1.0, 4.0)),
     "DnCNN colour 17 layers": ("DnCNN", dict(in_nc=3, out_nc=3, nc=64, nb=17), (1.0, 4.0)),
 }
 
@@ -62,9 +64,11 @@ def load(arch: str, kwargs: dict):
 
     from scenestyle.loading import load_model
     from scenestyle.nn import build, describe
+    from scenestyle.weights import load_lock
 
-    if arch.startswith("style-"):
-        loaded = load_model(arch, task="style", offline=True)
+    lock = load_lock()
+    if arch in lock:  # a shipped model, with its real weights
+        loaded = load_model(arch, task=lock[arch].task, offline=True)
         return loaded.module.float().eval(), loaded.meta
     torch.manual_seed(0)
     return build(arch, **kwargs).eval(), describe(arch, kwargs)
@@ -135,6 +139,7 @@ def memory_cases(tmp: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, no 25 MP cases")
+    ap.add_argument("--only", default="", help="only the models whose name contains this; no 25 MP cases")
     ap.add_argument("--child", nargs=2, metavar=("MODEL", "MP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -153,6 +158,8 @@ def main() -> None:
     ]
     print(lines[0], flush=True)
     for name, (_, _, sizes) in MODELS.items():
+        if args.only not in name:
+            continue
         for mp in (0.02,) if args.quick else sizes:
             # each case in its own process: one model's memory and threads do not sway the next
             out = subprocess.run([sys.executable, __file__, "--child", name, str(mp)], capture_output=True, text=True)
@@ -166,7 +173,7 @@ def main() -> None:
             )
             print(line, flush=True)
             lines.append(line)
-    if not args.quick and WALLPAPER.is_file():
+    if not args.quick and not args.only and WALLPAPER.is_file():
         lines += [
             "",
             "| 25 MP case (6144x4096 JPEG in and out) | torch s | torch peak MB | OpenVINO s | OpenVINO peak MB |",

@@ -21,7 +21,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_gallery import label  # noqa: E402
 
-PHOTOS = ("Audrey_Hepburn.jpg", "Bears.png", "Dog.png", "Frog.png", "Glass.png", "Postcards.png", "Singer.png", "Window.png")
+PHOTOS = ("Audrey_Hepburn.jpg", "Bears.png", "Dog.png", "Flowers.png", "Frog.png", "Postcards.png", "Singer.png", "Window.png")
 CROP = 256  # side of the 100 % crop, pixels
 STRENGTHS = (0.5, 1.0)
 

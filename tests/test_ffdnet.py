@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from scenestyle.cli import app
 from scenestyle.engine.device import Placement
-from scenestyle.engine.noise import estimate_noise
+from scenestyle.engine.noise import GRAY_SIGMA_GAIN, estimate_noise
 from scenestyle.engine.tasks import Processor
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.imaging import read_picture
@@ -418,7 +418,8 @@ def test_eval_with_blind_estimates(tmp_path, weights):
 
 
 def test_eval_runs_a_colour_model_on_gray_images(tmp_path, weights):
-    """Set12 is gray: a colour model sees the gray repeated to RGB and is scored on BT.601 luma."""
+    """Set12 is gray: a colour model sees the gray repeated to RGB, is told σ × GRAY_SIGMA_GAIN (the
+    noise is the same in the three channels) and is scored on BT.601 luma."""
     folder = _clean_set(tmp_path / "clean")
     for f in folder.iterdir():
         Image.open(f).convert("L").save(f)
@@ -426,7 +427,18 @@ def test_eval_runs_a_colour_model_on_gray_images(tmp_path, weights):
     assert "back to BT.601 luma" in report.protocol["channels"]
     p = panels[("c0.png", "sigma=30")]
     assert p["output"].squeeze().ndim == 2  # scored as gray
-    assert float(np.mean(p["noisy"].astype(float).squeeze() - p["output"].squeeze())) == pytest.approx(30, abs=1.5)
+    assert float(np.mean(p["noisy"].astype(float).squeeze() - p["output"].squeeze())) == pytest.approx(30 * GRAY_SIGMA_GAIN, abs=1.5)
+
+
+@pytest.mark.parametrize("stored", ["L", "RGB"])
+def test_cli_tells_a_colour_model_more_noise_on_a_gray_photo(tmp_path, weights, stored):
+    src = tmp_path / "gray.png"
+    Image.open(noisy_photo(tmp_path / "photo.png", 10)).convert("L").convert(stored).save(src)
+    code, out, report = denoise(src, "--weights", weights["ffdnet_sub"], "--noise-level", "20", "-o", tmp_path / "out.png")
+    assert code == 0, out
+    [note] = [n for n in report["results"][0]["notes"] if n.startswith("noise level")]
+    assert note.endswith(f"x {GRAY_SIGMA_GAIN:.2f} (gray photo, colour model)")
+    assert _mean_shift(src, tmp_path / "out.png") == pytest.approx(20 * GRAY_SIGMA_GAIN, abs=1.5)
 
 
 def test_eval_sigma_source_usage_errors(tmp_path, weights):

@@ -302,10 +302,11 @@ def test_weights_add_cli_with_the_real_dncnn(hub_cache, shared_dir, tmp_path, um
     assert rows["dncnn-25"]["local"] and rows["dncnn-25"]["urls"] == [DNCNN_URL]
     r = invoke("weights", "add", src, "--json")
     assert json.loads(r.stdout)["source"] == "cache"
-    # and a plain run finds it by name, offline
+    # and a run finds it by name, offline
     photo = _photo(tmp_path / "p.png", noise=25)
-    r = invoke("denoise", photo, "--offline", "--json")
+    r = invoke("denoise", photo, "--model", "dncnn-25", "--offline", "--json")
     assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["model"]["name"] == "dncnn-25"
 
 
 def test_weights_add_cli_errors_are_one_line(hub_cache, tmp_path):

@@ -4,6 +4,7 @@ that name real entries, and malformed locks refused with a message naming what i
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def test_shared_dncnn_file_is_recognised_as_lock_entry():
 def test_packaged_defaults_name_entries_that_fit_their_command():
     lock, defaults = w.load_lock(), w.load_defaults()
     assert lock[defaults.require("style")].task == "style" and lock[defaults.style].bundled  # stylize works out of the box
-    assert lock[defaults.require("denoise")].task == "denoise"
+    assert lock[defaults.require("denoise")].task == "denoise" and lock[defaults.denoise].bundled  # so does denoise
     assert sorted(defaults.upscale) == [2, 4]
     for scale, name in defaults.upscale.items():
         assert lock[name].task == "upscale" and describe(lock[name].arch, lock[name].kwargs).scale == scale, name
@@ -91,7 +92,6 @@ def test_packaged_defaults_name_entries_that_fit_their_command():
     [
         (("upscale",), lambda d: d.upscale[4]),
         (("upscale", "--scale", "2"), lambda d: d.upscale[2]),
-        (("denoise",), lambda d: d.denoise),
     ],
 )
 def test_commands_without_a_model_load_the_lock_default(tmp_path, monkeypatch, args, default):
@@ -101,6 +101,16 @@ def test_commands_without_a_model_load_the_lock_default(tmp_path, monkeypatch, a
     r = runner.invoke(app, [args[0], str(src), *args[1:], "--offline"])
     assert r.exit_code == 3, r.output
     assert f"weights {default(w.load_defaults())!r} are not" in r.stderr
+
+
+def test_denoise_without_a_model_runs_the_bundled_default_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    src = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(src)
+    r = runner.invoke(app, ["denoise", str(src), "--offline", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["model"]["name"] == w.load_defaults().denoise
+    assert (tmp_path / "p_denoised.png").is_file()
 
 
 @pytest.mark.parametrize(

@@ -37,10 +37,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from scenestyle._colour import BT601_LUMA
+
 PATCH = 8  # patch side r (the paper's choice)
 # A fixed-σ denoiser (DnCNN-25) run on a photo whose noise is under a third of its σ smooths
 # texture it takes for noise: clean photos read 0.5 to 4.7 (8-bit), a third of 25 is 8.3.
 FAR_BELOW = 1 / 3
+# A gray photo through a colour model carries the same noise in its three channels, so its luma
+# holds all of it; a colour model learns σ from independent channel noise, whose BT.601 luma has
+# std σ·|(0.299, 0.587, 0.114)| = 0.668σ. Telling it σ / 0.668 = 1.50σ asks for the luma noise the
+# photo has (on Set12 this lifts a colour FFDNet by 3-6 dB: benchmarks/README.md).
+GRAY_SIGMA_GAIN = 1 / float(np.hypot(np.hypot(*BT601_LUMA[:2]), BT601_LUMA[2]))
 SAMPLES = 20_000  # patches drawn; 20k and 60k agreed within 1 % on CBSD68
 _SEED = 0
 
@@ -91,7 +98,7 @@ def estimate_noise(pixels: np.ndarray) -> float:
         arr = arr[..., None]
     if arr.ndim != 3 or arr.size == 0:
         raise ValueError(f"estimate_noise needs an H×W or H×W×C image; got shape {np.shape(pixels)}")
-    if arr.shape[2] > 1 and all(np.array_equal(arr[..., 0], arr[..., i]) for i in range(1, arr.shape[2])):
+    if is_gray(arr):
         arr = arr[..., :1]  # a gray photo stored as RGB: repeated channels would hide the noise (zero eigenvalues)
     if arr.shape[2] == 1:
         return patch_noise_std(arr)  # gray: full resolution (module docstring)
@@ -106,13 +113,27 @@ def estimate_noise(pixels: np.ndarray) -> float:
     return 2.0 * patch_noise_std(half)
 
 
-def sigma_from_estimate(pixels: np.ndarray, strength: float = 1.0, cap: float | None = None) -> tuple[float, str]:
-    """``strength`` × the estimated noise std of ``pixels`` (a noise-level denoiser's σ, [0, 1]
-    units), capped at ``cap`` (the model's trained range: beyond it its output is undefined), and
-    a note that says how it was reached."""
+def is_gray(pixels: np.ndarray) -> bool:
+    """True for an H×W×1 image, or one whose channels are all equal (a gray photo stored as RGB)."""
+    c = pixels.shape[2]
+    return c == 1 or all(np.array_equal(pixels[..., 0], pixels[..., i]) for i in range(1, c))
+
+
+def gray_gain(pixels: np.ndarray, in_channels: int) -> float:
+    """Factor on the σ a colour noise-level model is told for ``pixels``: ``GRAY_SIGMA_GAIN`` for a
+    gray photo (see there), else 1."""
+    return GRAY_SIGMA_GAIN if in_channels == 3 and is_gray(pixels) else 1.0
+
+
+def sigma_from_estimate(pixels: np.ndarray, strength: float = 1.0, cap: float | None = None, gain: float = 1.0) -> tuple[float, str]:
+    """``strength`` × the estimated noise std of ``pixels`` × ``gain`` (:func:`gray_gain`): a
+    noise-level denoiser's σ, [0, 1] units, capped at ``cap`` (the model's trained range: beyond it
+    its output is undefined), and a note that says how it was reached."""
     estimate = estimate_noise(pixels)
-    level = strength * estimate
+    level = strength * estimate * gain
     note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {strength:g}"
+    if gain != 1.0:
+        note += f" x {gain:.2f} (gray photo, colour model)"
     if cap is not None and level > cap:
         level = float(cap)
         note += f", capped at the model's maximum {cap * 255:.3g}"

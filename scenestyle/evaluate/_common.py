@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.engine.noise import GRAY_SIGMA_GAIN
 from scenestyle.errors import UsageError
 from scenestyle.imaging import read_picture
 from scenestyle.nn.meta import ModelMeta
@@ -36,14 +37,16 @@ def run_float(
     model: torch.nn.Module, meta: ModelMeta, placement, img: np.ndarray, tile: int | None, sigma: float | None = None
 ) -> np.ndarray:
     """Model over an H×W×C float image in [0, 1] (unclipped allowed); a 1-channel model runs per
-    channel, and a gray image through a colour model runs as RGB and comes back as BT.601 luma (as
-    the CLI does). ``sigma``: the noise level a noise-level model (``meta.takes_sigma``) is given."""
+    channel, and a gray image through a colour model runs as RGB (a noise-level model told σ ×
+    ``GRAY_SIGMA_GAIN``) and comes back as BT.601 luma, as the CLI does. ``sigma``: the noise
+    level a noise-level model (``meta.takes_sigma``) is given."""
     from scenestyle.engine.tiles import run_model
 
     in_ch = meta.in_channels
     if in_ch == 1 and img.shape[2] > 1:
         return np.concatenate([run_float(model, meta, placement, img[..., i : i + 1], tile, sigma) for i in range(img.shape[2])], axis=2)
     if in_ch == 3 and img.shape[2] == 1:
+        sigma = None if sigma is None else sigma * GRAY_SIGMA_GAIN  # as the CLI tells it (engine.noise)
         return run_float(model, meta, placement, np.repeat(img, 3, axis=2), tile, sigma) @ np.asarray(BT601_LUMA)[:, None]
     if in_ch != img.shape[2]:
         raise UsageError(f"the model takes {in_ch}-channel images but the data has {img.shape[2]} channels")

@@ -112,7 +112,7 @@ def evaluate_denoise(
         "float64 N(0, sigma/255) added, noisy input not clipped",
         "channels": "grayscale (converted)"
         if gray
-        else "as stored (1-channel models run per colour channel; gray through a colour model: as RGB, back to BT.601 luma)",
+        else "as stored (1-channel models run per colour channel; gray through a colour model: as RGB (sigma x 1.50), back to BT.601 luma)",
         "output": "clip to [0, 1], round to uint8",
         "metric": "PSNR/SSIM on uint8 RGB or gray, no border crop",
         "precision": placement.precision,
