@@ -49,8 +49,13 @@ def setup(device: str) -> DistInfo:
     return DistInfo(rank, world, local)
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, all_finished: bool = False) -> None:
+    """Leave the process group. ``all_finished``: every rank finished normally, so they first wait for
+    each other (rank 0 may still be saving): a rank that destroyed its gloo group while a peer was
+    still using the connection could abort at exit ("terminate called without an active exception")."""
     if info.distributed and dist.is_initialized():
+        if all_finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -57,11 +57,14 @@ def run_guarded(body: Callable[[ddp.DistInfo, float], TrainResult], device: str)
     t_start = time.monotonic()
     info = ddp.setup(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
+    finished = False
     try:
-        return body(info, t_start)
+        result = body(info, t_start)
+        finished = True
+        return result
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-        ddp.teardown(info)
+        ddp.teardown(info, all_finished=finished)
 
 
 def resolve_device(device: str, info: ddp.DistInfo) -> torch.device:
