@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
+import scenestyle
 from scenestyle.nn import build
 
 # One tiny inference model per task family, seeded so that files are identical between runs.
@@ -79,3 +81,19 @@ def torchrun_two_ranks(args: list[str], run: Path) -> subprocess.CompletedProces
             return done
         shutil.rmtree(run, ignore_errors=True)
     return done
+
+
+def assert_bundled_fp16(entry, max_bytes: int, recipe: str) -> None:
+    """A shipped model's lock entry: a bundled fp16 safetensors file of at most ``max_bytes`` whose
+    size and sha256 are the entry's, with a model card beside it that names its ``recipe`` command."""
+    import hashlib
+
+    assert entry.bundled and entry.format == "safetensors"
+    path = Path(scenestyle.__file__).parent / entry.bundled
+    data = path.read_bytes()
+    assert len(data) <= max_bytes and entry.size == len(data)
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    with safe_open(str(path), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
+    card = path.with_suffix(".md")
+    assert card.is_file() and recipe in card.read_text(encoding="utf-8")

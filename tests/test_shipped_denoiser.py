@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fixtures import assert_bundled_fp16
 from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -30,15 +31,8 @@ def _no_network(monkeypatch, tmp_path):
 def test_default_denoiser_is_a_small_bundled_fp16_file_with_its_sha256():
     name = w.load_defaults().denoise
     entry = w.load_lock()[name]
-    assert entry.task == "denoise" and entry.bundled and entry.format == "safetensors"
-    path = Path(scenestyle.__file__).parent / entry.bundled
-    data = path.read_bytes()
-    assert len(data) <= 5_000_000 and entry.size == len(data)
-    assert hashlib.sha256(data).hexdigest() == entry.sha256
-    with safe_open(str(path), "pt") as f:
-        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
-    card = path.with_suffix(".md")
-    assert card.is_file() and "scenestyle train denoise" in card.read_text(encoding="utf-8")
+    assert entry.task == "denoise"
+    assert_bundled_fp16(entry, 5_000_000, "scenestyle train denoise")
 
 
 def _crop(path: Path, gray: bool) -> np.ndarray:

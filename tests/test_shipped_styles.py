@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _fixtures import assert_bundled_fp16
 from PIL import Image
 from safetensors import safe_open
 from typer.testing import CliRunner
@@ -37,15 +38,8 @@ def _photo(path: Path) -> Path:
 @pytest.mark.parametrize("style", SHIPPED)
 def test_lock_entry_points_at_a_small_fp16_file_with_its_sha256(style):
     entry = w.load_lock()[f"style-{style}"]
-    assert entry.task == "style" and entry.bundled and entry.format == "safetensors"
-    path = Path(scenestyle.__file__).parent / entry.bundled
-    data = path.read_bytes()
-    assert len(data) <= 2_000_000 and entry.size == len(data)
-    assert hashlib.sha256(data).hexdigest() == entry.sha256
-    with safe_open(str(path), "pt") as f:
-        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
-    card = path.with_suffix(".md")
-    assert card.is_file() and "scenestyle train cyclegan" in card.read_text(encoding="utf-8")
+    assert entry.task == "style"
+    assert_bundled_fp16(entry, 2_000_000, "scenestyle train cyclegan")
 
 
 @pytest.mark.parametrize("style", SHIPPED)
