@@ -425,6 +425,8 @@ def test_eval_runs_a_colour_model_on_gray_images(tmp_path, weights):
         Image.open(f).convert("L").save(f)
     report, panels = _eval_outputs(weights["ffdnet_sub"], folder, (30.0,))
     assert "back to BT.601 luma" in report.protocol["channels"]
+    blind, _ = _eval_outputs(weights["ffdnet_sub"], folder, (30.0,), sigma_source="estimate")
+    assert blind.notes[0].endswith(f"x {GRAY_SIGMA_GAIN:.2f} on gray images")
     p = panels[("c0.png", "sigma=30")]
     assert p["output"].squeeze().ndim == 2  # scored as gray
     assert float(np.mean(p["noisy"].astype(float).squeeze() - p["output"].squeeze())) == pytest.approx(30 * GRAY_SIGMA_GAIN, abs=1.5)

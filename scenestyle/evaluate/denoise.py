@@ -61,7 +61,7 @@ def evaluate_denoise(
     images = list_images(Path(dataset), "--dataset")
 
     from scenestyle.engine.device import choose_placement, prepare
-    from scenestyle.engine.noise import sigma_from_estimate
+    from scenestyle.engine.noise import GRAY_SIGMA_GAIN, sigma_from_estimate
     from scenestyle.engine.run import noise_level_models
     from scenestyle.loading import load_model
     from scenestyle.weights import load_defaults
@@ -100,8 +100,10 @@ def evaluate_denoise(
             if on_output:
                 on_output(path.name, f"sigma={sigma:g}", {"noisy": to_u8(noisy), "output": out, "reference": clean_u8})
         if source == "estimate" and told:
+            gray = meta.in_channels == 3 and any(c.shape[2] == 1 for c in cleans)  # run_float scales their σ
             notes.append(
                 f"sigma={sigma:g}: the model was given blind estimates {min(told):.2f} to {max(told):.2f} (mean {np.mean(told):.2f})"
+                + (f", x {GRAY_SIGMA_GAIN:.2f} on gray images" if gray else "")
             )
 
     protocol = {
