@@ -155,7 +155,7 @@ def test_bad_file_in_batch_gives_exit_1_and_others_succeed(tmp_path, weights):
         (("upscale", "{src}", "--device", "tpu", "--weights", "{sr}"), 2, "device"),
         (("upscale", "{src}", "--strength-typo", "1"), 2, "No such option"),
         (("upscale", "{src}", "-o", "{src}", "--weights", "{sr}"), 2, "also an input"),
-        (("upscale", "{src}", "--offline"), 3, "scenestyle weights pull"),
+        (("upscale", "{src}", "--scale", "2", "--offline"), 3, "scenestyle weights pull"),  # x4 falls back to the bundled upscaler
         (("upscale", "{src}", "--weights", "{tampered}"), 3, ""),
         (("upscale", "{src}", "--weights", "{sr}", "--arch", "RRDBNet"), 3, "do not fit"),
         (("stylize", "{src}", "--style", "nonexistent"), 2, "nonexistent"),

@@ -149,7 +149,7 @@ def test_unreachable_hub_pull_never_waits_to_retry(closed_hub, hub_cache, monkey
 
 def test_unreachable_hub_upscale_and_fid_are_one_line(closed_hub, hub_cache, tmp_path):
     photo = _photo(tmp_path / "photo.jpg")
-    r = invoke("upscale", photo)
+    r = invoke("upscale", photo, "--model", "realesr-general-x4v3")  # named: no fallback
     assert r.exit_code == 3
     _says_how_to_get_it(one_line(r.stderr), "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.2.5.0/realesr-general-x4v3.pth")
     assert not (tmp_path / "photo_x4.jpg").exists()
@@ -161,6 +161,19 @@ def test_unreachable_hub_upscale_and_fid_are_one_line(closed_hub, hub_cache, tmp
     r = invoke("eval", "fid", a, b)
     assert r.exit_code == 3
     _says_how_to_get_it(one_line(r.stderr), "pt_inception-2015-12-05-6726825d.pth")
+
+
+def test_default_upscale_falls_back_to_the_bundled_upscaler_when_the_hub_is_closed(closed_hub, hub_cache, tmp_path):
+    photo = _photo(tmp_path / "photo.png", size=24)
+    r = invoke("upscale", photo, "--json")
+    assert r.exit_code == 0, r.output
+    [line] = [x for x in r.stderr.splitlines() if "instead" in x]
+    assert line.startswith("realesr-general-x4v3 is not in the Hugging Face cache and it cannot be downloaded now"), line
+    assert line.endswith("using the bundled upscale-fidelity-x4 instead"), line
+    assert json.loads(r.stdout)["model"]["name"] == "upscale-fidelity-x4"
+    assert Image.open(tmp_path / "photo_x4.png").size == (96, 96)
+    r = invoke("upscale", photo, "--offline", "--overwrite")
+    assert r.exit_code == 0 and "downloads are off: using the bundled upscale-fidelity-x4 instead" in r.stderr, r.output
 
 
 @pytest.fixture

@@ -90,8 +90,7 @@ def test_packaged_defaults_name_entries_that_fit_their_command():
 @pytest.mark.parametrize(
     "args, default",
     [
-        (("upscale",), lambda d: d.upscale[4]),
-        (("upscale", "--scale", "2"), lambda d: d.upscale[2]),
+        (("upscale", "--scale", "2"), lambda d: d.upscale[2]),  # x4 falls back to the bundled upscaler (test_new_user)
     ],
 )
 def test_commands_without_a_model_load_the_lock_default(tmp_path, monkeypatch, args, default):
