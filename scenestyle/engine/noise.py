@@ -46,8 +46,8 @@ FAR_BELOW = 1 / 3
 # A gray photo through a colour model carries the same noise in its three channels, so its luma
 # holds all of it; a colour model learns σ from independent channel noise, whose BT.601 luma has
 # std σ·|(0.299, 0.587, 0.114)| = 0.668σ. Telling it σ / 0.668 = 1.50σ asks for the luma noise the
-# photo has (on Set12 this lifts a colour FFDNet by 3-6 dB: benchmarks/README.md).
-GRAY_SIGMA_GAIN = 1 / float(np.hypot(np.hypot(*BT601_LUMA[:2]), BT601_LUMA[2]))
+# photo has (Set12 through ffdnet-color: scenestyle/models/ffdnet-color.md).
+GRAY_SIGMA_GAIN = 1 / float(np.linalg.norm(BT601_LUMA))
 SAMPLES = 20_000  # patches drawn; 20k and 60k agreed within 1 % on CBSD68
 _SEED = 0
 
@@ -91,8 +91,8 @@ def patch_noise_std(arr: np.ndarray, *, patch: int = PATCH, samples: int = SAMPL
 def estimate_noise(pixels: np.ndarray) -> float:
     """Estimated noise std of ``pixels`` (H×W or H×W×C floats in [0, 1]) in the same units:
     25/255 ≈ 0.098 is "σ = 25" in 8-bit terms. Colour: twice the white-noise std of the image
-    averaged over 2×2 blocks; gray: the std at full resolution (see the module docstring). Below about 32×32 px there are too few patches
-    for a reliable answer; under 4 px on a side it is 0."""
+    averaged over 2×2 blocks; gray: the std at full resolution (see the module docstring). Below
+    about 32×32 px there are too few patches for a reliable answer; under 4 px on a side it is 0."""
     arr = np.asarray(pixels)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -125,15 +125,18 @@ def gray_gain(pixels: np.ndarray, in_channels: int) -> float:
     return GRAY_SIGMA_GAIN if in_channels == 3 and is_gray(pixels) else 1.0
 
 
+def gain_note(gain: float) -> str:
+    """What a note adds when :func:`gray_gain` scaled σ (nothing when it did not)."""
+    return f" x {gain:.2f} (gray photo, colour model)" if gain != 1.0 else ""
+
+
 def sigma_from_estimate(pixels: np.ndarray, strength: float = 1.0, cap: float | None = None, gain: float = 1.0) -> tuple[float, str]:
     """``strength`` × the estimated noise std of ``pixels`` × ``gain`` (:func:`gray_gain`): a
     noise-level denoiser's σ, [0, 1] units, capped at ``cap`` (the model's trained range: beyond it
     its output is undefined), and a note that says how it was reached."""
     estimate = estimate_noise(pixels)
     level = strength * estimate * gain
-    note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {strength:g}"
-    if gain != 1.0:
-        note += f" x {gain:.2f} (gray photo, colour model)"
+    note = f"noise level {level * 255:.2f}/255 = estimate {estimate * 255:.2f} x strength {strength:g}" + gain_note(gain)
     if cap is not None and level > cap:
         level = float(cap)
         note += f", capped at the model's maximum {cap * 255:.3g}"

@@ -23,7 +23,7 @@ from torch import nn
 from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_pixels, to_tensor
 from scenestyle.engine.device import Placement
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
-from scenestyle.engine.noise import fixed_sigma_note, gray_gain, sigma_from_estimate
+from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
@@ -69,8 +69,7 @@ class Processor:
         """The σ (in [0, 1] units) to denoise ``pixels`` with, and a note saying where it came from."""
         gain = gray_gain(pixels, self.meta.in_channels)
         if self.noise_level is not None:
-            note = f"noise level {self.noise_level * 255:.3g}/255 from --noise-level"
-            return self.noise_level * gain, note + (f" x {gain:.2f} (gray photo, colour model)" if gain != 1.0 else "")
+            return self.noise_level * gain, f"noise level {self.noise_level * 255:.3g}/255 from --noise-level" + gain_note(gain)
         return sigma_from_estimate(pixels, self.strength, self.meta.sigma_max, gain)
 
     def annotate(self, pic: Picture) -> Picture:
