@@ -319,6 +319,27 @@ def test_export_then_upscale_and_denoise_match_direct_forward(photos: Path, tmp_
     assert (_png(tmp_path / "dn.png") - want).abs().max() <= 1.01 / 255
 
 
+@pytest.mark.filterwarnings("ignore:.*broken.jpg")
+def test_init_weights_starts_g_from_an_export_and_wrong_weights_are_one_line(photos: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from scenestyle.nn import build
+
+    start = build("SRVGGNetCompact", num_feat=8, num_conv=2, upscale=2).state_dict()
+    start = {k: torch.full_like(v, 0.25) if k.endswith("weight") else v for k, v in start.items()}  # far from any init
+    save_file(start, str(tmp_path / "start.safetensors"))
+    cfg = _sr(photos, "train.steps=1", "loss.pretrain_steps=1", f"model.init_weights={tmp_path / 'start.safetensors'}")
+    train_srgan(cfg, run=tmp_path / "run", device="cpu", show_progress=False)
+    g = ckpt.load(ckpt.latest_checkpoint(tmp_path / "run"))["models"]["G"]
+    lr = cfg.optim.lr  # one Adam step moves each weight by about lr
+    assert all((g[k].float() - v).abs().max() <= 1.5 * lr for k, v in start.items() if k.endswith("weight"))
+
+    save_file(build("SRVGGNetCompact", num_feat=8, num_conv=3, upscale=2).state_dict(), str(tmp_path / "other.safetensors"))
+    sets = [x for s in SR + ["train.steps=1", f"model.init_weights={tmp_path / 'other.safetensors'}"] for x in ("--set", s)]
+    res = CliRunner().invoke(app, ["train", "srgan", "--hr", str(photos), *sets, "--run", str(tmp_path / "r2"), "--device", "cpu"])
+    assert res.exit_code == 2 and "does not fit SRVGGNetCompact" in res.output and "Traceback" not in res.output
+
+
 # ---- DDP
 
 

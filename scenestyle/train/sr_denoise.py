@@ -112,6 +112,19 @@ def build_networks(cfg: SRGANConfig | DenoiseConfig, kind: str) -> dict[str, nn.
     return {"G": g, "D": d}
 
 
+def init_generator(g: nn.Module, path: Path) -> None:
+    """Load ``path`` into G (strict): a fine-tuning run starts from an exported model, not at random."""
+    from scenestyle.loading import read_state_dict
+
+    if not path.is_file():
+        raise UsageError(f"model.init_weights: no file {path}")
+    try:
+        g.load_state_dict(read_state_dict(path))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UsageError(f"model.init_weights {path} does not fit {type(g).__name__}: {first}") from None
+
+
 def _perceptual(cfg_loss, device: torch.device) -> PerceptualLoss:
     """The VGG19 perceptual loss from weights pinned in weights.lock; UsageError without them."""
     from scenestyle.loading import read_state_dict
@@ -175,6 +188,8 @@ def _train(
     nets = build_networks(cfg, kind)
     G, D = nets["G"], nets["D"]
     meta = generator_meta(cfg)
+    if cfg.model.init_weights and resume is None:
+        init_generator(G, Path(cfg.model.init_weights))
 
     # ---- data: crops and their degradations are a pure function of (seed, step, rank)
     flag = "--hr" if kind == "srgan" else "--clean"
