@@ -157,6 +157,32 @@ def test_pillow_modes_map_to_channels_and_alpha(tmp_path: Path, mode: str, chann
     assert 0.0 <= pic.pixels.min() and pic.pixels.max() <= 1.0
 
 
+def _samples_source(kind: str, path: Path) -> Path:
+    if kind.startswith("16-"):
+        channels = int(kind[3:])
+        mk.make_16bit_png(path.with_suffix(".png"), channels=channels)
+        return path.with_suffix(".png")
+    if kind == "trns-palette":
+        mk.make_palette_png_with_transparency(path.with_suffix(".png"))
+        return path.with_suffix(".png")
+    Image.fromarray(mk.pattern()).convert(kind).save(path.with_suffix(".png"))
+    return path.with_suffix(".png")
+
+
+@pytest.mark.parametrize("kind", ["L", "LA", "P", "RGB", "RGBA", "trns-palette", "16-1", "16-2", "16-3", "16-4"])
+def test_samples_are_the_integers_the_float_pixels_scale(tmp_path: Path, kind: str) -> None:
+    """read_picture(samples=True) keeps 8/16-bit sources as uint8/uint16; the float read is them / 255 or / 65535."""
+    src = _samples_source(kind, tmp_path / "s")
+    f, s = read_picture(src), read_picture(src, samples=True)
+    top = 65535 if f.bit_depth == 16 else 255
+    assert s.pixels.dtype == (np.uint16 if top == 65535 else np.uint8) and s.bit_depth == f.bit_depth
+    np.testing.assert_array_equal(s.pixels, (f.pixels.astype(np.float64) * top).round())
+    assert (s.alpha is None) == (f.alpha is None)
+    if s.alpha is not None:
+        assert s.alpha.dtype == s.pixels.dtype
+        np.testing.assert_array_equal(s.alpha, (f.alpha.astype(np.float64) * top).round())
+
+
 # --------------------------------------------------------------------------- 16 bits
 
 

@@ -168,3 +168,44 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
         outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))
     assert outs[0].shape == (600, 300, 4)
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_photo_read_as_samples_paints_the_same_file_without_photo_sized_float_copies(tmp_path, tiny_weights):
+    """A style painted at the working size reads the photo as 8-bit samples and writes band by band:
+    the same file as from float pixels, and no float copy of the photo (or of the result) is ever made."""
+    import tracemalloc
+
+    import torch
+
+    from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.tasks import Processor
+    from scenestyle.imaging import read_picture, write_picture
+    from scenestyle.loading import load_model
+
+    src = tmp_path / "tall.png"
+    photo = _scene(4000, 480, seed=5)
+    rgba = np.dstack([photo, np.linspace(0.2, 1, 4000 * 480, dtype=np.float32).reshape(4000, 480)])
+    Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA").save(src)
+    as_float, as_samples = read_picture(src), read_picture(src, samples=True)
+    assert as_samples.pixels.dtype == np.uint8 and as_samples.alpha.dtype == np.uint8
+    np.testing.assert_array_equal(as_samples.pixels, (as_float.pixels * 255).round())
+    np.testing.assert_array_equal(as_samples.alpha, (as_float.alpha * 255).round())
+
+    loaded = load_model(str(tiny_weights["CompactGenerator"]), task="style", offline=True)
+    placement = choose_placement("cpu", "fp32", model=loaded.module, meta=loaded.meta)
+    proc = Processor(
+        model=prepare(loaded.module, loaded.meta, placement), meta=loaded.meta, placement=placement, task="style", work_pixels=60_000
+    )
+    assert proc.reads_samples
+    with torch.inference_mode():
+        write_picture(tmp_path / "from_float.png", proc(as_float))
+        tracemalloc.start()
+        try:
+            write_picture(tmp_path / "from_samples.png", proc(as_samples))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    a, b = (np.asarray(Image.open(tmp_path / f"from_{k}.png")) for k in ("float", "samples"))
+    assert a.shape == (4000, 480, 4)
+    np.testing.assert_array_equal(a, b)
+    assert peak < as_float.pixels.nbytes, f"{peak / 2**20:.1f} MiB traced, a float copy of the photo is {as_float.pixels.nbytes / 2**20:.1f}"

@@ -15,8 +15,8 @@ follows the photo's edges they come back sharp; where it does not (brushwork ove
 ``a`` falls towards 0 and the photo's texture stays out. ``eps`` is that threshold, in variance
 of [0, 1] luma.
 
-Upsampling is bilinear and done for bands of output rows, so full-size float copies of the two
-fields never exist: columns are interpolated once at the working height, rows band by band.
+Upsampling is bilinear and done for bands of output rows: the two fields stay at the working
+size and each band is interpolated from the rows it needs, so nothing full-size but the band exists.
 """
 
 from __future__ import annotations
@@ -73,17 +73,27 @@ class GuidedUpsampler:
         var = _box(guide * guide, radius) - mean_i * mean_i
         a = _box(cov / (var + eps), radius)
         b = p - a * guide  # the painting less what the photo's luma explains: its brushwork and colours
-        # columns to full width once (C×h×W each); rows are interpolated per band in ``rows``
-        c0, c1, wc = _axis(width, styled.shape[1])
-        self._a, self._b = ((m[0].numpy()[:, :, c0] * (1 - wc) + m[0].numpy()[:, :, c1] * wc).astype(np.float32) for m in (a, b))
+        self._a, self._b = (np.ascontiguousarray(m[0].numpy()) for m in (a, b))  # C×h×w, the working size
         self._r0, self._r1, self._wr = _axis(height, styled.shape[0])
+        self._c0, self._c1, self._wc = _axis(width, styled.shape[1])
         self.shape = (height, width, styled.shape[2])
+
+    def _band(self, field: np.ndarray, rows: slice) -> np.ndarray:
+        """Full-size rows ``rows`` of a C×h×w field: rows interpolated at the working width, then
+        columns (in place: a band of a 12 MP photo is 13 MB per copy)."""
+        wr = self._wr[rows][None, :, None]
+        r = field[:, self._r0[rows]] * (1 - wr) + field[:, self._r1[rows]] * wr  # C×rows×w
+        out = r[:, :, self._c0]
+        out *= 1 - self._wc
+        right = r[:, :, self._c1]
+        right *= self._wc
+        out += right
+        return out
 
     def rows(self, photo_rows: np.ndarray, first: int) -> np.ndarray:
         """Painting rows ``first .. first + len(photo_rows)`` from those full-size photo rows; clipped to [0, 1]."""
         sl = slice(first, first + photo_rows.shape[0])
-        r0, r1, wr = self._r0[sl], self._r1[sl], self._wr[sl][None, :, None]
-        a = self._a[:, r0] * (1 - wr) + self._a[:, r1] * wr
-        b = self._b[:, r0] * (1 - wr) + self._b[:, r1] * wr
-        out = a * luma(photo_rows)[None] + b  # C×rows×W
+        out = self._band(self._a, sl)
+        out *= luma(photo_rows)[None]
+        out += self._band(self._b, sl)  # C×rows×W
         return np.clip(out.transpose(1, 2, 0), 0.0, 1.0, dtype=np.float32)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from scenestyle.imaging.picture import unit_float
+
 _A = -0.5
 
 
@@ -108,3 +110,14 @@ def resize_band(src: np.ndarray, out_h: int, out_w: int, first: int, last: int) 
     hi = min(arr.shape[0], int(row_first[last - 1]) + row_w.shape[1])
     out = _rows(_columns(arr[lo:hi], out_w), row_first[first:last] - lo, row_w[first:last]).clamp_(0, 1).numpy()
     return out[..., 0] if squeeze else out
+
+
+def resize_in_bands(src: np.ndarray, out_h: int, out_w: int, rows: int = 256) -> np.ndarray:
+    """``convert.resize`` of the H×W×C float or uint8/uint16 array ``src`` (as [0, 1]), read ``rows``
+    rows at a time: the temporaries are band-sized, not photo-sized (12 MP is 144 MB per float copy)."""
+    resizer = BandResizer(src.shape[0], src.shape[1], out_h, out_w)
+    out = np.empty((out_h, out_w, src.shape[2]), np.float32)
+    for r in range(0, src.shape[0], rows):
+        for first, band in resizer.feed(unit_float(src[r : r + rows])):
+            out[first : first + band.shape[0]] = band
+    return out

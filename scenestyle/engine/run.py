@@ -252,7 +252,7 @@ def process(
     results = sharding.run(
         run_jobs,
         jobs,
-        load=lambda p: proc.annotate(read_picture(p, max_pixels=opts.max_pixels)),  # + its noise level, if any
+        load=lambda p: proc.annotate(read_picture(p, max_pixels=opts.max_pixels, samples=proc.reads_samples)),  # + its σ, if any
         compute=proc,
         compute_many=proc.many,
         group=batch_size,

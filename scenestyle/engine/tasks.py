@@ -24,10 +24,11 @@ from scenestyle.engine.convert import UnitRange, blend, resize, resize_rows, to_
 from scenestyle.engine.device import Placement
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigma_from_estimate
-from scenestyle.engine.resample import BandResizer, resize_band
+from scenestyle.engine.resample import BandResizer, resize_band, resize_in_bands
 from scenestyle.engine.tiles import run_model, run_model_many
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, RowStream, materialise, quantise_into
+from scenestyle.imaging import Picture, RowStream, alpha_kind, materialise, quantise_into, unit_float
+from scenestyle.nn import instance_norms
 from scenestyle.nn.meta import ModelMeta
 
 TileProgress = Callable[[int, int], None]
@@ -37,6 +38,11 @@ TileProgress = Callable[[int, int], None]
 STREAM_PIXELS = 16_000_000
 FEED_ROWS = 128  # model-output rows handed to an --outscale resize at a time
 NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an array
+# On the CPU a norm-free style net paints the working-size photo in tiles of this core size: a
+# whole 1 MP pass holds several hundred MB of activations, a tile about a third of that, and the
+# feathered windows with the net's halo give the whole-image result to within 1/255. Nets with
+# instance norms run whole (exact statistics).
+WORK_TILE = 512
 
 
 @dataclass
@@ -59,6 +65,12 @@ class Processor:
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network
         self.model = UnitRange(self.model, self.meta.value_range)
+
+    @property
+    def reads_samples(self) -> bool:
+        """True when photos may be read as integer samples (``read_picture(samples=True)``): a style
+        painted at the working size reads the photo band by band, so no float copy is needed."""
+        return self.task == "style" and self.work_pixels > 0
 
     @property
     def takes_noise_level(self) -> bool:
@@ -121,16 +133,16 @@ class Processor:
         th, tw = self._out_size(pic)
         return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
-    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement, sigma: float | None = None) -> np.ndarray:
-        """Model over an H×W×C array; a one-channel model runs each colour channel alone."""
+    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement, sigma: float | None = None, tile: int | None = None) -> np.ndarray:
+        """Model over an H×W×C array (``tile``: as ``self.tile``); a one-channel model runs each colour channel alone."""
         if self.meta.in_channels == 1 and pixels.shape[2] == 3:
-            return np.concatenate([self._run(pixels[..., c : c + 1], m, placement, sigma) for c in range(3)], axis=2)
+            return np.concatenate([self._run(pixels[..., c : c + 1], m, placement, sigma, tile) for c in range(3)], axis=2)
         y = run_model(
             m,
             self.meta,
             to_tensor(pixels, self.meta.in_channels),
             placement,
-            tile=self.tile,
+            tile=self.tile if tile is None else tile,
             batch_size=self.batch_size,
             progress=self.progress,
             sigma=sigma,
@@ -143,26 +155,27 @@ class Processor:
         return self.task == "style" and 0 < self.work_pixels < h * w
 
     def _stylize_small(self, pic: Picture) -> Picture:
-        """Paint ``pic`` at the working size in one pass, then guided-upsample it to full size."""
-        h, w, c = pic.pixels.shape
+        """Paint ``pic`` at the working size, then guided-upsample it to full size band by band."""
+        h, w, _ = pic.pixels.shape
         hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
-        small = resize(pic.pixels, hs, ws)
-        painted = self._run(small, self.model, self.placement)
+        small = resize_in_bands(pic.pixels, hs, ws)
+        tile = self.tile
+        if tile is None and self.placement.device.type == "cpu" and not instance_norms(self.net):
+            tile = WORK_TILE
+        painted = self._run(small, self.model, self.placement, tile=tile)
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
-        up = GuidedUpsampler(small, painted, h, w)
+        rows = _GuidedRows(pic, GuidedUpsampler(small, painted, h, w), self.strength)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
         if self._streams(pic):
-            return dataclasses.replace(pic, pixels=_GuidedRows(pic, up, self.strength), alpha=None)
-        out = np.empty((h, w, c), np.float32)
-        for r in range(0, h, BAND_ROWS):
-            rows = pic.pixels[r : r + BAND_ROWS]
-            out[r : r + BAND_ROWS] = blend(rows, up.rows(rows, r), self.strength)
-        return dataclasses.replace(pic, pixels=out)
+            return dataclasses.replace(pic, pixels=rows, alpha=None)
+        pixels, alpha = materialise(rows, 16 if pic.bit_depth == 16 else 8)  # quantised band by band: no float copy
+        return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
 
     def __call__(self, pic: Picture) -> Picture:
         if self._paints_small(pic):
             return self._stylize_small(pic)
+        pic = _as_float(pic)
         sigma = self._sigma_for(pic)
         stream = self._stream(pic, self.model, self.placement, sigma)
         if stream is not None and self._streams(pic):
@@ -185,6 +198,7 @@ class Processor:
         )  # painted at the working size, one by one
         if per_image:
             return [self(p) for p in pics]
+        pics = [_as_float(p) for p in pics]
         x = torch.cat([to_tensor(p.pixels, self.meta.in_channels) for p in pics])
         sigmas = [self._sigma_for(p) for p in pics] if self.takes_noise_level else None
         y = run_model_many(
@@ -227,8 +241,7 @@ class _TiledRows(RowStream):
         h, w, c = pic.pixels.shape
         self.factor = meta.scale
         self.model_size = (h * self.factor, w * self.factor)
-        alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
-        super().__init__(*(size or self.model_size), c, alpha)
+        super().__init__(*(size or self.model_size), c, alpha_kind(pic.alpha))
         self.pixels, self.source_alpha, self.strength, self.sigma = pic.pixels, pic.alpha, strength, sigma
         self.model, self.meta, self.placement = model, meta, placement
         self.tile, self.batch_size, self.progress = tile, batch_size, progress
@@ -299,18 +312,25 @@ class _GuidedRows(RowStream):
     over the photo (``strength``) and quantised as it is written; alpha passes through."""
 
     def __init__(self, pic: Picture, up: GuidedUpsampler, strength: float) -> None:
-        alpha = None if pic.alpha is None else ("opaque" if pic.alpha.min() >= 1 else "varies")
-        super().__init__(*up.shape, alpha)
+        super().__init__(*up.shape, alpha_kind(pic.alpha))
         self.pixels, self.source_alpha, self.up, self.strength = pic.pixels, pic.alpha, up, strength
 
     def produce(self, bits: int, with_alpha: bool, emit) -> None:
         dtype = np.uint16 if bits == 16 else np.uint8
         for r in range(0, self.shape[0], BAND_ROWS):
-            rows = self.pixels[r : r + BAND_ROWS]
+            rows = unit_float(self.pixels[r : r + BAND_ROWS])
             samples = np.empty(rows.shape[:2] + (self.shape[2],), dtype)
             quantise_into(samples, blend(rows, self.up.rows(rows, r), self.strength))
             alpha = None
             if with_alpha:
                 alpha = np.empty(rows.shape[:2], dtype)
-                quantise_into(alpha, self.source_alpha[r : r + BAND_ROWS])
+                quantise_into(alpha, unit_float(self.source_alpha[r : r + BAND_ROWS]))
             emit(r, samples, alpha)
+
+
+def _as_float(pic: Picture) -> Picture:
+    """``pic`` with float32 pixels and alpha (photos read as integer samples, see ``reads_samples``)."""
+    if pic.pixels.dtype.kind == "f":
+        return pic
+    alpha = None if pic.alpha is None else unit_float(pic.alpha)
+    return dataclasses.replace(pic, pixels=unit_float(pic.pixels), alpha=alpha)

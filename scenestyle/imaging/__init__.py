@@ -6,7 +6,7 @@ by band when it is a ``RowStream``. The band encoders are ``png``, ``tiff`` and 
 """
 
 from scenestyle.imaging.atomic import remove_stale_temps
-from scenestyle.imaging.picture import Picture, RowStream, materialise, quantise_into, sample_buffer
+from scenestyle.imaging.picture import Picture, RowStream, alpha_kind, materialise, quantise_into, sample_buffer, unit_float
 from scenestyle.imaging.read import DEFAULT_MAX_PIXELS, read_picture
 from scenestyle.imaging.write import OUTPUT_FORMATS, output_format_for, write_picture
 
@@ -15,11 +15,13 @@ __all__ = [
     "OUTPUT_FORMATS",
     "Picture",
     "RowStream",
+    "alpha_kind",
     "materialise",
     "output_format_for",
     "quantise_into",
     "read_picture",
     "remove_stale_temps",
     "sample_buffer",
+    "unit_float",
     "write_picture",
 ]

@@ -37,7 +37,7 @@ class Picture:
 
     pixels: (
         np.ndarray | RowStream
-    )  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 (see sample_buffer); or computed while written
+    )  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 samples (a sample_buffer, or read_picture(samples=True)); or computed while written
     alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim
@@ -83,6 +83,23 @@ def quantise_into(dst: np.ndarray, src: np.ndarray, rows: int = 256) -> None:
         dst[r : r + rows] = y
 
 
+def unit_float(samples: np.ndarray) -> np.ndarray:
+    """Float32 in [0, 1] of float pixels (as they are) or uint8/uint16 samples (÷ 255 / 65535):
+    the inverse of ``quantise_into``, for a band or a whole picture."""
+    if samples.dtype.kind == "f":
+        return samples if samples.dtype == np.float32 else samples.astype(np.float32)
+    out = samples.astype(np.float32)
+    out /= np.iinfo(samples.dtype).max
+    return out
+
+
+def alpha_kind(alpha: np.ndarray | None) -> str | None:
+    """A ``RowStream``'s ``alpha`` for a result that keeps the source's alpha: None, "opaque" or "varies"."""
+    if alpha is None:
+        return None
+    return "opaque" if alpha.min() >= (1 if alpha.dtype.kind == "f" else np.iinfo(alpha.dtype).max) else "varies"
+
+
 def materialise(stream: RowStream, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Compute a ``RowStream`` into a ``sample_buffer``: (pixels, alpha) for a Picture."""
     h, w, c = stream.shape
@@ -97,4 +114,4 @@ def materialise(stream: RowStream, bits: int) -> tuple[np.ndarray, np.ndarray | 
     return pixels, alpha
 
 
-__all__ = ["Picture", "RowStream", "materialise", "quantise_into", "sample_buffer"]
+__all__ = ["Picture", "RowStream", "alpha_kind", "materialise", "quantise_into", "sample_buffer", "unit_float"]

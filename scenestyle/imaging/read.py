@@ -35,8 +35,10 @@ _TIFF_LAYOUT_TAGS = frozenset(
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
-def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
-    """Decode the first frame of ``path`` fully (so truncation is caught), upright.
+def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, samples: bool = False) -> Picture:
+    """Decode the first frame of ``path`` fully (so truncation is caught), upright: float32 pixels
+    in [0, 1], or with ``samples`` the 8/16-bit sources' integer samples as they are (a quarter or
+    half of the memory; ``picture.unit_float`` converts them band by band).
 
     Raises ``InputImageError`` (one line, naming the file) for a missing, empty, unreadable,
     corrupt or truncated file, one over ``max_pixels``, or an unsupported pixel mode.
@@ -53,7 +55,7 @@ def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
             saved_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None  # our own check below names the flag to raise it
             try:
-                return _read(path, max_pixels)
+                return _read(path, max_pixels, samples)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved_limit
     except InputImageError:
@@ -69,7 +71,7 @@ def read_picture(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
         raise InputImageError(f"{path}: corrupt or truncated image data ({exception_line(exc)})") from None
 
 
-def _read(path: Path, max_pixels: int) -> Picture:
+def _read(path: Path, max_pixels: int, samples: bool) -> Picture:
     with Image.open(path) as im:
         fmt = im.format or path.suffix.lstrip(".").upper()
         width, height = im.size
@@ -99,17 +101,17 @@ def _read(path: Path, max_pixels: int) -> Picture:
             exif, orientation = _exif_of(im.getexif, im.info.get("exif"), fmt, notes)
         if deep is not None:
             colour = 1 if deep.shape[2] == 2 else 3  # grey+alpha, RGB or RGBA
-            pixels = _unit_float(deep[..., :colour], 65535)
-            alpha = _unit_float(deep[..., colour], 65535) if deep.shape[2] > colour else None
+            pixels = _unit(deep[..., :colour], 65535, samples)
+            alpha = _unit(deep[..., colour], 65535, samples) if deep.shape[2] > colour else None
             bit_depth = 16
         else:
-            pixels, alpha, bit_depth, icc = _to_arrays(im, path, icc, notes)
+            pixels, alpha, bit_depth, icc = _to_arrays(im, path, icc, notes, samples)
 
     pixels = _orient(pixels, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
     return Picture(
-        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
-        alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32),
+        pixels=np.ascontiguousarray(pixels, dtype=None if pixels.dtype.kind == "u" else np.float32),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha, dtype=pixels.dtype),
         bit_depth=bit_depth,
         icc_profile=icc,
         exif=exif,
@@ -118,7 +120,9 @@ def _read(path: Path, max_pixels: int) -> Picture:
     )
 
 
-def _to_arrays(im: Image.Image, path: Path, icc: bytes | None, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
+def _to_arrays(
+    im: Image.Image, path: Path, icc: bytes | None, notes: list[str], samples: bool
+) -> tuple[np.ndarray, np.ndarray | None, int, bytes | None]:
     """(pixels H×W×C, alpha H×W or None, bit depth, ICC) for Pillow's 8/16-bit/float modes."""
     mode = im.mode
     has_trns = "transparency" in im.info
@@ -145,23 +149,23 @@ def _to_arrays(im: Image.Image, path: Path, icc: bytes | None, notes: list[str])
         mode = im.mode
 
     if mode in ("L", "LA", "RGB", "RGBA"):
-        arr = _unit_float(np.asarray(im), 255)
+        arr = _unit(np.asarray(im), 255, samples)
         if arr.ndim == 2:
             arr = arr[..., None]
         if mode in ("LA", "RGBA"):
             return arr[..., :-1], arr[..., -1], 8, icc
         return arr, None, 8, icc
     if mode.startswith("I;16"):
-        arr = _unit_float(np.asarray(im), 65535)
+        arr = _unit(np.asarray(im), 65535, samples)
         alpha = None
         if has_trns and isinstance(im.info["transparency"], int):
-            alpha = (np.asarray(im) != im.info["transparency"]).astype(np.float32)
+            alpha = _unit((np.asarray(im) != im.info["transparency"]) * np.uint16(65535), 65535, samples)
         return arr[..., None], alpha, 16, icc
     if mode == "I":
         raw = np.asarray(im)
         if raw.size and (raw.min() < 0 or raw.max() > 65535):
             raise InputImageError(f"{path}: 32-bit integer pixels range {raw.min()}..{raw.max()}; only 0..65535 (16-bit) is supported")
-        return (raw.astype(np.float32) / 65535)[..., None], None, 16, icc
+        return _unit(raw.astype(np.uint16), 65535, samples)[..., None], None, 16, icc
     if mode == "F":
         raw = np.asarray(im, dtype=np.float32)
         if raw.size and not (np.isfinite(raw).all() and raw.min() >= 0 and raw.max() <= 1):
@@ -248,8 +252,11 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return a
 
 
-def _unit_float(arr: np.ndarray, top: int) -> np.ndarray:
-    """Integers → float32 in [0, 1], dividing in place: a 25 MP photo is 300 MB per float copy."""
+def _unit(arr: np.ndarray, top: int, samples: bool) -> np.ndarray:
+    """Integers (0..``top``) → float32 in [0, 1], dividing in place (a 25 MP photo is 300 MB per
+    float copy); with ``samples``, native uint8/uint16 as they are."""
+    if samples:
+        return np.asarray(arr, dtype=np.uint8 if top == 255 else np.uint16)
     out = arr.astype(np.float32)
     np.divide(out, top, out=out)
     return out
