@@ -86,7 +86,8 @@ def main() -> None:
     rows = [
         "| case | seconds | peak RSS MB |",
         "|---|---|---|",
-        f"| scenestyle stylize {' '.join(model)}, {w}x{h} ({w * h / 1e6:.1f} MP) JPEG in and out, best of {args.repeat} | {ours_s:.2f} | {ours_mb:.0f} |",
+        f"| scenestyle stylize {' '.join(model)}, {w}x{h} ({w * h / 1e6:.1f} MP) JPEG in and out, best of {args.repeat} "
+        f"| {ours_s:.2f} | {ours_mb:.0f} |",
         f"| CycleGAN ResNet-9 fp32 NCHW, 1 MP forward (best of {args.repeat}) x {w * h / (864 * 1152):.1f} | {ref_s:.1f} | - |",
         "",
         f"ratio: {ref_s / ours_s:.1f}x faster than the reference",

@@ -46,7 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     columns = [
         ("upscale-fidelity-x4", ["--model", "upscale-fidelity-x4"]),
-        ("upscale-x4" if args.gan is None else args.gan.stem, ["--model", "upscale-x4"] if args.gan is None else ["--weights", str(args.gan)]),
+        (
+            "upscale-x4" if args.gan is None else args.gan.stem,
+            ["--model", "upscale-x4"] if args.gan is None else ["--weights", str(args.gan)],
+        ),
     ]
     cell = 4 * CROP
     sheet = Image.new("RGB", (cell * (1 + len(columns)), cell * len(PHOTOS)), (255, 255, 255))

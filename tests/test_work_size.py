@@ -208,4 +208,6 @@ def test_photo_read_as_samples_paints_the_same_file_without_photo_sized_float_co
     a, b = (np.asarray(Image.open(tmp_path / f"from_{k}.png")) for k in ("float", "samples"))
     assert a.shape == (4000, 480, 4)
     np.testing.assert_array_equal(a, b)
-    assert peak < as_float.pixels.nbytes, f"{peak / 2**20:.1f} MiB traced, a float copy of the photo is {as_float.pixels.nbytes / 2**20:.1f}"
+    assert peak < as_float.pixels.nbytes, (
+        f"{peak / 2**20:.1f} MiB traced, a float copy of the photo is {as_float.pixels.nbytes / 2**20:.1f}"
+    )

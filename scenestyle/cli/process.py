@@ -85,7 +85,7 @@ def _format(value: str | None) -> str | None:
 
 def _run(task: str, params: dict) -> None:
     """Map a command's parameters (its ``locals()``) onto RunOptions, run, print, exit."""
-    from scenestyle.engine.ranks import is_quiet_rank, launched_rank
+    from scenestyle.engine.rank_env import is_quiet_rank, launched_rank
     from scenestyle.engine.run import RunOptions, process  # heavy imports only when running
 
     kw = dict(params)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -40,29 +39,14 @@ from scenestyle.engine import shard
 from scenestyle.engine.batch import BatchReport
 from scenestyle.engine.manifest import JobResult
 from scenestyle.engine.plan import Job
+from scenestyle.engine.rank_env import DEFAULT_RANK_TIMEOUT, chain, kill_hook, launched_rank, rank_timeout, signals_deferred
 from scenestyle.errors import Interrupted, OutputError, ScenestyleError, UsageError
 
-DEFAULT_RANK_TIMEOUT = 1800.0
 POLL_SECONDS = 0.2
 # After rank 0 is told to stop, how long it waits for the other ranks (stopped alike) to record
 # their finished photos; torchrun kills a worker 30 s after its SIGTERM.
 STOP_GRACE_SECONDS = 15.0
 _RESULT_FIELDS = tuple(f.name for f in dataclasses.fields(JobResult))
-
-
-def launched_rank() -> tuple[int, int]:
-    """(RANK, WORLD_SIZE) as torchrun set them; (0, 1) for a plain process."""
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        return (int(os.environ.get("RANK", "0")), world) if world > 1 else (0, 1)
-    except ValueError:
-        return 0, 1
-
-
-def is_quiet_rank() -> bool:
-    """A torchrun rank other than 0: it prints errors only, and rank 0 reports for it."""
-    rank, world = launched_rank()
-    return world > 1 and rank != 0
 
 
 @dataclass
@@ -97,7 +81,7 @@ class Sharding:
                 raise UsageError(
                     "--shard is for processes started without torchrun; under torchrun each rank takes its share of the photos by itself"
                 )
-            return cls(index=rank, count=world, mode="torchrun", local_rank=int(os.environ.get("LOCAL_RANK", "0")), timeout=_rank_timeout())
+            return cls(index=rank, count=world, mode="torchrun", local_rank=int(os.environ.get("LOCAL_RANK", "0")), timeout=rank_timeout())
         if shard_arg is not None:
             i, n = shard.parse_shard(shard_arg)
             return cls(index=i, count=n, mode="shard")
@@ -201,9 +185,9 @@ class Sharding:
         """``run_jobs(jobs, **kw)``; an interrupted rank 0 still merges what every rank finished."""
         self.context = {**(kw.get("context") or {}), **self.tag}
         kw["context"] = self.context
-        kill = _kill_hook(self.index) if self.mode != "plain" else None
+        kill = kill_hook(self.index) if self.mode != "plain" else None
         if kill is not None:
-            kw["on_done"] = _chain(kw.get("on_done"), kill)
+            kw["on_done"] = chain(kw.get("on_done"), kill)
         try:
             return run_jobs(jobs, **kw)
         except Interrupted as e:
@@ -247,7 +231,7 @@ class Sharding:
 
     def _gather(self, *, stopped: bool) -> MergedReport:
         """Wait for the other ranks, merge every part into the manifest, build the report."""
-        with _signals_deferred() as told:
+        with signals_deferred() as told:
             gone = self._wait(told, stopped)
             report = self._merge(gone, stopped)
         self._close()
@@ -351,58 +335,3 @@ def _unfinished_line(
 
 def _ranks(ranks: list[int]) -> str:
     return f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks))
-
-
-def _rank_timeout() -> float:
-    raw = os.environ.get("SCENESTYLE_RANK_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else DEFAULT_RANK_TIMEOUT
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise UsageError(f"SCENESTYLE_RANK_TIMEOUT must be a number of seconds > 0, not {raw!r}")
-    return value
-
-
-class _signals_deferred:
-    """SIGINT/SIGTERM only set an event while rank 0 waits and merges (so a stop cannot cut the
-    manifest short); the previous handlers come back afterwards."""
-
-    def __enter__(self) -> threading.Event:
-        self.told = threading.Event()
-        self.saved = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.saved[sig] = signal.signal(sig, lambda *_: self.told.set())
-        return self.told
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-
-def _kill_hook(index: int) -> Callable[[JobResult], None] | None:
-    """``SCENESTYLE_TEST_KILL_RANK=R:K``: rank/shard R SIGKILLs itself after its K-th result (tests)."""
-    raw = os.environ.get("SCENESTYLE_TEST_KILL_RANK")
-    if not raw:
-        return None
-    rank, _, after = raw.partition(":")
-    if not (rank.isdigit() and after.isdigit()) or int(rank) != index:
-        return None
-    left = [int(after)]
-
-    def hook(_: JobResult) -> None:
-        left[0] -= 1
-        if left[0] <= 0:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return hook
-
-
-def _chain(first: Callable | None, then: Callable) -> Callable:
-    def both(r):
-        if first is not None:
-            first(r)
-        then(r)
-
-    return both

@@ -133,7 +133,9 @@ class Processor:
         th, tw = self._out_size(pic)
         return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
-    def _run(self, pixels: np.ndarray, m: nn.Module, placement: Placement, sigma: float | None = None, tile: int | None = None) -> np.ndarray:
+    def _run(
+        self, pixels: np.ndarray, m: nn.Module, placement: Placement, sigma: float | None = None, tile: int | None = None
+    ) -> np.ndarray:
         """Model over an H×W×C array (``tile``: as ``self.tile``); a one-channel model runs each colour channel alone."""
         if self.meta.in_channels == 1 and pixels.shape[2] == 3:
             return np.concatenate([self._run(pixels[..., c : c + 1], m, placement, sigma, tile) for c in range(3)], axis=2)

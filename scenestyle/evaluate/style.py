@@ -25,6 +25,7 @@ from scenestyle.errors import UsageError
 from scenestyle.evaluate import critic as C
 from scenestyle.evaluate._common import read_u8, to_u8
 from scenestyle.evaluate.report import versions
+from scenestyle.evaluate.style_inputs import match_outputs, posterize, shrink, stylizer
 from scenestyle.image_files import list_images
 from scenestyle.metrics import swd as S
 from scenestyle.metrics.colour import colour_transfer, lab_stats
@@ -94,85 +95,6 @@ class StyleReport:
             "rows": [{**asdict(r), "swd": dict(zip(self.levels, r.swd))} for r in self.rows],
             "images": [{**asdict(i), "crop": list(i.crop)} for i in self.images],
         }
-
-
-def match_outputs(photos: list[Path], outputs_dir: Path) -> list[Path]:
-    """The output file of each photo: the one file whose stem starts with the photo's stem.
-
-    An output belongs to the photo with the longest matching stem (``img_10_oil`` is img_10's,
-    not img_1's). A photo with no output or with several is a usage error.
-    """
-    outs = list_images(outputs_dir, "--outputs")
-    stems = sorted((p.stem for p in photos), key=len, reverse=True)
-    owned: dict[str, list[Path]] = {}
-    for o in outs:
-        owner = next((s for s in stems if o.stem.startswith(s)), None)
-        if owner is not None:
-            owned.setdefault(owner, []).append(o)
-    result = []
-    for p in photos:
-        got = owned.get(p.stem, [])
-        if not got:
-            raise UsageError(f"no output for photo {p.name} in {outputs_dir} (looked for {p.stem}*)")
-        if len(got) > 1:
-            raise UsageError(f"several outputs for photo {p.name} in {outputs_dir} ({got[0].name}, {got[1].name}); keep one per photo")
-        result.append(got[0])
-    return result
-
-
-def style_spec(style: str | None, weights: str | None) -> str | None:
-    """The weights spec ``stylize`` would use for ``--style NAME`` / ``--weights FILE`` (None when neither)."""
-    if style is None and weights is None:
-        return None
-    from scenestyle.engine.run import RunOptions, _model_spec
-
-    return _model_spec("style", RunOptions(inputs=(), model=style, weights=weights))
-
-
-def _shrink(img: np.ndarray, max_side: int) -> np.ndarray:
-    """uint8 image with its long side at most ``max_side`` (antialiased bicubic), unchanged if smaller."""
-    from scenestyle.engine.convert import resize
-
-    h, w = img.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return img
-    s = max_side / max(h, w)
-    return to_u8(resize(img.astype(np.float32) / 255.0, max(1, round(h * s)), max(1, round(w * s))))
-
-
-def _posterize(img: np.ndarray) -> np.ndarray:
-    """The crude 'painting' filter baseline: 3 bits per channel, then a 5x5 mode filter (Pillow)."""
-    from PIL import Image, ImageFilter, ImageOps
-
-    return np.asarray(ImageOps.posterize(Image.fromarray(img), 3).filter(ImageFilter.ModeFilter(5)))
-
-
-def _stylizer(spec: str, arch: str | None, device: str, precision: str, backend: str, tile: int | None, offline: bool):
-    """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
-    from scenestyle.engine.device import choose_placement, prepare
-    from scenestyle.engine.run import WORK_PIXELS
-    from scenestyle.engine.tasks import NEVER, Processor
-    from scenestyle.imaging import Picture
-    from scenestyle.loading import load_model
-
-    loaded = load_model(spec, arch=arch, task="style", offline=offline)
-    placement = choose_placement(device, precision, model=loaded.module, meta=loaded.meta, backend=backend)
-    proc = Processor(
-        model=prepare(loaded.module, loaded.meta, placement),
-        meta=loaded.meta,
-        placement=placement,
-        task="style",
-        tile=tile,
-        stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
-        work_pixels=WORK_PIXELS,
-    )  # as `stylize` runs it
-
-    def run(img: np.ndarray) -> np.ndarray:
-        pic = Picture(pixels=img.astype(np.float32) / 255.0, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
-        return to_u8(proc(pic).pixels)
-
-    info = {"name": loaded.name, "arch": loaded.arch, "sha256": loaded.sha256, "path": str(loaded.path), "placement": placement.as_dict()}
-    return run, info
 
 
 def _match_sharpness(paintings, rows, cfg: C.CriticConfig):
@@ -282,7 +204,7 @@ def evaluate_style(
 
     stylize, model_info = None, {}
     if model_spec is not None:
-        stylize, model_info = _stylizer(model_spec, arch, device, precision, backend, tile, offline)
+        stylize, model_info = stylizer(model_spec, arch, device, precision, backend, tile, offline)
     elif outputs_dir is not None:
         model_info = {"outputs": str(outputs_dir)}
 
@@ -290,7 +212,7 @@ def evaluate_style(
     photos, paintings, stylized = [], [], []
     for i, p in enumerate(photo_paths):
         full = read_u8(p, "rgb")
-        photos.append(_shrink(full, max_side))
+        photos.append(shrink(full, max_side))
         if out_paths is not None:
             o = read_u8(out_paths[i], "rgb")
             if o.shape != full.shape:
@@ -298,9 +220,9 @@ def evaluate_style(
                     f"output {out_paths[i].name} is {o.shape[1]}×{o.shape[0]} but photo {p.name} is "
                     f"{full.shape[1]}×{full.shape[0]}; eval style compares each output with its photo"
                 )
-            stylized.append(_shrink(o, max_side))
+            stylized.append(shrink(o, max_side))
         elif stylize is not None:  # the photo as a user gives it, then shrunk like the others
-            stylized.append(_shrink(stylize(full), max_side))
+            stylized.append(shrink(stylize(full), max_side))
             if stylized[-1].shape != photos[-1].shape:
                 raise UsageError(
                     f"the model turned {p.name} ({photos[-1].shape[1]}×{photos[-1].shape[0]}) into "
@@ -308,7 +230,7 @@ def evaluate_style(
                 )
         step(reading, i + 1, total)
     for j, p in enumerate(paint_paths):
-        paintings.append(_shrink(read_u8(p, "rgb"), max_side))
+        paintings.append(shrink(read_u8(p, "rgb"), max_side))
         step(reading, len(photo_paths) + j + 1, total)
 
     target = lab_stats(paintings)
@@ -317,7 +239,7 @@ def evaluate_style(
         transfer.append(to_u8(colour_transfer(p, target)))
         step("colour transfer", i + 1, len(photos))
     rows = {STYLIZED: stylized} if stylized else {}
-    rows.update({PHOTOS: photos, TRANSFER: transfer, POSTER: [_posterize(p) for p in photos]})
+    rows.update({PHOTOS: photos, TRANSFER: transfer, POSTER: [posterize(p) for p in photos]})
 
     try:
         levels = S.count_levels([im.shape for im in photos + paintings], min_res=min_res)

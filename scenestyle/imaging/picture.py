@@ -35,9 +35,9 @@ class RowStream:
 class Picture:
     """A decoded still image plus what is needed to write it back faithfully."""
 
-    pixels: (
-        np.ndarray | RowStream
-    )  # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 samples (a sample_buffer, or read_picture(samples=True)); or computed while written
+    # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 samples (a
+    # sample_buffer, or read_picture(samples=True)); or computed while written
+    pixels: np.ndarray | RowStream
     alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim

@@ -247,7 +247,9 @@ class RestoreModelConfig:
 
     generator: str = "SRVGGNetCompact"  # srgan: one of SR_GENERATORS; denoise: one of DENOISE_GENERATORS
     generator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of G, e.g. {upscale = 4, num_conv = 16}
-    init_weights: str = ""  # start G from this .safetensors/.pth state dict (a GAN fine-tuned from an L1 model, as Real-ESRGAN); "" = random
+    init_weights: str = (
+        ""  # start G from this .safetensors/.pth state dict (a GAN fine-tuned from an L1 model, as Real-ESRGAN); "" = random
+    )
     discriminator: str = "UNetDiscriminatorSN"  # one of SR_DISCRIMINATORS
     discriminator_kwargs: dict = field(default_factory=dict)  # constructor kwargs of D, e.g. {num_feat = 64}
     spectral_norm: bool = False  # spectral norm on every conv/linear of VGGStyleDiscriminator (UNetDiscriminatorSN has it built in)
