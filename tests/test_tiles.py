@@ -12,7 +12,7 @@ from torch import nn
 from scenestyle.engine import memory, norm_stats, tiles
 from scenestyle.engine.device import Placement
 from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_stats
-from scenestyle.engine.tiles import run_model
+from scenestyle.engine.tiles import model_blocks, run_model
 from scenestyle.engine.windows import axis_weights, even_core, window_starts
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn import ModelMeta, build, describe
@@ -257,11 +257,9 @@ def test_sink_blocks_tile_the_output_once_and_match_the_plain_blend(h, w, tile, 
     got = torch.full_like(ref[0], float("nan"))
     seen = torch.zeros(ref.shape[2:], dtype=torch.int32)
 
-    def sink(r, c, block):
+    for r, c, block in model_blocks(model, model.meta, x, FP32, tile=tile, batch_size=batch):
         got[:, r : r + block.shape[1], c : c + block.shape[2]] = block
         seen[r : r + block.shape[1], c : c + block.shape[2]] += 1
-
-    assert run_model(model, model.meta, x, FP32, tile=tile, batch_size=batch, sink=sink) is None
     assert bool((seen == 1).all()), "every output pixel is handed over exactly once"
     torch.testing.assert_close(got[None], ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(run_model(model, model.meta, x, FP32, tile=tile, batch_size=batch), ref, rtol=1e-5, atol=1e-5)

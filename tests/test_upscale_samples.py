@@ -15,9 +15,11 @@ import torch
 from PIL import Image
 
 from scenestyle.engine.device import Placement
+from scenestyle.engine.run import save
+from scenestyle.engine.streamed import Streamed
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, RowStream, jpeg, png, read_picture, sample_buffer, tiff, write_picture
+from scenestyle.imaging import Picture, jpeg, png, read_picture, sample_buffer, tiff, write_picture
 from scenestyle.imaging.rows import write_array
 from scenestyle.nn import ModelMeta, build, describe
 
@@ -31,6 +33,15 @@ def _upscaler(scale: int = 2) -> torch.nn.Module:
 
 def _up_meta(scale: int = 2) -> ModelMeta:
     return describe("SRVGGNetCompact", dict(num_feat=8, num_conv=3, upscale=scale))
+
+
+def _write(path: Path, result: Picture | Streamed, quality: int = 95) -> None:
+    """Save a result as ``scenestyle`` does: a Picture whole, a Streamed one band by band."""
+    save(path, result, None, quality)
+
+
+def _shape(result: Picture | Streamed) -> tuple[int, ...]:
+    return result.shape if isinstance(result, Streamed) else result.pixels.shape
 
 
 def _picture(h: int, w: int, channels: int, alpha: bool, bits: int) -> Picture:
@@ -66,13 +77,13 @@ def test_quantised_upscale_writes_the_same_file_as_the_float_path(tmp_path: Path
     proc = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=8, stream_pixels=0 if streamed else 10**9)
     pic = _picture(21, 30, channels, alpha, bits)
     quantised = proc(pic)
-    assert quantised.streamed == streamed
+    assert isinstance(quantised, Streamed) == streamed
     if not streamed:
         assert quantised.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
-    assert quantised.pixels.shape[:2] == (42, 60)
+    assert _shape(quantised)[:2] == (42, 60)
     floating = proc._finish(pic, proc._run(pic.pixels, proc.model, FP32))  # the path --outscale takes
     assert floating.pixels.dtype == np.float32
-    write_picture(tmp_path / f"q.{fmt}", quantised, quality=95 if channels == 3 else 80)
+    _write(tmp_path / f"q.{fmt}", quantised, quality=95 if channels == 3 else 80)
     write_picture(tmp_path / f"f.{fmt}", floating, quality=95 if channels == 3 else 80)
     q, f = read_picture(tmp_path / f"q.{fmt}"), read_picture(tmp_path / f"f.{fmt}")
     grey_alpha16_tiff = channels == 1 and alpha and bits == 16 and fmt == "tif"  # written as RGBA (see write_picture)
@@ -90,7 +101,7 @@ def test_same_size_big_upscales_stream_one_by_one_instead_of_sharing_a_float_bat
         model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=0, batch_size=4, stream_pixels=480
     )  # 20×24 results are "big"
     batched, streamed = small.many(pics), big.many(pics)
-    assert [p.streamed for p in batched] == [False] * 3 and [p.streamed for p in streamed] == [True] * 3
+    assert [isinstance(p, Streamed) for p in batched] == [False] * 3 and [isinstance(p, Streamed) for p in streamed] == [True] * 3
 
 
 @pytest.mark.parametrize(
@@ -110,9 +121,9 @@ def test_big_stylize_and_denoise_results_stream_to_the_float_paths_file(tmp_path
         Processor(model=model, meta=describe(arch, kwargs), placement=FP32, task=task, tile=16, strength=strength, stream_pixels=n)(pic)
         for n in (10**9, 0)
     )
-    assert not whole.streamed and streamed.streamed and streamed.pixels.shape == pic.pixels.shape
-    write_picture(tmp_path / "whole.png", whole)
-    write_picture(tmp_path / "streamed.png", streamed)
+    assert not isinstance(whole, Streamed) and isinstance(streamed, Streamed) and streamed.shape == pic.pixels.shape
+    _write(tmp_path / "whole.png", whole)
+    _write(tmp_path / "streamed.png", streamed)
     a, b = read_picture(tmp_path / "whole.png"), read_picture(tmp_path / "streamed.png")
     assert np.array_equal(a.pixels, b.pixels) and a.pixels.shape[2] == channels
     assert (a.alpha is None) == (b.alpha is None) == (not alpha)
@@ -138,8 +149,8 @@ def test_outscale_is_resized_band_by_band_like_the_whole_result(tmp_path: Path, 
     pic = _picture(21, 30, 3, True, 8)
     out = proc(pic)
     th, tw = round(21 * outscale), round(30 * outscale)
-    assert out.streamed == streamed and out.pixels.shape == (th, tw, 3)
-    write_picture(tmp_path / "banded.png", out)
+    assert isinstance(out, Streamed) == streamed and _shape(out) == (th, tw, 3)
+    _write(tmp_path / "banded.png", out)
     whole = proc._finish(pic, proc._run(pic.pixels, proc.model, FP32))  # model output whole, then F.interpolate
     write_picture(tmp_path / "whole.png", whole)
     a, b = read_picture(tmp_path / "banded.png"), read_picture(tmp_path / "whole.png")
@@ -210,33 +221,34 @@ def test_jpeg_strips_joined_by_restarts_decode_to_the_pixels_of_a_whole_image_en
     assert np.array_equal(np.asarray(joined), np.asarray(Image.open(whole)))
 
 
-class _Bands(RowStream):
-    """A test RowStream: fixed samples in bands of ``step`` rows, optionally starting over once
-    after ``restart_after`` rows (as an out-of-memory retry does)."""
+class _Bands:
+    """Test bands: fixed samples in bands of ``step`` rows, optionally starting over once after
+    ``restart_after`` rows (as an out-of-memory retry does)."""
 
     def __init__(self, samples: np.ndarray, step: int, restart_after: int | None = None, alpha: str | None = None):
-        super().__init__(samples.shape[0], samples.shape[1], samples.shape[2], alpha)
+        self.shape, self.alpha = samples.shape, alpha
         self.samples, self.step, self.restart_after, self.calls = samples, step, restart_after, 0
 
-    def produce(self, bits, with_alpha, emit):
+    def bands(self, bits, with_alpha):
         self.calls += 1
         rows = list(range(0, self.shape[0], self.step))
         if self.restart_after is not None:
             rows = [r for r in rows if r < self.restart_after] + rows
         for r in rows:
             band = self.samples[r : r + self.step]
-            emit(r, band, np.full(band.shape[:2], 255, np.uint8) if with_alpha else None)
+            yield r, band, np.full(band.shape[:2], 255, np.uint8) if with_alpha else None
 
 
-def _stream_picture(stream: RowStream) -> Picture:
-    return Picture(pixels=stream, alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+def _streamed(bands: _Bands) -> Streamed:
+    source = Picture(pixels=np.zeros((1, 1, 3), np.uint8), alpha=None, bit_depth=8, icc_profile=None, exif=None, source_format="PNG")
+    return Streamed(source, bands.shape, bands.alpha, bands.bands)
 
 
 @pytest.mark.parametrize("fmt", ["png", "tif", "jpg"])
 def test_a_stream_that_starts_over_writes_the_file_once(tmp_path: Path, fmt):
     samples = np.random.default_rng(3).integers(0, 256, size=(40, 24, 3), dtype=np.uint8)
-    write_picture(tmp_path / f"once.{fmt}", _stream_picture(_Bands(samples, 8)))
-    write_picture(tmp_path / f"over.{fmt}", _stream_picture(_Bands(samples, 8, restart_after=24)))
+    _write(tmp_path / f"once.{fmt}", _streamed(_Bands(samples, 8)))
+    _write(tmp_path / f"over.{fmt}", _streamed(_Bands(samples, 8, restart_after=24)))
     assert (tmp_path / f"once.{fmt}").read_bytes() == (tmp_path / f"over.{fmt}").read_bytes()
     if fmt != "jpg":
         assert np.array_equal(np.round(read_picture(tmp_path / f"once.{fmt}").pixels * 255), samples)
@@ -244,27 +256,27 @@ def test_a_stream_that_starts_over_writes_the_file_once(tmp_path: Path, fmt):
 
 def test_a_stream_with_a_gap_leaves_no_file(tmp_path: Path):
     class Gap(_Bands):
-        def produce(self, bits, with_alpha, emit):
-            emit(0, self.samples[:8], None)
-            emit(16, self.samples[16:24], None)
+        def bands(self, bits, with_alpha):
+            yield 0, self.samples[:8], None
+            yield 16, self.samples[16:24], None
 
     samples = np.zeros((40, 24, 3), np.uint8)
     with pytest.raises(ScenestyleError, match="cannot write"):
-        write_picture(tmp_path / "gap.png", _stream_picture(Gap(samples, 8)))
+        _write(tmp_path / "gap.png", _streamed(Gap(samples, 8)))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_streamed_jpeg_is_refused_before_computing_when_it_cannot_hold_the_result(tmp_path: Path):
     transparent = _Bands(np.zeros((16, 16, 3), np.uint8), 8, alpha="varies")
     with pytest.raises(ScenestyleError, match="no transparency"):
-        write_picture(tmp_path / "a.jpg", _stream_picture(transparent))
+        _write(tmp_path / "a.jpg", _streamed(transparent))
     too_tall = _Bands(np.zeros((70_000, 1, 3), np.uint8), 8)
     with pytest.raises(ScenestyleError, match="JPEG sides stop at 65535"):
-        write_picture(tmp_path / "b.jpg", _stream_picture(too_tall))
+        _write(tmp_path / "b.jpg", _streamed(too_tall))
     assert transparent.calls == too_tall.calls == 0 and list(tmp_path.iterdir()) == []
     opaque = _Bands(np.full((16, 16, 3), 9, np.uint8), 8, alpha="opaque")
-    write_picture(tmp_path / "c.jpg", _stream_picture(opaque))  # opaque alpha: nothing lost
-    write_picture(tmp_path / "c.png", _stream_picture(opaque))
+    _write(tmp_path / "c.jpg", _streamed(opaque))  # opaque alpha: nothing lost
+    _write(tmp_path / "c.png", _streamed(opaque))
     assert Image.open(tmp_path / "c.jpg").mode == "RGB" and Image.open(tmp_path / "c.png").mode == "RGBA"
 
 
@@ -286,7 +298,7 @@ def test_nan_from_the_model_is_one_clear_error():
         _picture(10, 12, 3, False, 8)
     )
     with pytest.raises(ScenestyleError, match="^the model produced NaN"):  # its own words, not "cannot write"
-        write_picture(Path("/tmp") / "scenestyle-nan-test.png", streamed)
+        _write(Path("/tmp") / "scenestyle-nan-test.png", streamed)
     assert not list(Path("/tmp").glob("*scenestyle-nan-test.png*"))
 
 
@@ -320,7 +332,7 @@ def test_disk_full_in_the_middle_of_a_stream_is_one_line_and_leaves_the_old_file
     out.write_bytes(b"previous result")
     samples = np.zeros((40, 24, 3), np.uint8)
     with pytest.raises(ScenestyleError) as info:
-        write_picture(out, _stream_picture(_Bands(samples, 8)))
+        _write(out, _streamed(_Bands(samples, 8)))
     assert "no space left" in str(info.value) and "\n" not in str(info.value) and len(calls) == 2
     assert out.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
@@ -346,8 +358,8 @@ def test_a_stream_that_restarts_after_out_of_memory_writes_the_clean_runs_file(t
     flaky = _OOMOnce(inner, fail_on=5)  # in the second window row of 32-px tiles: rows were already written
     pic = _picture(72, 80, 3, True, 8)
     streamed = Processor(model=flaky, meta=_up_meta(2), placement=FP32, task="upscale", tile=32, outscale=outscale, stream_pixels=0)(pic)
-    write_picture(tmp_path / "restarted.png", streamed)
+    _write(tmp_path / "restarted.png", streamed)
     assert flaky.calls > 5  # it failed, then ran again with 16-px tiles
     clean = Processor(model=inner, meta=_up_meta(2), placement=FP32, task="upscale", tile=16, outscale=outscale, stream_pixels=0)(pic)
-    write_picture(tmp_path / "clean.png", clean)
+    _write(tmp_path / "clean.png", clean)
     assert (tmp_path / "restarted.png").read_bytes() == (tmp_path / "clean.png").read_bytes()

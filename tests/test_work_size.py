@@ -141,8 +141,9 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
     import torch
 
     from scenestyle.engine.device import choose_placement, prepare
+    from scenestyle.engine.run import save
     from scenestyle.engine.tasks import Processor
-    from scenestyle.imaging import Picture, write_picture
+    from scenestyle.imaging import Picture
     from scenestyle.loading import load_model
 
     loaded = load_model(str(tiny_weights["CompactGenerator"]), task="style", offline=True)
@@ -164,7 +165,7 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
             stream_pixels=stream_pixels,
         )
         with torch.inference_mode():
-            write_picture(tmp_path / f"{name}.png", proc(pic))
+            save(tmp_path / f"{name}.png", proc(pic), None, 95)
         outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))
     assert outs[0].shape == (600, 300, 4)
     np.testing.assert_array_equal(outs[0], outs[1])

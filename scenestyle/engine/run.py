@@ -17,9 +17,10 @@ from scenestyle.engine.device import choose_placement, prepare
 from scenestyle.engine.manifest import JobResult, check_manifest, default_manifest
 from scenestyle.engine.plan import Job, check_writable, plan_jobs
 from scenestyle.engine.ranks import Sharding
+from scenestyle.engine.streamed import Streamed, write_streamed
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError, WeightsUnavailable
-from scenestyle.imaging import DEFAULT_MAX_PIXELS, read_picture, remove_stale_temps, write_picture
+from scenestyle.imaging import DEFAULT_MAX_PIXELS, Picture, read_picture, remove_stale_temps, write_picture
 from scenestyle.loading import LoadedModel, load_model
 from scenestyle.weights import env_offline, load_defaults, load_lock
 
@@ -257,7 +258,7 @@ def process(
         compute_many=proc.many,
         group=batch_size,
         group_key=_group_key,
-        save=lambda pic, path: write_picture(path, pic, format=opts.fmt, quality=opts.quality),
+        save=lambda out, path: save(path, out, opts.fmt, opts.quality),
         overwrite=opts.overwrite,
         manifest=manifest,
         context={"command": COMMANDS[task], "started": started, "model": model_info, "parameters": parameters},
@@ -267,3 +268,11 @@ def process(
     return sharding.finish(
         BatchReport(command=COMMANDS[task], model=model_info, parameters=parameters, results=results, manifest=str(manifest))
     )  # rank 0: over every rank
+
+
+def save(path: Path, result: Picture | Streamed, format: str | None, quality: int) -> None:
+    """Write one result: a Picture whole, a ``Streamed`` one band by band while it is computed."""
+    if isinstance(result, Streamed):
+        write_streamed(path, result, format=format, quality=quality)
+    else:
+        write_picture(path, result, format=format, quality=quality)

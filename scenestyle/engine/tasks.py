@@ -13,7 +13,7 @@ manifest and the summary; the tile runner passes it to every forward.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +25,10 @@ from scenestyle.engine.device import Placement
 from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band, resize_in_bands
-from scenestyle.engine.tiles import run_model, run_model_many
+from scenestyle.engine.streamed import Band, Streamed, materialise
+from scenestyle.engine.tiles import model_blocks, run_model, run_model_many
 from scenestyle.errors import ScenestyleError
-from scenestyle.imaging import Picture, RowStream, alpha_kind, materialise, quantise_into, unit_float
+from scenestyle.imaging import Picture, alpha_kind, quantise_into, unit_float
 from scenestyle.nn import instance_norms
 from scenestyle.nn.meta import ModelMeta
 
@@ -101,13 +102,13 @@ class Processor:
             return None
         return pic.noise_level if pic.noise_level is not None else self.sigma(pic.pixels)[0]
 
-    def _stream(self, pic: Picture, m: nn.Module, placement: Placement, sigma: float | None) -> _TiledRows | None:
-        """The model over ``pic`` as a ``RowStream``; None when the float path is needed (a
+    def _stream(self, pic: Picture, m: nn.Module, placement: Placement, sigma: float | None) -> Streamed | None:
+        """The model over ``pic`` as a ``Streamed`` result; None when the float path is needed (a
         one-channel model on a colour photo runs once per channel)."""
         if self.meta.in_channels == 1 and pic.pixels.shape[2] == 3:
             return None
         blended = self.task != "upscale" and not self.takes_noise_level  # a noise-level denoiser took strength into σ
-        return _TiledRows(
+        tiled = _TiledBands(
             pic,
             m,
             self.meta,
@@ -119,6 +120,7 @@ class Processor:
             sigma=sigma,
             size=self._out_size(pic),
         )
+        return Streamed(pic, tiled.shape, alpha_kind(pic.alpha), tiled.bands)
 
     def _out_size(self, pic: Picture) -> tuple[int, int]:
         """(height, width) of the result for ``pic``."""
@@ -167,27 +169,32 @@ class Processor:
         painted = self._run(small, self.model, self.placement, tile=tile)
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
-        rows = _GuidedRows(pic, GuidedUpsampler(small, painted, h, w), self.strength)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
+        up = GuidedUpsampler(small, painted, h, w)
+        result = Streamed(
+            pic, up.shape, alpha_kind(pic.alpha), lambda bits, with_alpha: _guided_bands(pic, up, self.strength, bits, with_alpha)
+        )
         if self._streams(pic):
-            return dataclasses.replace(pic, pixels=rows, alpha=None)
-        pixels, alpha = materialise(rows, 16 if pic.bit_depth == 16 else 8)  # quantised band by band: no float copy
+            return result
+        pixels, alpha = materialise(result, 16 if pic.bit_depth == 16 else 8)  # quantised band by band: no float copy
         return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
 
-    def __call__(self, pic: Picture) -> Picture:
+    def __call__(self, pic: Picture) -> Picture | Streamed:
+        """The result for ``pic``: a Picture, or a ``Streamed`` result when it is big enough to be
+        computed while it is written."""
         if self._paints_small(pic):
             return self._stylize_small(pic)
         pic = _as_float(pic)
         sigma = self._sigma_for(pic)
         stream = self._stream(pic, self.model, self.placement, sigma)
         if stream is not None and self._streams(pic):
-            return dataclasses.replace(pic, pixels=stream, alpha=None)  # computed as it is written
+            return stream  # computed as it is written
         if stream is not None and self.task == "upscale":  # quantised block by block: no float copy
             pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
             return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
         return self._finish(pic, self._run(pic.pixels, self.model, self.placement, sigma))
 
-    def many(self, pics: list[Picture]) -> list[Picture]:
+    def many(self, pics: list[Picture]) -> list[Picture | Streamed]:
         """Several pictures; same-size ones share forward passes (up to ``batch_size`` whole images
         each), a noise-level denoiser with one σ per image."""
         per_image = (
@@ -221,11 +228,11 @@ class Processor:
         return dataclasses.replace(pic, pixels=out, alpha=alpha)
 
 
-class _TiledRows(RowStream):
-    """A model run tile by tile as a ``RowStream``: each finished window row of output is
-    blended over the photo (``strength``) or resized to ``size`` (``--outscale``), quantised
-    into a band and handed on, so no full-size result exists (a ×4 upscale of a 20 MP photo is
-    3.8 GB as float). Alpha rides along band by band, resized for an upscale."""
+class _TiledBands:
+    """A model run tile by tile, as bands: each finished window row of output is blended over the
+    photo (``strength``) or resized to ``size`` (``--outscale``) and quantised, so no full-size
+    result exists (a ×4 upscale of a 20 MP photo is 3.8 GB as float). Alpha rides along band by
+    band, resized for an upscale."""
 
     def __init__(
         self,
@@ -243,7 +250,7 @@ class _TiledRows(RowStream):
         h, w, c = pic.pixels.shape
         self.factor = meta.scale
         self.model_size = (h * self.factor, w * self.factor)
-        super().__init__(*(size or self.model_size), c, alpha_kind(pic.alpha))
+        self.shape = (*(size or self.model_size), c)
         self.pixels, self.source_alpha, self.strength, self.sigma = pic.pixels, pic.alpha, strength, sigma
         self.model, self.meta, self.placement = model, meta, placement
         self.tile, self.batch_size, self.progress = tile, batch_size, progress
@@ -255,7 +262,15 @@ class _TiledRows(RowStream):
             return self.source_alpha[first:last]
         return resize_rows(self.source_alpha, self.factor, first, last)
 
-    def produce(self, bits: int, with_alpha: bool, emit) -> None:
+    def _with_alpha(self, row: int, samples: np.ndarray, with_alpha: bool) -> Band:
+        alpha = None
+        if with_alpha:
+            alpha = np.empty(samples.shape[:2], samples.dtype)
+            quantise_into(alpha, self._alpha_rows(row, row + samples.shape[0]))
+        return row, samples, alpha
+
+    def bands(self, bits: int, with_alpha: bool) -> Iterator[Band]:
+        """The result's bands, one window row of model output at a time (resized: as the rows allow)."""
         model_w, c = self.model_size[1], self.shape[2]
         resizing = self.shape[:2] != self.model_size
         dtype = np.uint16 if bits == 16 else np.uint8
@@ -263,71 +278,52 @@ class _TiledRows(RowStream):
         # float32, and 1/65535 steps stay far below the final 8/16-bit quantisation)
         band = np.empty((0, model_w, c), np.uint16 if resizing else dtype)
         resizer: BandResizer | None = None
-
-        def hand_on(row: int, samples: np.ndarray) -> None:
-            alpha = None
-            if with_alpha:
-                alpha = np.empty(samples.shape[:2], dtype)
-                quantise_into(alpha, self._alpha_rows(row, row + samples.shape[0]))
-            emit(row, samples, alpha)
-
-        def sink(row: int, col: int, block: torch.Tensor) -> None:
-            nonlocal band, resizer
+        blocks = model_blocks(
+            self.model, self.meta, to_tensor(self.pixels, self.meta.in_channels), self.placement,
+            tile=self.tile, batch_size=self.batch_size, progress=self.progress, sigma=self.sigma,
+        )  # fmt: skip
+        for row, col, block in blocks:
             rows, cols = block.shape[1], block.shape[2]
             if band.shape[0] != rows:
                 band = np.empty((rows, model_w, c), band.dtype)
             out = to_pixels(block[None], channels=c)
             if self.strength < 1.0:  # stylize/denoise only: the output lines up with the photo
                 out = blend(self.pixels[row : row + rows, col : col + cols], out, self.strength)
-            try:
-                quantise_into(band[:, col : col + cols], out)
-                if col + cols < model_w:
-                    return
-                if not resizing:  # the window row is done
-                    hand_on(row, band)
-                    return
-                if row == 0:  # the first window row, or the run started over
-                    resizer = BandResizer(*self.model_size, *self.shape[:2])
-                for r in range(0, rows, FEED_ROWS):  # in pieces: the resize's temporaries stay small
-                    for first, resized in resizer.feed(band[r : r + FEED_ROWS].astype(np.float32) / 65535):
-                        samples = np.empty(resized.shape, dtype)
-                        quantise_into(samples, resized)
-                        hand_on(first, samples)
-            except ValueError:
-                raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
-
-        run_model(
-            self.model,
-            self.meta,
-            to_tensor(self.pixels, self.meta.in_channels),
-            self.placement,
-            tile=self.tile,
-            batch_size=self.batch_size,
-            progress=self.progress,
-            sink=sink,
-            sigma=self.sigma,
-        )
+            _quantise(band[:, col : col + cols], out)
+            if col + cols < model_w:
+                continue
+            if not resizing:  # the window row is done
+                yield self._with_alpha(row, band, with_alpha)
+                continue
+            if row == 0:  # the first window row, or the run started over
+                resizer = BandResizer(*self.model_size, *self.shape[:2])
+            for r in range(0, rows, FEED_ROWS):  # in pieces: the resize's temporaries stay small
+                for first, resized in resizer.feed(band[r : r + FEED_ROWS].astype(np.float32) / 65535):
+                    samples = np.empty(resized.shape, dtype)
+                    _quantise(samples, resized)
+                    yield self._with_alpha(first, samples, with_alpha)
 
 
-class _GuidedRows(RowStream):
-    """A working-size painting guided up to full size band by band (``engine.guided``), blended
-    over the photo (``strength``) and quantised as it is written; alpha passes through."""
+def _guided_bands(pic: Picture, up: GuidedUpsampler, strength: float, bits: int, with_alpha: bool) -> Iterator[Band]:
+    """A working-size painting guided up to full size band by band (``engine.guided``), blended over
+    the photo (``strength``) and quantised; alpha passes through."""
+    dtype = np.uint16 if bits == 16 else np.uint8
+    for r in range(0, up.shape[0], BAND_ROWS):
+        rows = unit_float(pic.pixels[r : r + BAND_ROWS])
+        samples = np.empty(rows.shape[:2] + (up.shape[2],), dtype)
+        _quantise(samples, blend(rows, up.rows(rows, r), strength))
+        alpha = None
+        if with_alpha:
+            alpha = np.empty(rows.shape[:2], dtype)
+            quantise_into(alpha, unit_float(pic.alpha[r : r + BAND_ROWS]))
+        yield r, samples, alpha
 
-    def __init__(self, pic: Picture, up: GuidedUpsampler, strength: float) -> None:
-        super().__init__(*up.shape, alpha_kind(pic.alpha))
-        self.pixels, self.source_alpha, self.up, self.strength = pic.pixels, pic.alpha, up, strength
 
-    def produce(self, bits: int, with_alpha: bool, emit) -> None:
-        dtype = np.uint16 if bits == 16 else np.uint8
-        for r in range(0, self.shape[0], BAND_ROWS):
-            rows = unit_float(self.pixels[r : r + BAND_ROWS])
-            samples = np.empty(rows.shape[:2] + (self.shape[2],), dtype)
-            quantise_into(samples, blend(rows, self.up.rows(rows, r), self.strength))
-            alpha = None
-            if with_alpha:
-                alpha = np.empty(rows.shape[:2], dtype)
-                quantise_into(alpha, unit_float(self.source_alpha[r : r + BAND_ROWS]))
-            emit(r, samples, alpha)
+def _quantise(dst: np.ndarray, src: np.ndarray) -> None:
+    try:
+        quantise_into(dst, src)
+    except ValueError:
+        raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
 
 
 def _as_float(pic: Picture) -> Picture:

@@ -10,7 +10,7 @@ noise-level model (``meta.takes_sigma``) gets the caller's σ in every tile's fo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,11 +18,11 @@ from torch import Tensor, nn
 from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import auto_tile, is_oom
 from scenestyle.engine.norm_stats import STATS_MAX_PIXELS, Stats, frozen_instance_norm, instance_norms, whole_image_stats
-from scenestyle.engine.windows import BlockSink, blend_windows, pad_to, round_up
+from scenestyle.engine.windows import Block, blend_windows, pad_to, round_up
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn.meta import ModelMeta
 
-__all__ = ["run_model", "run_model_many"]
+__all__ = ["model_blocks", "run_model", "run_model_many"]
 
 
 def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]:
@@ -35,6 +35,12 @@ def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]
     return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels, round_up(h, multiple), round_up(w, multiple))
 
 
+def _check_input(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
+        got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
+
+
 def _check_sigma(meta: ModelMeta, given: bool) -> None:
     """A noise-level model needs its σ, and no other model takes one."""
     if meta.takes_sigma and not given:
@@ -43,7 +49,7 @@ def _check_sigma(meta: ModelMeta, given: bool) -> None:
         raise ValueError(f"{meta.arch} takes no noise level, but a sigma was passed")
 
 
-def run_model(
+def model_blocks(
     model: nn.Module,
     meta: ModelMeta,
     x: Tensor,
@@ -53,26 +59,24 @@ def run_model(
     batch_size: int = 1,
     progress: Callable[[int, int], None] | None = None,
     stats_max_pixels: int = STATS_MAX_PIXELS,
-    sink: BlockSink | None = None,
     sigma: float | None = None,
-) -> Tensor | None:
-    """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image, tile by tile; float32 ``1xC'x(H*s)x(W*s)`` CPU result.
+    out_bytes_per_sample: int = 1,
+) -> Iterator[Block]:
+    """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image tile by tile, yielding each
+    finished output block ``(first_row, first_col, block)`` (float32 ``C'xNxM``, valid until the next
+    block is asked for, the receiver's to change in place) window row by window row, left to right.
+    No full-size float output is allocated.
 
     ``meta`` describes ``model``. ``sigma``: the noise level ([0, 1] units) a noise-level
     model (``meta.takes_sigma``) removes, the same in every tile so that they blend seamlessly;
     None for every other model.
     ``tile``: None picks from free memory (whole image when it fits), 0 runs the whole image,
     N runs N x N input cores (a multiple of ``meta.size_multiple``), each seen with
-    ``meta.halo`` pixels of context per side. On out-of-memory the tile is halved and the
-    run restarts. ``sink``: instead of returning the result, hand each finished output block
-    over as ``sink(first_row, first_col, block)`` (float32 ``C'xNxM``, a view valid only during
-    the call, which the sink may change in place; blocks come window row by window row, left to right), so no full-size float
-    output is ever allocated; returns None. After an out-of-memory restart the blocks start
-    again from the top.
+    ``meta.halo`` pixels of context per side. On out-of-memory the tile is halved and the run
+    restarts: the blocks start again from the top. ``out_bytes_per_sample``: what the receiver
+    keeps per output sample (the memory budget leaves room for it).
     """
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
-        got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
+    _check_input(x)
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1 (got {batch_size})")
     _check_sigma(meta, sigma is not None)
@@ -80,29 +84,23 @@ def run_model(
     multiple, scale, halo, out_ch, hp, wp = _geometry(meta, x)
     _, _, h, w = x.shape
     out_shape = (out_ch, h * scale, w * scale)
-    # a sink's owner keeps a byte or two per output sample; without one the output is float32
-    out_bytes = math.prod(out_shape) * (1 if sink else 4)
+    out_bytes = math.prod(out_shape) * out_bytes_per_sample
     tile = _resolve_tile(model, meta, placement, tile, hp, wp, halo, batch_size, out_bytes, stats_max_pixels)
-    whole = torch.empty(out_shape, dtype=torch.float32) if sink is None else None
-
-    def fill(r: int, c: int, block: Tensor) -> None:  # without a sink: the float32 output, block by block
-        whole[:, r : r + block.shape[1], c : c + block.shape[2]] = block
-
     stats: Stats | None = None
 
     def forward(crops: Tensor) -> Tensor:  # a batch of windows through the model, norms frozen
-        with frozen_instance_norm(stats or {}):
+        # no_grad, not inference_mode: the blocks are the receiver's to change in place
+        with torch.no_grad(), frozen_instance_norm(stats or {}):
             y = model(to_placement(crops, placement, model), *args)
         _check_output(y, out_ch, crops.shape[-2], crops.shape[-1], scale)
         return y
 
     while True:
         try:
-            with torch.inference_mode():
-                if stats is None and instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
-                    stats = whole_image_stats(model, x, placement, tile, halo, multiple, stats_max_pixels)
-                blend_windows(x, out_shape, tile, halo, multiple, scale, batch_size, forward, progress, sink or fill)
-            return None if whole is None else whole.unsqueeze(0)
+            if stats is None and instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
+                stats = whole_image_stats(model, x, placement, tile, halo, multiple, stats_max_pixels)
+            yield from blend_windows(x, out_shape, tile, halo, multiple, scale, batch_size, forward, progress)
+            return
         except Exception as err:  # noqa: BLE001 - only OOM is retried, the rest re-raised
             if not is_oom(err):
                 raise
@@ -115,6 +113,31 @@ def run_model(
                     "use --device cpu, a smaller --batch-size, or a smaller image"
                 ) from err
             tile = smaller
+
+
+def run_model(
+    model: nn.Module,
+    meta: ModelMeta,
+    x: Tensor,
+    placement: Placement,
+    *,
+    tile: int | None = None,
+    batch_size: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    stats_max_pixels: int = STATS_MAX_PIXELS,
+    sigma: float | None = None,
+) -> Tensor:
+    """``model_blocks`` gathered into the float32 ``1xC'x(H*s)x(W*s)`` CPU result."""
+    _check_input(x)
+    _, _, h, w = x.shape
+    whole = torch.empty((meta.out_channels, h * meta.scale, w * meta.scale), dtype=torch.float32)
+    blocks = model_blocks(
+        model, meta, x, placement, tile=tile, batch_size=batch_size, progress=progress, stats_max_pixels=stats_max_pixels,
+        sigma=sigma, out_bytes_per_sample=4,
+    )  # fmt: skip
+    for r, c, block in blocks:
+        whole[:, r : r + block.shape[1], c : c + block.shape[2]] = block
+    return whole.unsqueeze(0)
 
 
 def _resolve_tile(

@@ -10,23 +10,23 @@ weight sum is normalised at the end. The windows form a grid, so the weight sum 
 product of two 1-D sums and no full-size weight map is allocated.
 
 Only partial sums are float32: one window of output (the strip) and the rows the next window row
-overlaps (the carry). Finished blocks go to a sink as soon as no later window touches them, so a
+overlaps (the carry). Finished blocks are yielded as soon as no later window touches them, so a
 caller that quantises them at once never holds a full-size float output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BlockSink", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "blend_windows"]
+__all__ = ["Block", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "blend_windows"]
 
-# Receives finished output blocks: (first row, first column, float32 C×N×M view, valid during the call and
-# the sink's to change in place).
-BlockSink = Callable[[int, int, Tensor], None]
+# A finished output block: (first row, first column, float32 C×N×M view, valid until the next
+# block is asked for and the receiver's to change in place).
+Block = tuple[int, int, Tensor]
 
 
 def window_starts(length: int, window: int, core: int, halo: int) -> list[int]:
@@ -97,10 +97,9 @@ def blend_windows(
     batch_size: int,
     forward: Callable[[Tensor], Tensor],
     progress: Callable[[int, int], None] | None,
-    sink: BlockSink,
-) -> None:
+) -> Iterator[Block]:
     """Run ``forward`` over the windows of ``x`` in row-major order, ``batch_size`` at a time, and
-    hand each finished output block to ``sink`` as soon as no later window touches it.
+    yield each finished output block as soon as no later window touches it.
 
     ``forward`` takes a float32 CPU ``NxCxHxW`` batch of windows and returns the model's output
     for it (any device and dtype), ``scale`` times larger. ``tile`` 0 is one window.
@@ -133,7 +132,7 @@ def blend_windows(
         if progress:
             progress(0, 1)
         y = forward(pad_to(x, win_h, win_w))
-        sink(0, 0, y[0, :, :out_h, :out_w].float().cpu())
+        yield 0, 0, y[0, :, :out_h, :out_w].float().cpu()
         if progress:
             progress(1, 1)
         return
@@ -167,7 +166,7 @@ def blend_windows(
             strip[:, :ny, :nx].addcmul_(y[k, :, :ny, :nx], wy[i][:ny, None] * wx[j][None, :nx])
             done = strip[:, : below - top, : right - left]
             done.div_(sum_y[top:below, None]).div_(sum_x[None, left:right])
-            sink(top, left, done)
+            yield top, left, done
             next_carry[:, :, left:right] = strip[:, below - top : ny, : right - left]
             d = right - left
             strip[:, :, : sw - d] = strip[:, :, d:].clone()

@@ -1,22 +1,22 @@
 """Read and write photos without losing depth, transparency, colour profile or EXIF.
 
-``read`` decodes any still image into a ``Picture``; ``write`` encodes one atomically, band
-by band when it is a ``RowStream``. The band encoders are ``png``, ``tiff`` and ``jpeg``
+``read`` decodes any still image into a ``Picture``; ``write`` encodes one atomically, whole
+(``write_picture``) or band by band as its caller computes it (``band_writer``). The band encoders are ``png``, ``tiff`` and ``jpeg``
 (``rows`` is their common base); ``atomic`` makes files appear whole or not at all.
 """
 
 from scenestyle.imaging.atomic import remove_stale_temps
-from scenestyle.imaging.picture import Picture, RowStream, alpha_kind, materialise, quantise_into, sample_buffer, unit_float
+from scenestyle.imaging.picture import Picture, alpha_kind, quantise_into, sample_buffer, unit_float
 from scenestyle.imaging.read import DEFAULT_MAX_PIXELS, read_picture
-from scenestyle.imaging.write import OUTPUT_FORMATS, output_format_for, write_picture
+from scenestyle.imaging.write import OUTPUT_FORMATS, BandWriter, band_writer, output_format_for, write_picture
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "OUTPUT_FORMATS",
     "Picture",
-    "RowStream",
+    "BandWriter",
     "alpha_kind",
-    "materialise",
+    "band_writer",
     "output_format_for",
     "quantise_into",
     "read_picture",

@@ -7,7 +7,8 @@ import errno
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,11 +25,13 @@ TEMP_SUFFIX = ".tmp"
 _TEMP_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """``write(f)`` into a temp file beside ``path``, fsync, rename; no partial file on any failure.
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A temp file beside ``path`` to write in the ``with`` body; fsynced and renamed to ``path``
+    when the body ends, removed on any failure, so no partial file is ever left.
 
     Raises ``OutputError`` (one line) for an OSError or any other exception; a
-    ``ScenestyleError`` from ``write`` (a streamed computation that failed) keeps its own words.
+    ``ScenestyleError`` from the body (a streamed computation that failed) keeps its own words.
     """
     folder = path.parent
     tmp: str | None = None
@@ -37,7 +40,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if fcntl is not None:  # held until closed or the process dies: marks the temp file as live
             fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(fd, "w+b") as f:  # readable too: the TIFF writer reads its IFD back
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _new_file_mode(path))
@@ -56,6 +59,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         if isinstance(exc, Exception):
             raise OutputError(f"cannot write {path}: {exception_line(exc)}") from None
         raise
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write(f)`` into an ``atomic_file`` for ``path``."""
+    with atomic_file(path) as f:
+        write(f)
 
 
 def remove_stale_temps(folder: Path, names: set[str]) -> list[Path]:
@@ -116,4 +125,4 @@ def write_error(path: Path, exc: OSError) -> str:
     return f"cannot write {path}: {exc.strerror or exception_line(exc)}"
 
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "remove_stale_temps", "write_error"]
+__all__ = ["TEMP_SUFFIX", "atomic_file", "atomic_write", "remove_stale_temps", "write_error"]

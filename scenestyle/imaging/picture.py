@@ -1,34 +1,11 @@
-"""The types reading and writing share: a decoded ``Picture``, a ``RowStream`` computed while it
-is written, and the integer sample buffers both are quantised into."""
+"""The types reading and writing share: a decoded ``Picture``, and the integer sample buffers
+results are quantised into."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-
-class RowStream:
-    """Pixels that are computed while they are written: ``write_picture`` encodes each band of
-    rows as it is made, so a big result (a ×4 upscale of 25 MP is 400 MP) is never held whole.
-
-    ``alpha`` says what the result's alpha will be without computing it: None (no alpha),
-    "opaque" (1 everywhere; dropped for JPEG) or "varies".
-    """
-
-    ndim = 3
-
-    def __init__(self, height: int, width: int, channels: int, alpha: str | None) -> None:
-        self.shape = (height, width, channels)
-        self.alpha = alpha
-
-    def produce(self, bits: int, with_alpha: bool, emit: Callable[[int, np.ndarray, np.ndarray | None], None]) -> None:
-        """Compute the picture and call ``emit(first_row, colour, alpha)`` for each band, top to
-        bottom: uint8/uint16 (``bits``) r×W×C colour and r×W alpha (None unless ``with_alpha``).
-        A band starting at row 0 again means the computation started over (an out-of-memory retry).
-        Raises ScenestyleError for a failed computation."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -36,8 +13,8 @@ class Picture:
     """A decoded still image plus what is needed to write it back faithfully."""
 
     # float32 H×W×C, C = 1 (grey) or 3 (RGB), in [0, 1], upright; or uint8/uint16 samples (a
-    # sample_buffer, or read_picture(samples=True)); or computed while written
-    pixels: np.ndarray | RowStream
+    # sample_buffer, or read_picture(samples=True))
+    pixels: np.ndarray
     alpha: np.ndarray | None  # H×W, same kind as pixels, or None
     bit_depth: int  # 8 or 16: what the source had; drives the output depth
     icc_profile: bytes | None  # verbatim
@@ -50,11 +27,6 @@ class Picture:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return self.pixels.shape[1], self.pixels.shape[0]
-
-    @property
-    def streamed(self) -> bool:
-        """True when the pixels are a ``RowStream``: writing the picture computes it."""
-        return isinstance(self.pixels, RowStream)
 
 
 def sample_buffer(height: int, width: int, channels: int, alpha: bool, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -94,24 +66,10 @@ def unit_float(samples: np.ndarray) -> np.ndarray:
 
 
 def alpha_kind(alpha: np.ndarray | None) -> str | None:
-    """A ``RowStream``'s ``alpha`` for a result that keeps the source's alpha: None, "opaque" or "varies"."""
+    """What a result that keeps the source's ``alpha`` will have: None, "opaque" or "varies" (``band_writer``)."""
     if alpha is None:
         return None
     return "opaque" if alpha.min() >= (1 if alpha.dtype.kind == "f" else np.iinfo(alpha.dtype).max) else "varies"
 
 
-def materialise(stream: RowStream, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Compute a ``RowStream`` into a ``sample_buffer``: (pixels, alpha) for a Picture."""
-    h, w, c = stream.shape
-    pixels, alpha = sample_buffer(h, w, c, stream.alpha is not None, bits)
-
-    def emit(row: int, colour: np.ndarray, a: np.ndarray | None) -> None:
-        pixels[row : row + colour.shape[0]] = colour
-        if alpha is not None:
-            alpha[row : row + colour.shape[0]] = a
-
-    stream.produce(bits, alpha is not None, emit)
-    return pixels, alpha
-
-
-__all__ = ["Picture", "RowStream", "alpha_kind", "materialise", "quantise_into", "sample_buffer", "unit_float"]
+__all__ = ["Picture", "alpha_kind", "quantise_into", "sample_buffer", "unit_float"]

@@ -1,12 +1,13 @@
 """Write a ``Picture`` in JPEG, PNG, WebP or TIFF without losing depth, transparency, colour
 profile or EXIF, atomically: every problem becomes one ``OutputError`` line and no partial
-file is left behind. A streamed picture (``RowStream``) is encoded band by band while it is
-computed.
+file is left behind. ``band_writer`` encodes a picture band by band while its caller computes it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from scenestyle.errors import OutputError, UsageError
-from scenestyle.imaging.atomic import atomic_write
+from scenestyle.imaging.atomic import atomic_file, atomic_write
 from scenestyle.imaging.jpeg import JPEG_MAX_SIDE, JpegWriter, jpeg_subsampling
-from scenestyle.imaging.picture import Picture, RowStream, materialise, quantise_into
+from scenestyle.imaging.picture import Picture, quantise_into, sample_buffer
 from scenestyle.imaging.png import PngWriter
 from scenestyle.imaging.rows import RowWriter, write_array
 from scenestyle.imaging.tiff import TiffWriter
@@ -72,9 +73,6 @@ def write_picture(path: Path, pic: Picture, format: str | None = None, quality: 
     fmt = output_format_for(path, format)
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, got {quality}")
-    if pic.streamed:
-        _write_stream(path, pic, fmt, quality)
-        return
     pixels, alpha = pic.pixels, pic.alpha
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
         raise ValueError(f"Picture.pixels must be H×W×1 or H×W×3, got shape {pixels.shape}")
@@ -97,72 +95,98 @@ def _output_bits(pic: Picture, fmt: str) -> int:
     return 16 if pic.bit_depth == 16 and fmt in ("PNG", "TIFF") else 8
 
 
-def _write_stream(path: Path, pic: Picture, fmt: str, quality: int) -> None:
-    """``write_picture`` of a ``RowStream``: checks first (the computation may take minutes),
-    then each band is encoded as it is computed. WebP has no band encoder (and no side over
-    16383 px), so it is computed whole first."""
-    stream: RowStream = pic.pixels  # type: ignore[assignment]
-    h, w, c = stream.shape
-    if fmt == "JPEG" and stream.alpha == "varies":
+class BandWriter:
+    """The open file of ``band_writer``: ``write(first_row, colour, alpha)`` takes uint8/uint16
+    (``bits``) r×W×C colour and r×W alpha (None unless ``with_alpha``) top to bottom; a band at
+    row 0 again starts the file over (the computation restarted, e.g. after out-of-memory)."""
+
+    def __init__(self, f: BinaryIO, fmt: str, shape: tuple[int, int, int], like: Picture, bits: int, with_alpha: bool, quality: int):
+        h, w, c = shape
+        self.bits, self.with_alpha = bits, with_alpha
+        self._f, self._fmt, self._start = f, fmt, f.tell()
+        channels = 4 if fmt == "TIFF" and bits == 16 and c + with_alpha == 2 else c + with_alpha  # see _tiff_ready
+        options = {"quality": quality} if fmt == "JPEG" else {}
+        dtype = np.uint16 if bits == 16 else np.uint8
+        self._new = lambda: WRITERS[fmt](f, h, w, channels, dtype, like.icc_profile, like.exif, **options)
+        self.writer = self._new()
+        self.pool: ThreadPoolExecutor | None = None
+        self._handed = 0  # rows handed to the encoder so far (it may still be encoding the last band)
+        self._pending: Future | None = None
+
+    def write(self, row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+        """Encode one band, on a thread while the caller computes the next (zlib, numpy and Pillow's
+        encoder release the GIL); at most one band is in flight, so memory grows by one band."""
+        if row != self._handed:
+            if row != 0:
+                raise ValueError(f"rows from {row} came after {self._handed} rows")
+            self.settle()
+            self.writer.abort()
+            self._f.seek(self._start)  # the computation started over
+            self._f.truncate()
+            self.writer = self._new()
+        # a copy: the caller reuses its band for the next rows
+        samples = np.concatenate([colour, alpha[..., None]], axis=2) if self.with_alpha else colour.copy()
+        self.settle()
+        self._pending = self.pool.submit(self.writer.write, _tiff_ready(samples) if self._fmt == "TIFF" else samples)
+        self._handed = row + samples.shape[0]
+
+    def settle(self) -> None:
+        """Wait for the band in flight (and raise its error)."""
+        if self._pending is not None:
+            done, self._pending = self._pending, None
+            done.result()
+
+
+class _Gathered:
+    """``band_writer``'s stand-in for formats without a band encoder (WebP): bands fill a sample buffer."""
+
+    def __init__(self, shape: tuple[int, int, int], bits: int, with_alpha: bool) -> None:
+        self.bits, self.with_alpha = bits, with_alpha
+        self.pixels, self.alpha = sample_buffer(*shape, with_alpha, bits)
+
+    def write(self, row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+        self.pixels[row : row + colour.shape[0]] = colour
+        if self.alpha is not None:
+            self.alpha[row : row + colour.shape[0]] = alpha
+
+
+@contextmanager
+def band_writer(
+    path: Path, shape: tuple[int, int, int], alpha: str | None, like: Picture, format: str | None = None, quality: int = 95
+) -> Iterator[BandWriter | _Gathered]:
+    """Write a picture of ``shape`` band by band as the caller computes it, atomically: the file
+    appears when the ``with`` body ends and nothing is left if it fails. ``alpha`` says what the
+    picture's alpha will be (None, "opaque" or "varies"); ``like`` gives its source depth, ICC
+    profile and EXIF. Checks that need no pixels come first (the computation may take minutes).
+    WebP has no band encoder (and no side over 16383 px): its bands are gathered, then written."""
+    path = Path(path)
+    h, w, _ = shape
+    fmt = output_format_for(path, format)
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be between 1 and 100, got {quality}")
+    if fmt == "JPEG" and alpha == "varies":
         raise OutputError(_NO_JPEG_ALPHA.format(path=path))
     if fmt == "JPEG" and max(h, w) > JPEG_MAX_SIDE:
         raise OutputError(f"cannot write {path}: JPEG sides stop at {JPEG_MAX_SIDE} px and this image is {w}x{h}; use --format png or tiff")
-    bits = _output_bits(pic, fmt)
+    bits = _output_bits(like, fmt)
+    with_alpha = alpha is not None and fmt != "JPEG"
     if fmt not in WRITERS:
-        pixels, alpha = materialise(stream, bits)
-        write_picture(
-            path,
-            Picture(pixels, alpha, pic.bit_depth, pic.icc_profile, pic.exif, pic.source_format, pic.notes),
-            format=fmt,
-            quality=quality,
-        )
+        gathered = _Gathered(shape, bits, with_alpha)
+        yield gathered
+        whole = Picture(gathered.pixels, gathered.alpha, like.bit_depth, like.icc_profile, like.exif, like.source_format, like.notes)
+        write_picture(path, whole, format=fmt, quality=quality)
         return
-    keep_alpha = stream.alpha is not None and fmt != "JPEG"
-    dtype = np.uint16 if bits == 16 else np.uint8
-    channels = 4 if fmt == "TIFF" and bits == 16 and c + keep_alpha == 2 else c + keep_alpha  # see _tiff_ready
-    options = {"quality": quality} if fmt == "JPEG" else {}
-
-    def encode(f: BinaryIO) -> None:
-        start = f.tell()
-        writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
-        handed = 0  # rows handed to the writer so far (it may still be encoding the last band)
-        pending: Future | None = None
-
-        def settle() -> None:
-            nonlocal pending
-            if pending is not None:
-                done, pending = pending, None
-                done.result()
-
+    with atomic_file(path) as f:
+        out = BandWriter(f, fmt, shape, like, bits, with_alpha, quality)
         try:
-            # One band is encoded on a thread while the next is computed (zlib, numpy and Pillow's
-            # encoder release the GIL); at most one is in flight, so memory grows by one band.
             with ThreadPoolExecutor(max_workers=1) as pool:
-
-                def emit(row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
-                    nonlocal writer, handed, pending
-                    if row != handed:
-                        if row != 0:
-                            raise ValueError(f"rows from {row} came after {handed} rows")
-                        settle()
-                        writer.abort()
-                        f.seek(start)  # the computation started over
-                        f.truncate()
-                        writer = WRITERS[fmt](f, h, w, channels, dtype, pic.icc_profile, pic.exif, **options)
-                    # a copy: the producer reuses its band for the next rows
-                    samples = np.concatenate([colour, alpha[..., None]], axis=2) if keep_alpha else colour.copy()
-                    settle()
-                    pending = pool.submit(writer.write, _tiff_ready(samples) if fmt == "TIFF" else samples)
-                    handed = row + samples.shape[0]
-
-                stream.produce(bits, keep_alpha, emit)
-                settle()
-            writer.close()
+                out.pool = pool
+                yield out
+                out.settle()
+            out.writer.close()
         except BaseException:
-            writer.abort()  # a writer with a thread of its own must not be left waiting
+            out.writer.abort()  # a writer with a thread of its own must not be left waiting
             raise
-
-    atomic_write(path, encode)
 
 
 def _tiff_ready(samples: np.ndarray) -> np.ndarray:
