@@ -78,17 +78,14 @@ def test_a_read_only_cache_costs_a_conversion_not_the_run(monkeypatch, tmp_path)
     assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
 
 
-def test_auto_picks_openvino_on_the_cpu_and_torch_for_instance_norm():
+def test_auto_picks_openvino_on_the_cpu_for_every_model():
     kwargs = {**TINY["CompactGenerator"], "norm": "none"}  # as the shipped styles
     model, meta = build("CompactGenerator", **kwargs).eval(), describe("CompactGenerator", kwargs)
     p = choose_placement("cpu", "fp32", model=model, meta=meta, backend="auto")
     assert p.backend == "openvino" and p.precision == "fp32" and "OpenVINO" in p.reason
     assert isinstance(prepare(model, meta, p), ov.OVModel)
-    resnet, rmeta = _tiny("ResnetGenerator"), describe("ResnetGenerator", TINY["ResnetGenerator"])
-    p = choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="auto")
-    assert p.backend == "torch" and "instance norms" in p.reason
-    with pytest.raises(UsageError, match="--backend openvino cannot run here: its instance norms"):
-        choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="openvino")
+    resnet, rmeta = _tiny("ResnetGenerator"), describe("ResnetGenerator", TINY["ResnetGenerator"])  # instance norms
+    assert choose_placement("cpu", "fp32", model=resnet, meta=rmeta, backend="auto").backend == "openvino"
     with pytest.raises(UsageError, match="invalid precision 'int8'; choose one of: auto, fp32, bf16, fp16$"):
         choose_placement("cpu", "int8", model=model, meta=meta, backend="openvino")
     with pytest.raises(UsageError, match="choose one of: auto, torch, openvino"):
@@ -186,3 +183,26 @@ def test_stylize_at_the_working_size_frees_openvinos_activations_before_guiding_
     r = runner.invoke(app, [*args, "--work-size", "65536", "--backend", "openvino"])
     assert r.exit_code == 0, r.output
     assert len(freed) == 2 and len(list((tmp_path / "out").glob("p*.png"))) == 2
+
+
+def test_instance_norm_model_runs_whole_on_openvino_and_tiles_on_torch_with_whole_image_statistics(monkeypatch):
+    """OpenVINO's instance norms see the whole image; tiles need its statistics, which the float32
+    torch module gets: both give the torch path's result, and only the whole run calls OpenVINO."""
+    from scenestyle.engine.convert import UnitRange
+    from scenestyle.engine.device import Placement
+    from scenestyle.engine.tiles import run_model
+
+    model, meta = _tiny("ResnetGenerator"), describe("ResnetGenerator", TINY["ResnetGenerator"])
+    compiled = UnitRange(ov.compile_model(model, meta, "fp32"), meta.value_range)
+    ov_place = choose_placement("cpu", "fp32", model=model, meta=meta, backend="openvino")
+    torch_place = Placement(torch.device("cpu"), torch.float32, False, None, "test")
+    x = torch.rand(1, 3, 96, 80)
+    calls = []
+    real = ov.OVModel.forward
+    monkeypatch.setattr(ov.OVModel, "forward", lambda self, *a: calls.append(1) or real(self, *a))
+    for tile in (0, 32):
+        want = run_model(UnitRange(model, meta.value_range), meta, x, torch_place, tile=tile)
+        calls.clear()
+        got = run_model(compiled, meta, x, ov_place, tile=tile)
+        assert bool(calls) == (tile == 0)  # tiled: the torch twin ran, not OpenVINO
+        assert psnr(got.numpy(), want.numpy(), peak=1.0) >= 50, tile

@@ -11,6 +11,10 @@ float32 weights) keyed by a hash of the module's class, configuration and weight
 run skips the conversion; and OpenVINO's own compiled-blob cache (``CACHE_DIR``), so it skips
 most of the compilation too. Inputs keep a dynamic batch, height and width: one compiled model
 serves every tile and photo size.
+
+A model with instance norms runs whole through OpenVINO (its norms see the whole image); where it
+must be tiled, the tiles run on its float32 torch module, which is given the whole image's
+statistics first (``engine.tiles.torch_twin``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from torch import Tensor, nn
 from scenestyle.cache import cache_root, folder_size
 from scenestyle.engine.agreement import check_image, forward_at, model_args
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn import instance_norms
 from scenestyle.nn.meta import ModelMeta
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # scenestyle's name -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -58,9 +61,6 @@ def blocker(model: nn.Module | None) -> str | None:
     """Why OpenVINO cannot run ``model`` here, or None when it can (``model`` None: only the install)."""
     if version() is None:
         return "the openvino package is not installed (pip install openvino)"
-    if model is not None and instance_norms(model):
-        # tiles share whole-image instance-norm statistics through torch hooks (engine/norm_stats.py)
-        return "its instance norms need whole-image statistics, which the torch path computes"
     return None
 
 

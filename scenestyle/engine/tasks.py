@@ -26,10 +26,9 @@ from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band, resize_in_bands
 from scenestyle.engine.streamed import Band, Streamed, materialise
-from scenestyle.engine.tiles import model_blocks, run_model, run_model_many
+from scenestyle.engine.tiles import has_instance_norms, model_blocks, run_model, run_model_many
 from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, alpha_kind, quantise_into, unit_float
-from scenestyle.nn import instance_norms
 from scenestyle.nn.meta import ModelMeta
 
 TileProgress = Callable[[int, int], None]
@@ -164,7 +163,7 @@ class Processor:
         hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
         small = resize_in_bands(pic.pixels, hs, ws)
         tile = self.tile
-        if tile is None and self.placement.device.type == "cpu" and not instance_norms(self.net):
+        if tile is None and self.placement.device.type == "cpu" and not has_instance_norms(self.net):
             tile = WORK_TILE
         painted = self._run(small, self.model, self.placement, tile=tile)
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room

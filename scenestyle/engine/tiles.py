@@ -9,20 +9,23 @@ noise-level model (``meta.takes_sigma``) gets the caller's σ in every tile's fo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from scenestyle.engine.convert import UnitRange
 from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import auto_tile, is_oom
 from scenestyle.engine.norm_stats import STATS_MAX_PIXELS, Stats, frozen_instance_norm, instance_norms, whole_image_stats
+from scenestyle.engine.openvino_backend import OVModel
 from scenestyle.engine.windows import Block, blend_windows, pad_to, round_up
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn.meta import ModelMeta
 
-__all__ = ["model_blocks", "run_model", "run_model_many"]
+__all__ = ["has_instance_norms", "model_blocks", "run_model", "run_model_many", "torch_twin"]
 
 
 def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]:
@@ -33,6 +36,20 @@ def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]
     multiple = meta.size_multiple
     h, w = x.shape[-2:]
     return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels, round_up(h, multiple), round_up(w, multiple))
+
+
+def torch_twin(model: nn.Module) -> nn.Module | None:
+    """For a compiled OpenVINO model (maybe inside ``UnitRange``) made from a module with instance
+    norms: that float32 torch module, wrapped alike; None for any other model."""
+    inner = model.model if isinstance(model, UnitRange) else model
+    if not isinstance(inner, OVModel) or not instance_norms(inner.reference):
+        return None
+    return UnitRange(inner.reference, (model.lo, model.hi)) if isinstance(model, UnitRange) else inner.reference
+
+
+def has_instance_norms(model: nn.Module) -> bool:
+    """Whether ``model`` (torch, or compiled by OpenVINO from a torch module) has instance norms."""
+    return bool(instance_norms(torch_twin(model) or model))
 
 
 def _check_input(x: Tensor) -> None:
@@ -86,6 +103,11 @@ def model_blocks(
     out_shape = (out_ch, h * scale, w * scale)
     out_bytes = math.prod(out_shape) * out_bytes_per_sample
     tile = _resolve_tile(model, meta, placement, tile, hp, wp, halo, batch_size, out_bytes, stats_max_pixels)
+    twin = torch_twin(model)
+    if twin is not None and _needs_tiles(tile, hp, wp, halo):
+        # OpenVINO runs a model with instance norms whole; its tiles need the whole image's
+        # statistics, which only the torch module (float32) can be given
+        model, placement = twin, dataclasses.replace(placement, dtype=torch.float32, channels_last=False, backend="torch")
     stats: Stats | None = None
 
     def forward(crops: Tensor) -> Tensor:  # a batch of windows through the model, norms frozen
@@ -155,7 +177,7 @@ def _resolve_tile(
     """The core tile size to run with: ``tile`` checked, or chosen from free memory when None."""
     multiple = meta.size_multiple
     if tile is None:
-        if instance_norms(model) and hp * wp <= stats_max_pixels:
+        if has_instance_norms(model) and hp * wp <= stats_max_pixels:
             # the exact statistics pass is a whole-image forward already: tiling after it would
             # only add a second pass (out-of-memory still halves from here)
             return 0
