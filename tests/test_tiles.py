@@ -276,8 +276,20 @@ def test_wrong_input_is_rejected():
     model = seeded(TinyDnCNN())
     with pytest.raises(UsageError, match="3-channel"):
         run_model(model, model.meta, torch.rand(1, 1, 16, 16), FP32)
-    with pytest.raises(ValueError, match="float32 1xCxHxW"):
+    with pytest.raises(ValueError, match="1xCxHxW tensor on the CPU"):
         run_model(model, model.meta, torch.rand(3, 16, 16), FP32)
+    with pytest.raises(ValueError, match="float32 \\(or uint8/uint16\\)"):
+        run_model(model, model.meta, torch.zeros(1, 3, 16, 16, dtype=torch.int32), FP32)
+
+
+@pytest.mark.parametrize("dtype,top", [(torch.uint8, 255), (torch.uint16, 65535)])
+@pytest.mark.parametrize("tile", [0, 8])
+def test_integer_samples_run_as_their_unit_floats(dtype, top, tile):
+    """A photo kept as 8/16-bit samples is scaled to [0, 1] window by window: the same result as the float photo."""
+    model = seeded(TinyDnCNN())
+    samples = torch.randint(0, top + 1, (1, 3, 21, 26), dtype=torch.int64).to(dtype)
+    want = run_model(model, model.meta, samples.float() / top, FP32, tile=tile)
+    torch.testing.assert_close(run_model(model, model.meta, samples, FP32, tile=tile), want, rtol=0, atol=1e-6)
 
 
 # ---------------------------------------------------------------- memory: auto tile and OOM

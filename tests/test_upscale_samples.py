@@ -363,3 +363,30 @@ def test_a_stream_that_restarts_after_out_of_memory_writes_the_clean_runs_file(t
     clean = Processor(model=inner, meta=_up_meta(2), placement=FP32, task="upscale", tile=16, outscale=outscale, stream_pixels=0)(pic)
     _write(tmp_path / "clean.png", clean)
     assert (tmp_path / "restarted.png").read_bytes() == (tmp_path / "clean.png").read_bytes()
+
+
+@pytest.mark.parametrize("bits,alpha,streamed", [(8, True, True), (16, False, True), (8, False, False), (16, True, False)])
+def test_upscale_from_samples_writes_the_float_photos_file_with_no_float_copy(tmp_path: Path, monkeypatch, bits, alpha, streamed):
+    """Upscale reads photos as their 8/16-bit samples (``Processor.reads_samples``) and scales them
+    window by window: the same file as from float pixels, and no float copy of the photo."""
+    import tracemalloc
+
+    monkeypatch.setattr(png, "FILTER_BLOCK_BYTES", 1 << 16)  # the encoder's own temporaries stay small
+    pic = _picture(2400, 400, 3, alpha, bits)
+    top = 65535 if bits == 16 else 255
+    src = tmp_path / "src.png"
+    write_picture(src, pic)
+    proc = Processor(model=_upscaler(2), meta=_up_meta(2), placement=FP32, task="upscale", tile=64, stream_pixels=0 if streamed else 10**9)
+    assert proc.reads_samples
+    as_float, as_samples = read_picture(src), read_picture(src, samples=True)
+    assert as_samples.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
+    _write(tmp_path / "from_float.png", proc(as_float))
+    tracemalloc.start()
+    try:
+        _write(tmp_path / "from_samples.png", proc(as_samples))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "from_float.png").read_bytes() == (tmp_path / "from_samples.png").read_bytes()
+    if streamed:  # bands only: less than one float copy of the photo (the result is 4x its size)
+        assert peak < as_float.pixels.nbytes, (peak, as_float.pixels.nbytes, top)

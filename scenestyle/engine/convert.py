@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.imaging.picture import unit_float
 
 
 class UnitRange(nn.Module):
@@ -55,9 +56,9 @@ def to_pixels(y: Tensor, channels: int) -> np.ndarray:
 
 
 def resize(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Antialiased bicubic resize of an H×W×C (or H×W) float array, clipped to [0, 1]."""
+    """Antialiased bicubic resize of an H×W×C (or H×W) float (or uint8/uint16 sample) array, clipped to [0, 1]."""
     squeeze = pixels.ndim == 2
-    arr = pixels[..., None] if squeeze else pixels
+    arr = unit_float(pixels[..., None] if squeeze else pixels)
     x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None].float()
     y = F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
     out = y[0].clamp_(0, 1).permute(1, 2, 0).contiguous().numpy()

@@ -61,7 +61,7 @@ def _rows(x: torch.Tensor, first: np.ndarray, w: np.ndarray) -> torch.Tensor:
 def _columns(rows: np.ndarray, out_w: int) -> torch.Tensor:
     """Whole rows (r×W×C) resized to ``out_w`` columns by torch's own kernel, with exactly
     ``axis_weights``' weights (its pass over the rows is the identity at an unchanged height)."""
-    x = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.ascontiguousarray(unit_float(rows))).permute(2, 0, 1)[None]
     x = F.interpolate(x, size=(x.shape[2], out_w), mode="bicubic", align_corners=False, antialias=True)
     return x[0].permute(1, 2, 0).contiguous()
 

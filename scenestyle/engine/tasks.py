@@ -68,9 +68,10 @@ class Processor:
 
     @property
     def reads_samples(self) -> bool:
-        """True when photos may be read as integer samples (``read_picture(samples=True)``): a style
-        painted at the working size reads the photo band by band, so no float copy is needed."""
-        return self.task == "style" and self.work_pixels > 0
+        """True when photos may be read as integer samples (``read_picture(samples=True)``): stylize
+        and upscale read them window by window or band by band, so no float copy of a big photo is
+        made (a denoiser estimates its σ from the whole photo first)."""
+        return self.task in ("style", "upscale")
 
     @property
     def takes_noise_level(self) -> bool:
@@ -183,7 +184,8 @@ class Processor:
         computed while it is written."""
         if self._paints_small(pic):
             return self._stylize_small(pic)
-        pic = _as_float(pic)
+        if self.takes_noise_level:
+            pic = _as_float(pic)
         sigma = self._sigma_for(pic)
         stream = self._stream(pic, self.model, self.placement, sigma)
         if stream is not None and self._streams(pic):
@@ -191,6 +193,7 @@ class Processor:
         if stream is not None and self.task == "upscale":  # quantised block by block: no float copy
             pixels, alpha = materialise(stream, 16 if pic.bit_depth == 16 else 8)
             return dataclasses.replace(pic, pixels=pixels, alpha=alpha)
+        pic = _as_float(pic)
         return self._finish(pic, self._run(pic.pixels, self.model, self.placement, sigma))
 
     def many(self, pics: list[Picture]) -> list[Picture | Streamed]:
@@ -258,7 +261,7 @@ class _TiledBands:
         if self.shape[:2] != self.model_size:
             return resize_band(self.source_alpha, self.shape[0], self.shape[1], first, last)
         if self.factor == 1:
-            return self.source_alpha[first:last]
+            return unit_float(self.source_alpha[first:last])
         return resize_rows(self.source_alpha, self.factor, first, last)
 
     def _with_alpha(self, row: int, samples: np.ndarray, with_alpha: bool) -> Band:
@@ -287,7 +290,7 @@ class _TiledBands:
                 band = np.empty((rows, model_w, c), band.dtype)
             out = to_pixels(block[None], channels=c)
             if self.strength < 1.0:  # stylize/denoise only: the output lines up with the photo
-                out = blend(self.pixels[row : row + rows, col : col + cols], out, self.strength)
+                out = blend(unit_float(self.pixels[row : row + rows, col : col + cols]), out, self.strength)
             _quantise(band[:, col : col + cols], out)
             if col + cols < model_w:
                 continue

@@ -21,7 +21,7 @@ from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import auto_tile, is_oom
 from scenestyle.engine.norm_stats import STATS_MAX_PIXELS, Stats, frozen_instance_norm, instance_norms, whole_image_stats
 from scenestyle.engine.openvino_backend import OVModel
-from scenestyle.engine.windows import Block, blend_windows, pad_to, round_up
+from scenestyle.engine.windows import Block, blend_windows, pad_to, round_up, unit_tensor
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn.meta import ModelMeta
 
@@ -53,9 +53,10 @@ def has_instance_norms(model: nn.Module) -> bool:
 
 
 def _check_input(x: Tensor) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype != torch.float32 or x.device.type != "cpu":
+    kinds = (torch.float32, torch.uint8, torch.uint16)  # integer samples become [0, 1] window by window
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[0] != 1 or x.dtype not in kinds or x.device.type != "cpu":
         got = f"{tuple(x.shape)} {x.dtype} on {x.device}" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"run_model needs a float32 1xCxHxW tensor on the CPU; got {got}")
+        raise ValueError(f"run_model needs a float32 (or uint8/uint16) 1xCxHxW tensor on the CPU; got {got}")
 
 
 def _check_sigma(meta: ModelMeta, given: bool) -> None:
@@ -79,7 +80,7 @@ def model_blocks(
     sigma: float | None = None,
     out_bytes_per_sample: int = 1,
 ) -> Iterator[Block]:
-    """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image tile by tile, yielding each
+    """Run a prepared ``model`` over a float32 ``1xCxHxW`` CPU image (or its uint8/uint16 samples) tile by tile, yielding each
     finished output block ``(first_row, first_col, block)`` (float32 ``C'xNxM``, valid until the next
     block is asked for, the receiver's to change in place) window row by window row, left to right.
     No full-size float output is allocated.
@@ -120,7 +121,7 @@ def model_blocks(
     while True:
         try:
             if stats is None and instance_norms(model) and _needs_tiles(tile, hp, wp, halo):
-                stats = whole_image_stats(model, x, placement, tile, halo, multiple, stats_max_pixels)
+                stats = whole_image_stats(model, unit_tensor(x), placement, tile, halo, multiple, stats_max_pixels)
             yield from blend_windows(x, out_shape, tile, halo, multiple, scale, batch_size, forward, progress)
             return
         except Exception as err:  # noqa: BLE001 - only OOM is retried, the rest re-raised

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Block", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "blend_windows"]
+__all__ = ["Block", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "unit_tensor", "blend_windows"]
 
 # A finished output block: (first row, first column, float32 C×N×M view, valid until the next
 # block is asked for and the receiver's to change in place).
@@ -77,8 +77,15 @@ def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
+def unit_tensor(x: Tensor) -> Tensor:
+    """``x`` as it is if float, else its uint8/uint16 samples as float32 in [0, 1]."""
+    return x if x.is_floating_point() else x.float().div_(255 if x.dtype == torch.uint8 else 65535)
+
+
 def pad_to(x: Tensor, h: int, w: int) -> Tensor:
-    """``x`` padded at the bottom and right to ``h`` x ``w`` (reflected where the image allows)."""
+    """``x`` padded at the bottom and right to ``h`` x ``w`` (reflected where the image allows);
+    integer samples (a photo kept as uint8/uint16) come out as float32 in [0, 1], window by window."""
+    x = unit_tensor(x)
     ph, pw = h - x.shape[-2], w - x.shape[-1]
     if ph == 0 and pw == 0:
         return x
