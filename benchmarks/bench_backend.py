@@ -15,7 +15,8 @@ For each model and size, in one process:
 
 Times are the best of up to 3 runs after a warm-up. PSNR is OpenVINO's output against plain fp32
 over the model's value range. Models: the shipped ``oil`` style, ``ffdnet-color`` denoiser and
-``upscale-fidelity-x4`` upscaler (their real weights) and random seeded weights at the official sizes of the others (their speed is real).
+``upscale-fidelity-x4`` / ``upscale-x4`` upscalers (their real weights) and random seeded weights at
+the official sizes of the others (their speed is real).
 Then the 25 MP memory cases:
 the CLI on the 6144x4096 wallpaper of ../shared with each backend, each in its own process (peak
 RSS = the child's ``ru_maxrss``). Results: printed, and written to benchmarks/out/backend.md.
@@ -41,6 +42,8 @@ MODELS: dict[str, tuple[str, dict, tuple[float, ...]]] = {
     "oil (CompactGenerator, shipped)": ("style-oil", {}, (1.0, 4.0)),
     "SRVGGNetCompact x4 (general-x4v3 size)": ("SRVGGNetCompact", dict(num_feat=64, num_conv=32, upscale=4), (0.25, 1.0)),
     "upscale-fidelity-x4 (SRVGG x4, shipped)": ("upscale-fidelity-x4", {}, (0.25, 1.0)),
+    "upscale-x4 (SRVGG x4 GAN, shipped)": ("upscale-x4", {}, (0.25, 1.0)),
+    "CycleGAN ResNet-9 (official style size, instance norms)": ("ResnetGenerator", dict(ngf=64, n_blocks=9), (1.0,)),
     "RRDBNet x4 (x4plus size)": ("RRDBNet", dict(num_feat=64, num_block=23, num_grow_ch=32, scale=4), (0.25,)),
     "ffdnet-color (FFDNet, shipped)": ("ffdnet-color", {}, (1.0, 4.0)),
     "DnCNN colour 17 layers": ("DnCNN", dict(in_nc=3, out_nc=3, nc=64, nb=17), (1.0, 4.0)),
@@ -115,6 +118,7 @@ def memory_cases(tmp: Path) -> list[dict]:
     cases = [
         ("stylize --style oil (default work size)", ["stylize", str(WALLPAPER), "--style", "oil"]),
         ("stylize --style oil --work-size 0 (full size, tiled)", ["stylize", str(WALLPAPER), "--style", "oil", "--work-size", "0"]),
+        ("upscale --model upscale-x4 (x4: 403 MP out)", ["upscale", str(WALLPAPER), "--model", "upscale-x4"]),
     ]
     for label, cmd in cases:
         row = {"case": label}

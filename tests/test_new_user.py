@@ -169,11 +169,11 @@ def test_default_upscale_falls_back_to_the_bundled_upscaler_when_the_hub_is_clos
     assert r.exit_code == 0, r.output
     [line] = [x for x in r.stderr.splitlines() if "instead" in x]
     assert line.startswith("realesr-general-x4v3 is not in the Hugging Face cache and it cannot be downloaded now"), line
-    assert line.endswith("using the bundled upscale-fidelity-x4 instead"), line
-    assert json.loads(r.stdout)["model"]["name"] == "upscale-fidelity-x4"
+    assert line.endswith("using the bundled upscale-x4 instead"), line
+    assert json.loads(r.stdout)["model"]["name"] == "upscale-x4"
     assert Image.open(tmp_path / "photo_x4.png").size == (96, 96)
     r = invoke("upscale", photo, "--offline", "--overwrite")
-    assert r.exit_code == 0 and "downloads are off: using the bundled upscale-fidelity-x4 instead" in r.stderr, r.output
+    assert r.exit_code == 0 and "downloads are off: using the bundled upscale-x4 instead" in r.stderr, r.output
 
 
 @pytest.fixture

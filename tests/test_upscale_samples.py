@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import tracemalloc
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -381,9 +382,12 @@ def test_upscale_from_samples_writes_the_float_photos_file_with_no_float_copy(tm
     as_float, as_samples = read_picture(src), read_picture(src, samples=True)
     assert as_samples.pixels.dtype == (np.uint16 if bits == 16 else np.uint8)
     _write(tmp_path / "from_float.png", proc(as_float))
+    assert as_samples.pixels.flags.writeable  # torch warns about tensors made from read-only arrays
     tracemalloc.start()
     try:
-        _write(tmp_path / "from_samples.png", proc(as_samples))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            _write(tmp_path / "from_samples.png", proc(as_samples))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

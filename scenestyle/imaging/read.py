@@ -255,8 +255,8 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
 def _unit(arr: np.ndarray, top: int, samples: bool) -> np.ndarray:
     """Integers (0..``top``) → float32 in [0, 1], dividing in place (a 25 MP photo is 300 MB per
     float copy); with ``samples``, native uint8/uint16 as they are."""
-    if samples:
-        return np.asarray(arr, dtype=np.uint8 if top == 255 else np.uint16)
+    if samples:  # a copy: Pillow's array is read-only, and torch warns on every tensor made from one
+        return np.array(arr, dtype=np.uint8 if top == 255 else np.uint16)
     out = arr.astype(np.float32)
     np.divide(out, top, out=out)
     return out
