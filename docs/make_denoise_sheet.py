@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_gallery import label  # noqa: E402
+from make_gallery import label, save_sheet  # noqa: E402
 
 PHOTOS = ("Audrey_Hepburn.jpg", "Bears.png", "Dog.png", "Flowers.png", "Frog.png", "Postcards.png", "Singer.png", "Window.png")
 CROP = 256  # side of the 100 % crop, pixels
@@ -57,9 +57,7 @@ def main() -> None:
                 cells.append(label(centre_crop(Image.open(out)), f"denoise --strength {s:g}"))
             for x, cell in enumerate(cells):
                 sheet.paste(cell, (x * CROP, y * CROP))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output, quality=90, optimize=True)
-    print(f"{args.output}: {sheet.width}x{sheet.height}, {args.output.stat().st_size / 1e6:.2f} MB")
+    save_sheet(sheet, args.output)
 
 
 if __name__ == "__main__":

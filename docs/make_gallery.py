@@ -39,6 +39,13 @@ def fit(im: Image.Image, h: int = CELL) -> Image.Image:
     return im.convert("RGB").resize((round(im.width * h / im.height), h), Image.Resampling.LANCZOS)
 
 
+def save_sheet(sheet: Image.Image, path: Path, quality: int = 90) -> None:
+    """Write a contact sheet as JPEG and say how big it came out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=quality, optimize=True)
+    print(f"{path}: {sheet.width}x{sheet.height}, {path.stat().st_size / 1e6:.2f} MB")
+
+
 def label(im: Image.Image, text: str) -> Image.Image:
     d = ImageDraw.Draw(im)
     d.rectangle((0, 0, 8 * len(text) + 8, 16), fill=(0, 0, 0))
@@ -84,9 +91,7 @@ def main() -> None:
         for cell in row:
             sheet.paste(cell, (x, y * CELL))
             x += cell.width
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output, quality=85, optimize=True)
-    print(f"{args.output}: {sheet.width}x{sheet.height}, {args.output.stat().st_size / 1e6:.2f} MB")
+    save_sheet(sheet, args.output, quality=85)
 
 
 if __name__ == "__main__":

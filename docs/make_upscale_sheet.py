@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_gallery import label  # noqa: E402
+from make_gallery import label, save_sheet  # noqa: E402
 
 PHOTOS = ("Lincoln.png", "building.png", "chip.png", "oldphoto2.png", "dog.png", "frog.png", "comic3.png")
 CROP = 80  # side of the low-resolution centre crop; cells are 4x that
@@ -64,9 +64,7 @@ def main() -> None:
                 cells.append(label(centre(big, cell), title))
             for x, c in enumerate(cells):
                 sheet.paste(c, (x * cell, y * cell))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output, quality=90, optimize=True)
-    print(f"{args.output}: {sheet.width}x{sheet.height}, {args.output.stat().st_size / 1e6:.2f} MB")
+    save_sheet(sheet, args.output)
 
 
 if __name__ == "__main__":
