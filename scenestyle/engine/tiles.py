@@ -2,7 +2,9 @@
 
 The tile size comes from free memory (:mod:`scenestyle.engine.memory`); the windows and their
 feathered blend from :mod:`scenestyle.engine.windows`; models with instance norms get whole-image
-statistics first (:mod:`scenestyle.engine.norm_stats`). This module only decides and retries.
+statistics first (:mod:`scenestyle.engine.norm_stats`); an OpenVINO model with instance norms is
+tiled on its float32 torch twin, which can be given them. This module decides, retries and yields
+finished output blocks (``model_blocks``) or gathers them (``run_model``).
 The model's geometry (channels, scale, size multiple, halo) comes from its ``ModelMeta``; a
 noise-level model (``meta.takes_sigma``) gets the caller's σ in every tile's forward.
 """
