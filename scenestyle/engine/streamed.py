@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from scenestyle.imaging import Picture, band_writer, sample_buffer
+from scenestyle.imaging import Picture, SampleBands, band_writer
 
 # (first row, uint8/uint16 r×W×C colour, r×W alpha or None); bands come top to bottom, and a band
 # at row 0 again means the computation started over (an out-of-memory retry).
@@ -43,9 +43,7 @@ def write_streamed(path: Path, result: Streamed, format: str | None = None, qual
 
 def materialise(result: Streamed, bits: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Compute ``result`` into a ``sample_buffer``: (pixels, alpha) for a Picture."""
-    pixels, alpha = sample_buffer(*result.shape, result.alpha is not None, bits)
-    for row, colour, a in result.bands(bits, alpha is not None):
-        pixels[row : row + colour.shape[0]] = colour
-        if alpha is not None:
-            alpha[row : row + colour.shape[0]] = a
-    return pixels, alpha
+    out = SampleBands(result.shape, bits, result.alpha is not None)
+    for band in result.bands(bits, out.with_alpha):
+        out.write(*band)
+    return out.pixels, out.alpha

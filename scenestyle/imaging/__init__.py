@@ -6,7 +6,7 @@
 """
 
 from scenestyle.imaging.atomic import remove_stale_temps
-from scenestyle.imaging.picture import Picture, alpha_kind, quantise_into, sample_buffer, unit_float
+from scenestyle.imaging.picture import Picture, SampleBands, alpha_kind, quantise_into, sample_buffer, unit_float
 from scenestyle.imaging.read import DEFAULT_MAX_PIXELS, read_picture
 from scenestyle.imaging.write import OUTPUT_FORMATS, BandWriter, band_writer, output_format_for, write_picture
 
@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "OUTPUT_FORMATS",
     "Picture",
+    "SampleBands",
     "BandWriter",
     "alpha_kind",
     "band_writer",

@@ -41,6 +41,20 @@ def sample_buffer(height: int, width: int, channels: int, alpha: bool, bits: int
     return buf[..., :channels], (buf[..., channels] if alpha else None)
 
 
+class SampleBands:
+    """A ``sample_buffer`` filled band by band: ``write(first_row, colour, alpha)`` as a band writer
+    takes them (a band at row 0 again overwrites, as a restarted computation does)."""
+
+    def __init__(self, shape: tuple[int, int, int], bits: int, with_alpha: bool) -> None:
+        self.bits, self.with_alpha = bits, with_alpha
+        self.pixels, self.alpha = sample_buffer(*shape, with_alpha, bits)
+
+    def write(self, row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
+        self.pixels[row : row + colour.shape[0]] = colour
+        if self.alpha is not None:
+            self.alpha[row : row + colour.shape[0]] = alpha
+
+
 def quantise_into(dst: np.ndarray, src: np.ndarray, rows: int = 256) -> None:
     """Float [0, 1] ``src`` → the integer array ``dst`` (same shape; 0..255 or 0..65535), a band
     of rows at a time. Raises ValueError on NaN or infinity."""
@@ -72,4 +86,4 @@ def alpha_kind(alpha: np.ndarray | None) -> str | None:
     return "opaque" if alpha.min() >= (1 if alpha.dtype.kind == "f" else np.iinfo(alpha.dtype).max) else "varies"
 
 
-__all__ = ["Picture", "alpha_kind", "quantise_into", "sample_buffer", "unit_float"]
+__all__ = ["Picture", "SampleBands", "alpha_kind", "quantise_into", "sample_buffer", "unit_float"]

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from scenestyle._text import exception_line
 from scenestyle.errors import InputImageError
 from scenestyle.imaging import png, tiff
-from scenestyle.imaging.picture import Picture
+from scenestyle.imaging.picture import Picture, unit_float
 
 DEFAULT_MAX_PIXELS = 200_000_000
 
@@ -253,13 +253,10 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _unit(arr: np.ndarray, top: int, samples: bool) -> np.ndarray:
-    """Integers (0..``top``) → float32 in [0, 1], dividing in place (a 25 MP photo is 300 MB per
-    float copy); with ``samples``, native uint8/uint16 as they are."""
-    if samples:  # a copy: Pillow's array is read-only, and torch warns on every tensor made from one
-        return np.array(arr, dtype=np.uint8 if top == 255 else np.uint16)
-    out = arr.astype(np.float32)
-    np.divide(out, top, out=out)
-    return out
+    """Integers (0..``top``) as native uint8/uint16 samples (``samples``; a copy: Pillow's array is
+    read-only, and torch warns on every tensor made from one), else as float32 in [0, 1]."""
+    dtype = np.uint8 if top == 255 else np.uint16
+    return np.array(arr, dtype=dtype) if samples else unit_float(np.asarray(arr, dtype=dtype))
 
 
 __all__ = ["DEFAULT_MAX_PIXELS", "read_picture"]

@@ -17,7 +17,7 @@ from PIL import Image
 from scenestyle.errors import OutputError, UsageError
 from scenestyle.imaging.atomic import atomic_file, atomic_write
 from scenestyle.imaging.jpeg import JPEG_MAX_SIDE, JpegWriter, jpeg_subsampling
-from scenestyle.imaging.picture import Picture, quantise_into, sample_buffer
+from scenestyle.imaging.picture import Picture, SampleBands, quantise_into
 from scenestyle.imaging.png import PngWriter
 from scenestyle.imaging.rows import RowWriter, write_array
 from scenestyle.imaging.tiff import TiffWriter
@@ -137,23 +137,10 @@ class BandWriter:
             done.result()
 
 
-class _Gathered:
-    """``band_writer``'s stand-in for formats without a band encoder (WebP): bands fill a sample buffer."""
-
-    def __init__(self, shape: tuple[int, int, int], bits: int, with_alpha: bool) -> None:
-        self.bits, self.with_alpha = bits, with_alpha
-        self.pixels, self.alpha = sample_buffer(*shape, with_alpha, bits)
-
-    def write(self, row: int, colour: np.ndarray, alpha: np.ndarray | None) -> None:
-        self.pixels[row : row + colour.shape[0]] = colour
-        if self.alpha is not None:
-            self.alpha[row : row + colour.shape[0]] = alpha
-
-
 @contextmanager
 def band_writer(
     path: Path, shape: tuple[int, int, int], alpha: str | None, like: Picture, format: str | None = None, quality: int = 95
-) -> Iterator[BandWriter | _Gathered]:
+) -> Iterator[BandWriter | SampleBands]:
     """Write a picture of ``shape`` band by band as the caller computes it, atomically: the file
     appears when the ``with`` body ends and nothing is left if it fails. ``alpha`` says what the
     picture's alpha will be (None, "opaque" or "varies"); ``like`` gives its source depth, ICC
@@ -171,7 +158,7 @@ def band_writer(
     bits = _output_bits(like, fmt)
     with_alpha = alpha is not None and fmt != "JPEG"
     if fmt not in WRITERS:
-        gathered = _Gathered(shape, bits, with_alpha)
+        gathered = SampleBands(shape, bits, with_alpha)
         yield gathered
         whole = Picture(gathered.pixels, gathered.alpha, like.bit_depth, like.icc_profile, like.exif, like.source_format, like.notes)
         write_picture(path, whole, format=fmt, quality=quality)
