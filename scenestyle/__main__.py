@@ -1,4 +1,4 @@
-from scenestyle.cli import main
+from scenestyle.cli import entry
 
 if __name__ == "__main__":
-    main()
+    entry()

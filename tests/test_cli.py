@@ -218,3 +218,26 @@ def test_no_arguments_print_help_once(args):
     r = invoke(*args)
     assert r.exit_code == 2
     assert r.output.count("Usage") == 1
+
+
+def test_console_entry_exits_with_the_documented_codes(tmp_path):
+    """``python -m scenestyle`` ends without the interpreter's teardown: its codes and its output
+    (piped, so buffered) must still come out whole."""
+    import subprocess
+    import sys
+
+    run = lambda *a: subprocess.run([sys.executable, "-m", "scenestyle", *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    r = run("stylize", str(tmp_path / "missing.jpg"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "missing.jpg" in r.stderr, r.stderr
+    r = run("stylize", "--no-such-flag")
+    assert r.returncode == 2 and "no-such-flag" in r.stderr
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("scenestyle ")
+
+
+@pytest.mark.parametrize("code,status", [(None, 0), (0, 0), (3, 3), ("a message", 1)])
+def test_exit_status_is_what_sys_exit_gives(code, status, capsys):
+    from scenestyle.cli import _exit_code
+
+    assert _exit_code(code) == status
+    assert capsys.readouterr().err == ("a message\n" if isinstance(code, str) else "")

@@ -206,3 +206,16 @@ def test_instance_norm_model_runs_whole_on_openvino_and_tiles_on_torch_with_whol
         got = run_model(compiled, meta, x, ov_place, tile=tile)
         assert bool(calls) == (tile == 0)  # tiled: the torch twin ran, not OpenVINO
         assert psnr(got.numpy(), want.numpy(), peak=1.0) >= 50, tile
+
+
+def test_agreement_is_kept_on_disk_per_cpu(monkeypatch):
+    """A later process reads the bf16 check's figure beside the converted model instead of running
+    the two check passes again; another CPU checks afresh."""
+    model, meta = _tiny("CompactGenerator", seed=7), describe("CompactGenerator", TINY["CompactGenerator"])
+    first = ov.agreement_db(model, meta, "bf16", cpu="cpu A")
+    ov._AGREEMENT.clear()  # a new process
+    monkeypatch.setattr(ov, "forward_at", lambda *a, **k: pytest.fail("the check ran again"))
+    assert ov.agreement_db(model, meta, "bf16", cpu="cpu A") == first
+    ov._AGREEMENT.clear()
+    with pytest.raises(pytest.fail.Exception, match="ran again"):
+        ov.agreement_db(model, meta, "bf16", cpu="cpu B")

@@ -13,7 +13,7 @@ from scenestyle.engine import memory, norm_stats, tiles
 from scenestyle.engine.device import Placement
 from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_stats
 from scenestyle.engine.tiles import model_blocks, run_model
-from scenestyle.engine.windows import axis_weights, even_core, window_starts
+from scenestyle.engine.windows import axis_weights, even_core, fewest_pixels_tile, grid, window_starts
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn import ModelMeta, build, describe
 
@@ -472,3 +472,24 @@ def test_unit_range_maps_to_the_models_range_before_the_bf16_cast():
     y = run_model(UnitRange(inner, inner.meta.value_range), meta("style"), x, bf16, tile=0)
     # mapped first, 0.0014 in [-1, 1] keeps bf16's relative precision: back within 1e-5 of the input
     assert torch.allclose(y, x, atol=1e-5), (y.flatten()[0].item(), x.flatten()[0].item())
+
+
+@pytest.mark.parametrize("h,w", [(816, 1224), (864, 1152), (1000, 1000), (748, 1332), (1224, 816), (300, 400)])
+def test_fewest_pixels_tile_keeps_windows_under_the_budget_and_beats_fixed_tiles(h, w):
+    halo, m, budget = 108, 4, 700_000
+    tile = fewest_pixels_tile(h, w, halo, m, budget)
+    win_h, win_w, ys, xs = grid(h, w, tile, halo, m)
+    assert win_h * win_w <= budget
+    ran = len(ys) * len(xs) * win_h * win_w
+    for other in (256, 512, 640):  # every fixed tile under the budget runs at least as many pixels
+        oh, ow, oys, oxs = grid(h, w, other, halo, m)
+        assert oh * ow > budget or ran <= len(oys) * len(oxs) * oh * ow
+    if h * w <= budget:
+        assert len(ys) == len(xs) == 1  # a photo that fits runs whole
+    else:
+        assert len(ys) * len(xs) >= 2
+
+
+def test_fewest_pixels_tile_splits_a_three_by_two_working_size_in_two():
+    win_h, win_w, ys, xs = grid(816, 1224, fewest_pixels_tile(816, 1224, 108, 4, 700_000), 108, 4)
+    assert (len(ys), len(xs)) == (1, 2) and win_h == 816

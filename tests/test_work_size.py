@@ -212,3 +212,30 @@ def test_photo_read_as_samples_paints_the_same_file_without_photo_sized_float_co
     assert peak < as_float.pixels.nbytes, (
         f"{peak / 2**20:.1f} MiB traced, a float copy of the photo is {as_float.pixels.nbytes / 2**20:.1f}"
     )
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("strength", [1.0, 0.4])
+def test_guided_samples_equal_the_float_rows_blended_and_quantised(dtype, strength):
+    from scenestyle.engine.convert import blend
+    from scenestyle.imaging.picture import quantise_into, unit_float
+
+    top = np.iinfo(dtype).max
+    full = np.round(_scene(300, 260, seed=4) * top).astype(dtype)
+    small = resize(unit_float(full), 75, 65)
+    styled = np.clip(small[..., ::-1] * 0.7 + 0.2, 0, 1).copy()
+    up = GuidedUpsampler(small, styled, 300, 260)
+    want = np.empty_like(full)
+    rows = unit_float(full)
+    quantise_into(want, blend(rows, up.rows(rows, 0), strength))
+    got = np.concatenate([up.samples(full[r : r + 64], r, strength, dtype) for r in range(0, 300, 64)])
+    assert got.dtype == dtype and got.shape == full.shape and got.flags.c_contiguous
+    assert np.abs(got.astype(np.int64) - want).max() <= 1  # float32 rounding of the two orders of operations
+
+
+def test_guided_samples_refuse_non_finite_paintings():
+    small = resize(_scene(80, 80, seed=5), 20, 20)
+    styled = small.copy()
+    styled[3, 4, 1] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        GuidedUpsampler(small, styled, 80, 80).samples(np.zeros((80, 80, 3), np.uint8), 0, 1.0, np.uint8)

@@ -13,6 +13,7 @@ from scenestyle.cli._console import handle_errors, shown
 from scenestyle.cli._options import Arch, Device, Json, Offline, StyleWeights, Weights, parse_tile
 from scenestyle.cli.eval_tables import print_report, print_style
 from scenestyle.errors import UsageError
+from scenestyle.evaluate.critic_config import CriticConfig
 from scenestyle.weights import load_defaults
 
 eval_app = typer.Typer(
@@ -266,9 +267,9 @@ def style(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seeds crops, descriptors, projections and the critics.")] = 0,
     max_side: Annotated[int, typer.Option("--max-side", help="Downscale every image so its long side is at most this (0: keep).")] = 512,
-    critic_steps: Annotated[int, typer.Option("--critic-steps", help="Training steps per critic (one per variant and fold).")] = 400,
-    crop: Annotated[int, typer.Option("--crop", help="Critic crop size in pixels (after --max-side).")] = 64,
-    critic_folds: Annotated[int, typer.Option("--critic-folds", help="Cross-fitting folds per critic variant (>= 2).")] = 2,
+    critic_steps: Annotated[int, typer.Option("--critic-steps", help="Adam steps per critic and fold.")] = CriticConfig.steps,
+    crop: Annotated[int, typer.Option("--crop", help="Critic crop size in pixels (after --max-side).")] = CriticConfig.crop,
+    critic_folds: Annotated[int, typer.Option("--critic-folds", help="Cross-fitting folds per critic (>= 2).")] = CriticConfig.folds,
     match_sharpness: Annotated[
         bool,
         typer.Option(
@@ -288,7 +289,6 @@ def style(
     """Style measures (SWD per pyramid level, critic shares, structure SSIM) beside three baselines."""
     from dataclasses import replace
 
-    from scenestyle.evaluate.critic import CriticConfig
     from scenestyle.evaluate.style import evaluate_style
     from scenestyle.evaluate.style_inputs import style_spec
 

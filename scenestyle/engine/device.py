@@ -215,7 +215,7 @@ def _openvino_placement(
         return placed(torch.float32, f"{has}, so bf16 would be emulated: fp32")
     if model is None:
         return placed(torch.bfloat16, f"{has}: bf16 where the model's output is >= {AGREEMENT_DB:.0f} dB from fp32, else fp32")
-    db = ov_backend.agreement_db(model, meta, "bf16", threads)
+    db = ov_backend.agreement_db(model, meta, "bf16", threads, cpu=f"{cpu_model_name()}|{','.join(sorted(cpu_flags()))}")
     if db < AGREEMENT_DB:
         return placed(torch.float32, f"{has}, but the model's bf16 output is only {db:.1f} dB from fp32 (< {AGREEMENT_DB:.0f}): fp32")
     return placed(torch.bfloat16, f"{has}: bf16, the model's output {db:.1f} dB from fp32 (>= {AGREEMENT_DB:.0f})")

@@ -95,6 +95,11 @@ def _key(module: nn.Module, meta: ModelMeta, ov_version: str) -> str:
     return h.hexdigest()[:32]
 
 
+def _model_dir(reference: nn.Module, meta: ModelMeta) -> Path:
+    """The cache folder of one float32 module's converted model (and its agreement figures)."""
+    return cache_dir() / "models" / _key(reference, meta, version() or "")
+
+
 def _convert(module: nn.Module, meta: ModelMeta, xml: Path):
     """Convert ``module`` (float32) to OpenVINO and save it as ``xml`` (+ .bin), atomically."""
     import openvino as ov
@@ -136,7 +141,7 @@ def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: i
     if precision in per_module:
         return per_module[precision]
     reference = copy.deepcopy(module).to(torch.float32).eval()
-    xml = cache_dir() / "models" / _key(reference, meta, version() or "") / "model.xml"
+    xml = _model_dir(reference, meta) / "model.xml"
     core = ov.Core()
     source = str(xml) if xml.is_file() and xml.with_suffix(".bin").is_file() else _convert(reference, meta, xml)
     config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
@@ -153,16 +158,35 @@ def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: i
     return compiled
 
 
-def agreement_db(module: nn.Module, meta: ModelMeta, precision: str, threads: int | None = None) -> float:
+def agreement_db(module: nn.Module, meta: ModelMeta, precision: str, threads: int | None = None, cpu: str = "") -> float:
     """PSNR (dB over the model's value range) of the OpenVINO model at ``precision`` vs the torch
-    fp32 module on the check image (cached per module and precision, like the torch check)."""
+    fp32 module on the check image. Cached per module and precision in the process, and on disk
+    beside the converted model per ``cpu`` (its name and flags: the bf16 kernels differ between
+    CPUs), so later runs skip the two check passes."""
     cache = _AGREEMENT.setdefault(module, {})
-    if precision not in cache:
-        x = check_image(meta)
-        ref = forward_at(copy.deepcopy(module).to(torch.float32).eval(), meta, x, torch.device("cpu"), torch.float32, False)
-        out = compile_model(module, meta, precision, threads)(x, *model_args(meta))
-        lo, hi = meta.value_range
-        cache[precision] = psnr(out.numpy(), ref.numpy(), peak=float(hi - lo))
+    if precision in cache:
+        return cache[precision]
+    reference = copy.deepcopy(module).to(torch.float32).eval()
+    tag = hashlib.sha256(cpu.encode()).hexdigest()[:16]
+    saved = _model_dir(reference, meta) / f"agreement-{precision}-{tag}.txt"
+    try:
+        cache[precision] = float(saved.read_text())
+        return cache[precision]
+    except (OSError, ValueError):
+        pass
+    x = check_image(meta)
+    ref = forward_at(reference, meta, x, torch.device("cpu"), torch.float32, False)
+    out = compile_model(module, meta, precision, threads)(x, *model_args(meta))
+    lo, hi = meta.value_range
+    cache[precision] = psnr(out.numpy(), ref.numpy(), peak=float(hi - lo))
+    tmp = saved.with_name(f".{saved.name}.{id(module):x}.tmp")
+    try:  # repr round-trips the float exactly; an unwritable cache only costs the check next time
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(repr(cache[precision]))
+        tmp.replace(saved)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return cache[precision]
 
 

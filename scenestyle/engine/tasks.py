@@ -27,6 +27,7 @@ from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigm
 from scenestyle.engine.resample import BandResizer, resize_band, resize_in_bands
 from scenestyle.engine.streamed import Band, Streamed, materialise
 from scenestyle.engine.tiles import has_instance_norms, model_blocks, run_model, run_model_many
+from scenestyle.engine.windows import fewest_pixels_tile, round_up
 from scenestyle.errors import ScenestyleError
 from scenestyle.imaging import Picture, alpha_kind, quantise_into, unit_float
 from scenestyle.nn.meta import ModelMeta
@@ -38,11 +39,12 @@ TileProgress = Callable[[int, int], None]
 STREAM_PIXELS = 16_000_000
 FEED_ROWS = 128  # model-output rows handed to an --outscale resize at a time
 NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an array
-# On the CPU a norm-free style net paints the working-size photo in tiles of this core size: a
-# whole 1 MP pass holds several hundred MB of activations, a tile about a third of that, and the
+# On the CPU a norm-free style net paints the working-size photo in windows of at most this many
+# pixels (halo included), as few as cover it: a whole 1 MP pass holds about 500 MB of activations,
+# which would take a 12 MP stylize over 1 GB; two windows of a 3:2 photo stay under it, and the
 # feathered windows with the net's halo give the whole-image result to within 1/255. Nets with
 # instance norms run whole (exact statistics).
-WORK_TILE = 512
+WORK_WINDOW_PIXELS = 700_000
 
 
 @dataclass
@@ -158,15 +160,20 @@ class Processor:
         h, w = pic.pixels.shape[:2]
         return self.task == "style" and 0 < self.work_pixels < h * w
 
+    def work_tile(self, hs: int, ws: int) -> int | None:
+        """The tile for painting an ``hs`` x ``ws`` working size: ``tile`` when given, else on the
+        CPU for a norm-free net the fewest windows under ``WORK_WINDOW_PIXELS``, else auto."""
+        if self.tile is not None or self.placement.device.type != "cpu" or has_instance_norms(self.net):
+            return self.tile
+        m = self.meta.size_multiple
+        return fewest_pixels_tile(hs, ws, round_up(self.meta.halo, m), m, WORK_WINDOW_PIXELS)
+
     def _stylize_small(self, pic: Picture) -> Picture:
         """Paint ``pic`` at the working size, then guided-upsample it to full size band by band."""
         h, w, _ = pic.pixels.shape
         hs, ws = work_shape(h, w, self.work_pixels, self.meta.size_multiple)
         small = resize_in_bands(pic.pixels, hs, ws)
-        tile = self.tile
-        if tile is None and self.placement.device.type == "cpu" and not has_instance_norms(self.net):
-            tile = WORK_TILE
-        painted = self._run(small, self.model, self.placement, tile=tile)
+        painted = self._run(small, self.model, self.placement, tile=self.work_tile(hs, ws))
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
@@ -311,21 +318,25 @@ def _guided_bands(pic: Picture, up: GuidedUpsampler, strength: float, bits: int,
     the photo (``strength``) and quantised; alpha passes through."""
     dtype = np.uint16 if bits == 16 else np.uint8
     for r in range(0, up.shape[0], BAND_ROWS):
-        rows = unit_float(pic.pixels[r : r + BAND_ROWS])
-        samples = np.empty(rows.shape[:2] + (up.shape[2],), dtype)
-        _quantise(samples, blend(rows, up.rows(rows, r), strength))
+        try:
+            samples = up.samples(pic.pixels[r : r + BAND_ROWS], r, strength, dtype)
+        except ValueError:
+            raise ScenestyleError(NON_FINITE) from None
         alpha = None
         if with_alpha:
-            alpha = np.empty(rows.shape[:2], dtype)
+            alpha = np.empty(samples.shape[:2], dtype)
             quantise_into(alpha, unit_float(pic.alpha[r : r + BAND_ROWS]))
         yield r, samples, alpha
+
+
+NON_FINITE = "the model produced NaN or infinite values; try --precision fp32"
 
 
 def _quantise(dst: np.ndarray, src: np.ndarray) -> None:
     try:
         quantise_into(dst, src)
     except ValueError:
-        raise ScenestyleError("the model produced NaN or infinite values; try --precision fp32") from None
+        raise ScenestyleError(NON_FINITE) from None
 
 
 def _as_float(pic: Picture) -> Picture:

@@ -22,7 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Block", "window_starts", "even_core", "axis_weights", "round_up", "pad_to", "unit_tensor", "blend_windows"]
+__all__ = [
+    "Block",
+    "window_starts",
+    "even_core",
+    "grid",
+    "fewest_pixels_tile",
+    "axis_weights",
+    "round_up",
+    "pad_to",
+    "unit_tensor",
+    "blend_windows",
+]
 
 # A finished output block: (first row, first column, float32 C×N×M view, valid until the next
 # block is asked for and the receiver's to change in place).
@@ -70,6 +81,31 @@ def axis_weights(start: int, size: int, length: int, scale: int, halo: int) -> T
     if start + size < length:
         w *= feather(n - 1 - d)
     return w
+
+
+def grid(hp: int, wp: int, tile: int, halo: int, multiple: int) -> tuple[int, int, list[int], list[int]]:
+    """(window height, window width, row starts, column starts) of the windows that cover a padded
+    ``hp`` x ``wp`` image with cores of at most ``tile`` pixels (0: one window)."""
+    core = tile if tile else max(hp, wp)
+    core_h, core_w = even_core(hp, core, multiple), even_core(wp, core, multiple)
+    win_h, win_w = min(core_h + 2 * halo, hp), min(core_w + 2 * halo, wp)
+    return win_h, win_w, window_starts(hp, win_h, core_h, halo), window_starts(wp, win_w, core_w, halo)
+
+
+def fewest_pixels_tile(h: int, w: int, halo: int, multiple: int, max_window_pixels: int) -> int:
+    """The tile whose windows (each at most ``max_window_pixels``, halo included) cover an h x w
+    image with the fewest pixels run in all: the halos make small tiles costly (a 108-px halo
+    around a 512-px tile runs each pixel twice), one whole window may not fit the memory."""
+    hp, wp = round_up(h, multiple), round_up(w, multiple)
+    best, best_cost = multiple, None
+    for tile in range(round_up(max(hp, wp), multiple), multiple - 1, -multiple):
+        win_h, win_w, ys, xs = grid(hp, wp, tile, halo, multiple)
+        if win_h * win_w > max_window_pixels:
+            continue
+        cost = len(ys) * len(xs) * win_h * win_w
+        if best_cost is None or cost < best_cost:
+            best, best_cost = tile, cost
+    return best
 
 
 def round_up(n: int, m: int) -> int:
@@ -120,11 +156,7 @@ def blend_windows(
     _, _, h, w = x.shape
     out_ch, out_h, out_w = out_shape
     hp, wp = round_up(h, multiple), round_up(w, multiple)
-    core = tile if tile else max(hp, wp)
-    core_h, core_w = even_core(hp, core, multiple), even_core(wp, core, multiple)
-    win_h, win_w = min(core_h + 2 * halo, hp), min(core_w + 2 * halo, wp)
-    ys = window_starts(hp, win_h, core_h, halo)
-    xs = window_starts(wp, win_w, core_w, halo)
+    win_h, win_w, ys, xs = grid(hp, wp, tile, halo, multiple)
     wy = [axis_weights(s, win_h, hp, scale, halo) for s in ys]
     wx = [axis_weights(s, win_w, wp, scale, halo) for s in xs]
     sum_y = torch.zeros(hp * scale)

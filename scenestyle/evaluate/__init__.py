@@ -1,11 +1,24 @@
 """Evaluation engines behind ``scenestyle eval``: plain typed arguments in, frozen report records out.
 
-Nothing here prints or exits; the CLI (``scenestyle.cli.eval``) renders the reports.
+Nothing here prints or exits; the CLI (``scenestyle.cli.eval``) renders the reports. The names
+below are imported on first use, so the CLI can read light modules (``critic_config``) without
+importing torch.
 """
 
-from .denoise import evaluate_denoise
-from .report import EvalReport, ImageScore
-from .sr import evaluate_sr
-from .style import StyleReport, evaluate_style
+from importlib import import_module
 
-__all__ = ["EvalReport", "ImageScore", "evaluate_sr", "evaluate_denoise", "StyleReport", "evaluate_style"]
+_WHERE = {
+    "EvalReport": "report",
+    "ImageScore": "report",
+    "evaluate_sr": "sr",
+    "evaluate_denoise": "denoise",
+    "StyleReport": "style",
+    "evaluate_style": "style",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

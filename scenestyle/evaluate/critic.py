@@ -15,36 +15,18 @@ from ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.evaluate.critic_config import CriticConfig
 
 __all__ = ["VARIANTS", "CriticConfig", "Critic", "crop_positions", "crops_at", "to_input", "fold_of", "train_critic", "logits"]
 
 VARIANTS = ("rgb", "gray")
 Progress = Callable[[int, int], None]  # (steps done, total steps)
-
-
-@dataclass(frozen=True)
-class CriticConfig:
-    """Everything that shapes a critic; recorded in the report's protocol."""
-
-    crop: int = 64  # crop side in pixels (after the --max-side downscale)
-    width: int = 16  # channels of the first conv (then 2×, 2×)
-    steps: int = 400  # Adam steps per critic
-    batch: int = 32  # crops per step, half painting, half photo
-    lr: float = 2e-3  # Adam learning rate
-    folds: int = 2  # cross-fitting folds, split by image
-    eval_crops: int = 32  # crops per image for held-out accuracy and for scores
-    lr_schedule: str = "constant"  # "constant" or "cosine" (to 0 at the last step)
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    scale_jitter: float = 0.0  # training crops cover crop*s pixels, s log-uniform in [1/(1+j), 1+j], resized to crop
-    rot90: bool = False  # random quarter turns of training crops
-    match_sharpness: bool = True  # blur the sharper side (paintings, or photos and every row) to the other's median sharpness
 
 
 class Critic(nn.Module):
