@@ -29,6 +29,11 @@ CPU_WORK_BUDGET = (256 << 20, 1 << 30)  # (floor, ceiling)
 _CPU_WORK_TOTAL = 5 << 28  # 1.25 GiB shared by the tiles and four photo-sized float buffers
 _CPU_ACTIVATION_FACTOR = 4  # live tensors ~ 4x the largest layer output (input, output, skips, workspace)
 _CUDA_SAFETY = 1.5
+# Output-sized float32 buffers an OpenVINO forward holds at its peak, beyond the activations the
+# torch twin shows: its peak RSS grows by 1130-1160 B per input pixel for an x4 SRVGG at bf16 (384
+# from the twin + 4 x 192), about 300 for the shipped styles (289 + 4 x 12); one more for margin.
+# Without it x4 tiles were sized 3x too big for the budget (25 MP upscale: 1.9 GB peak, not 1.4).
+_OV_OUTPUT_BUFFERS = 5
 
 
 def available_memory(device: torch.device) -> int:
@@ -74,11 +79,12 @@ def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placemen
     side = round_up(32, meta.size_multiple)
     x = to_placement(torch.rand(1, meta.in_channels, side, side), placement, model)
     # a compiled OpenVINO model (maybe inside a wrapper) has no layers to hook: its float32 torch
-    # twin stands in, scaled to the precision OpenVINO computes at (still an upper bound: about
-    # 300 B per pixel measured for the shipped styles at bf16, against 578 estimated)
+    # twin stands in, scaled to the precision OpenVINO computes at, plus the float32 output-sized
+    # buffers OpenVINO holds besides (its output, the last layers' results, the copy handed back)
     compiled = next((m for m in model.modules() if isinstance(m, OVModel)), None)
     model = compiled.reference if compiled is not None else model
     precision_scale = placement.dtype.itemsize / 4 if compiled is not None else 1.0
+    outputs = _OV_OUTPUT_BUFFERS * 4 * meta.out_channels * meta.scale**2 if compiled is not None else 0.0
     args = model_args(meta)
     with torch.inference_mode():
         if placement.device.type == "cuda":
@@ -103,7 +109,7 @@ def bytes_per_input_pixel(model: nn.Module, meta: ModelMeta, placement: Placemen
                 for h in handles:
                     h.remove()
             bpp = _CPU_ACTIVATION_FACTOR * largest[0] / (side * side)
-    per_model[key] = float(bpp) * precision_scale
+    per_model[key] = float(bpp) * precision_scale + outputs
     return per_model[key]
 
 
