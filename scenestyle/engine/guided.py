@@ -17,6 +17,7 @@ of [0, 1] luma.
 
 Upsampling is bilinear and done for bands of output rows: the two fields stay at the working
 size and each band is interpolated from the rows it needs, so nothing full-size but the band exists.
+A band is computed in torch (its kernels use every core) straight to the output's integer samples.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ NEVER = 1 << 62  # a ``stream_pixels`` for callers that need every result as an 
 # feathered windows with the net's halo give the whole-image result to within 1/255. Nets with
 # instance norms run whole (exact statistics).
 WORK_WINDOW_PIXELS = 700_000
+NON_FINITE = "the model produced NaN or infinite values; try --precision fp32"  # one line, whatever the stage
 
 
 @dataclass
@@ -327,9 +328,6 @@ def _guided_bands(pic: Picture, up: GuidedUpsampler, strength: float, bits: int,
             alpha = np.empty(samples.shape[:2], dtype)
             quantise_into(alpha, unit_float(pic.alpha[r : r + BAND_ROWS]))
         yield r, samples, alpha
-
-
-NON_FINITE = "the model produced NaN or infinite values; try --precision fp32"
 
 
 def _quantise(dst: np.ndarray, src: np.ndarray) -> None:
