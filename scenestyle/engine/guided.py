@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.engine.windows import unit_tensor
 
 RADIUS = 2  # window radius at the working size (5x5 windows)
 EPS = 1e-3  # regularisation: windows whose luma varies less than this follow the painting, not the photo
@@ -101,11 +102,7 @@ class GuidedUpsampler:
     def samples(self, photo_rows: np.ndarray, first: int, strength: float, dtype: np.dtype) -> np.ndarray:
         """Integer ``dtype`` samples (n×W×C) of the painting rows for these full-size photo rows
         (samples or float), blended over them by ``strength``. Raises ValueError on NaN or infinity."""
-        photo = torch.from_numpy(np.ascontiguousarray(photo_rows))
-        if photo.is_floating_point():
-            photo = photo.float()
-        else:
-            photo = photo.float().div_(np.iinfo(photo_rows.dtype).max)
+        photo = unit_tensor(torch.from_numpy(np.ascontiguousarray(photo_rows))).float()
         out = self._band(photo, first, strength)
         if not torch.isfinite(out).all():
             raise ValueError("non-finite values")

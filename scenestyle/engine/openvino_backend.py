@@ -32,6 +32,8 @@ from torch import Tensor, nn
 
 from scenestyle.cache import cache_root, folder_size
 from scenestyle.engine.agreement import check_image, forward_at, model_args
+from scenestyle.errors import OutputError
+from scenestyle.imaging.atomic import atomic_file
 from scenestyle.metrics.psnr_ssim import psnr
 from scenestyle.nn.meta import ModelMeta
 
@@ -179,14 +181,12 @@ def agreement_db(module: nn.Module, meta: ModelMeta, precision: str, threads: in
     out = compile_model(module, meta, precision, threads)(x, *model_args(meta))
     lo, hi = meta.value_range
     cache[precision] = psnr(out.numpy(), ref.numpy(), peak=float(hi - lo))
-    tmp = saved.with_name(f".{saved.name}.{id(module):x}.tmp")
     try:  # repr round-trips the float exactly; an unwritable cache only costs the check next time
         saved.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(repr(cache[precision]))
-        tmp.replace(saved)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        with atomic_file(saved) as f:
+            f.write(repr(cache[precision]).encode())
+    except (OSError, OutputError):
+        pass
     return cache[precision]
 
 
