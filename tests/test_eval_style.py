@@ -219,6 +219,28 @@ def test_critic_is_deterministic_and_leaves_global_rng_alone():
     assert torch.equal(state, torch.random.get_rng_state())
 
 
+def test_cached_critic_reuses_weights_only_for_the_same_inputs(tmp_path):
+    rng = np.random.default_rng(15)
+    a, b = [_smooth(rng, 40, 40) for _ in range(2)], [_stripes(_smooth(rng, 40, 40)) for _ in range(2)]
+    cfg = C.CriticConfig(crop=32, width=4, steps=3, batch=4)
+    net, hit = C.cached_critic(b, a, "gray", cfg, seed=1, cache=tmp_path)
+    assert not hit and len(list(tmp_path.glob("*.safetensors"))) == 1
+    again, hit = C.cached_critic(b, a, "gray", cfg, seed=1, cache=tmp_path)
+    assert hit and all(torch.equal(v, again.state_dict()[k]) for k, v in net.state_dict().items())
+    # one changed pixel, another seed or another setting: another critic
+    a2 = [a[0].copy(), a[1]]
+    a2[0][0, 0, 0] ^= 1
+    for args in ((b, a2, "gray", cfg, 1), (b, a, "gray", cfg, 2), (b, a, "gray", C.CriticConfig(crop=32, width=4, steps=4, batch=4), 1)):
+        assert not C.cached_critic(*args[:4], seed=args[4], cache=tmp_path)[1]
+    assert len(list(tmp_path.glob("*.safetensors"))) == 4
+    # a damaged entry is trained again and rewritten, not trusted
+    entry = tmp_path / f"{C.critic_key(b, a, 'gray', cfg, 1)}.safetensors"
+    entry.write_bytes(b"not a safetensors file")
+    fresh, hit = C.cached_critic(b, a, "gray", cfg, seed=1, cache=tmp_path)
+    assert not hit and all(torch.equal(v, fresh.state_dict()[k]) for k, v in net.state_dict().items())
+    assert C.cached_critic(b, a, "gray", cfg, seed=1, cache=tmp_path)[1]
+
+
 # ---------------------------------------------------------------------------------------- CLI
 
 
@@ -280,6 +302,16 @@ def test_cli_baselines_only_reproduces_the_baseline_rows(folders, outputs_run):
     assert rep["rows"] == full["rows"][1:] and rep["critic_accuracy"] == full["critic_accuracy"]
     assert rep["images"] == [i for i in full["images"] if i["row"] != "stylized"]
     assert "no stylized source given: baselines only" in rep["notes"]
+    # the critics never depend on the stylized set either: all eight came from the first run's cache
+    assert rep["protocol"]["critic"]["from_cache"] == "8 of 8" and full["protocol"]["critic"]["from_cache"] == "0 of 8"
+
+
+def test_cli_no_cache_retrains_the_critics_to_the_same_numbers(folders, outputs_run):
+    r = _style(folders, "--outputs", str(folders / "outputs"), "--json", "--no-match-sharpness", "--no-cache")
+    assert r.exit_code == 0, r.output
+    rep, full = json.loads(r.stdout), outputs_run[0]
+    assert rep["protocol"]["critic"]["from_cache"] == "0 of 8"
+    assert rep["rows"] == full["rows"] and rep["critic_accuracy"] == full["critic_accuracy"]
 
 
 def test_cli_weights_table_records_sha256(folders, tmp_path):

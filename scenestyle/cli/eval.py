@@ -278,6 +278,9 @@ def style(
             "before the critics, so they cannot tell paintings by sharpness alone.",
         ),
     ] = True,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Train every critic afresh instead of reusing ones trained on the same inputs.")
+    ] = False,
     device: Device = "auto",
     precision: Precision = "fp32",
     backend: Backend = "auto",
@@ -320,6 +323,7 @@ def style(
             tile=parse_tile(tile),
             offline=offline,
             critic=replace(CriticConfig(), steps=critic_steps, crop=crop, folds=critic_folds, match_sharpness=match_sharpness),
+            use_cache=not no_cache,
             on_progress=step,
             on_panels=panels.__setitem__ if sheet else None,
         )

@@ -14,7 +14,11 @@ from ``torch.manual_seed`` inside ``torch.random.fork_rng`` (the caller's RNG is
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +27,18 @@ from torch import nn
 from scenestyle._colour import BT601_LUMA
 from scenestyle.evaluate.critic_config import CriticConfig
 
-__all__ = ["VARIANTS", "CriticConfig", "Critic", "crop_positions", "crops_at", "to_input", "fold_of", "train_critic", "logits"]
+__all__ = [
+    "VARIANTS",
+    "CriticConfig",
+    "Critic",
+    "crop_positions",
+    "crops_at",
+    "to_input",
+    "fold_of",
+    "train_critic",
+    "cached_critic",
+    "logits",
+]
 
 VARIANTS = ("rgb", "gray")
 Progress = Callable[[int, int], None]  # (steps done, total steps)
@@ -214,3 +229,62 @@ def train_critic(
             progress(step + 1, cfg.steps)
     model.eval().requires_grad_(False)
     return model
+
+
+_CACHE_FORMAT = "scenestyle-critic/1"
+
+
+def critic_key(paintings: Sequence[np.ndarray], photos: Sequence[np.ndarray], variant: str, cfg: CriticConfig, seed: int) -> str:
+    """sha256 of everything a critic's weights depend on: the exact training pixels, the variant,
+    the settings, the seed and the torch version (whose kernels shape the numerics)."""
+    h = hashlib.sha256(json.dumps([_CACHE_FORMAT, variant, asdict(cfg), seed, torch.__version__]).encode())
+    for side in (paintings, photos):
+        h.update(f"{len(side)};".encode())
+        for im in side:
+            h.update(f"{im.shape};".encode())
+            h.update(np.ascontiguousarray(im).data)
+    return h.hexdigest()
+
+
+def cached_critic(
+    paintings: Sequence[np.ndarray],
+    photos: Sequence[np.ndarray],
+    variant: str,
+    cfg: CriticConfig,
+    *,
+    seed: int = 0,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[Critic, bool]:
+    """(critic, came_from_cache): ``train_critic``, or the weights it gave for the very same inputs
+    before (``critic_key``) when ``cache`` is a folder, so re-scoring a retrained style skips the
+    critics. A cache that cannot be read or written only costs time."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from scenestyle.errors import OutputError
+    from scenestyle.imaging.atomic import atomic_file
+
+    path = cache / f"{critic_key(paintings, photos, variant, cfg, seed)}.safetensors" if cache is not None else None
+    if path is not None and path.is_file():
+        model = Critic(3 if variant == "rgb" else 1, cfg.width)
+        try:
+            model.load_state_dict(load_file(path))
+            return model.eval().requires_grad_(False), True
+        except (OSError, RuntimeError, SafetensorError):  # a damaged entry is retrained and rewritten
+            pass
+    model = train_critic(paintings, photos, variant, cfg, seed=seed, progress=progress)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(path) as f:
+                f.write(_serialise(model))
+        except (OSError, OutputError):
+            pass
+    return model, False
+
+
+def _serialise(model: nn.Module) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in model.state_dict().items()})

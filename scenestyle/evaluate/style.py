@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from scenestyle.cache import cache_root
 from scenestyle.errors import UsageError
 from scenestyle.evaluate import critic as C
 from scenestyle.evaluate._common import read_u8, to_u8
@@ -120,10 +121,16 @@ def _match_sharpness(paintings, rows, cfg: C.CriticConfig):
     return paintings, rows, record
 
 
-def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, progress: Progress | None):
+def critic_cache_dir() -> Path:
+    """Where trained critics are kept: ``critics`` under scenestyle's cache (``scenestyle.cache.cache_root``)."""
+    return cache_root() / "critics"
+
+
+def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, progress: Progress | None, cache: Path | None):
     """Cross-fitted critics: per variant the held-out accuracies and, per row, per-image (share, best crop).
 
-    ``photos`` must be ``rows[PHOTOS]``; the record of the sharpness matching is returned third."""
+    ``photos`` must be ``rows[PHOTOS]``; the record of the sharpness matching is returned third, the
+    number of critics read from ``cache`` fourth."""
     paintings, rows, sharp = _match_sharpness(paintings, rows, cfg)
     photos = rows[PHOTOS]
     fold_photo = C.fold_of(len(photos), cfg.folds, np.random.default_rng([seed, 5]))
@@ -131,19 +138,21 @@ def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, prog
     # one set of crop positions per photo, used for every row made from it: a paired comparison
     pos = [C.crop_positions(p.shape, cfg.eval_crops, cfg.crop, np.random.default_rng([seed, 2, i])) for i, p in enumerate(photos)]
     pos_paint = [C.crop_positions(p.shape, cfg.eval_crops, cfg.crop, np.random.default_rng([seed, 4, j])) for j, p in enumerate(paintings)]
-    accuracy, scores = {}, {name: [[None, None, None] for _ in photos] for name in rows}
+    accuracy, scores, reused = {}, {name: [[None, None, None] for _ in photos] for name in rows}, 0
     for v, variant in enumerate(C.VARIANTS):
         paint_hits, photo_hits = [], []
         for k in range(cfg.folds):
             stage = f"critic {variant} {k + 1}/{cfg.folds}"
-            net = C.train_critic(
+            net, hit = C.cached_critic(
                 [p for p, f in zip(paintings, fold_paint) if f != k],
                 [p for p, f in zip(photos, fold_photo) if f != k],
                 variant,
                 cfg,
                 seed=int(np.random.default_rng([seed, v, k]).integers(2**31)),
+                cache=cache,
                 progress=(lambda d, t, s=stage: progress(s, d, t)) if progress else None,
             )
+            reused += hit
             for j in np.flatnonzero(fold_paint == k):
                 paint_hits.append(C.logits(net, C.to_input(C.crops_at(paintings[j], pos_paint[j], cfg.crop), variant)) > 0)
             for i in np.flatnonzero(fold_photo == k):
@@ -156,7 +165,7 @@ def _critic_scores(paintings, photos, rows, cfg: C.CriticConfig, seed: int, prog
                         scores[name][i][2] = tuple(int(c) for c in pos[i][int(np.argmax(z))])
         a_paint, a_photo = float(np.mean(np.concatenate(paint_hits))), float(np.mean(np.concatenate(photo_hits)))
         accuracy[variant] = MappingProxyType({"balanced": (a_paint + a_photo) / 2, "paintings": a_paint, "photos": a_photo})
-    return accuracy, scores, sharp
+    return accuracy, scores, sharp, reused
 
 
 def evaluate_style(
@@ -178,12 +187,15 @@ def evaluate_style(
     min_res: int = S.MIN_RES,
     normalize: str = "pooled",
     blur_sigma: float = 2.0,
+    use_cache: bool = True,
     on_progress: Progress | None = None,
     on_panels: Panels | None = None,
 ) -> StyleReport:
     """Score stylized photos (``model_spec`` run in memory, or ``outputs_dir`` matched by stem) and the baselines.
 
-    With neither, only the baseline rows are scored. ``on_panels(name, images)`` receives each
+    With neither, only the baseline rows are scored. Critics are kept in ``critic_cache_dir()`` (unless
+    ``use_cache`` is False) keyed by their exact inputs, so scoring another model of the same style
+    against the same photos and paintings trains none. ``on_panels(name, images)`` receives each
     photo's row images (uint8, after the ``max_side`` downscale) for a contact sheet.
     """
     if outputs_dir is not None and model_spec is not None:
@@ -254,7 +266,8 @@ def evaluate_style(
         swds[name] = S.swd(desc, ref, seed=seed, normalize=normalize)
         step("SWD", n + 1, len(rows))
 
-    accuracy, critic_scores, sharp = _critic_scores(paintings, photos, rows, critic, seed, on_progress)
+    cache = critic_cache_dir() if use_cache else None
+    accuracy, critic_scores, sharp, reused = _critic_scores(paintings, photos, rows, critic, seed, on_progress, cache)
 
     images, table = [], []
     for name, imgs in rows.items():
@@ -300,6 +313,7 @@ def evaluate_style(
             "variants": "rgb; gray = BT.601 luma standardised per crop",
             "split": "by image, cross-fitted: each photo (and what was made from it) judged by the critic that held it out",
             "sharpness": sharp,
+            "from_cache": f"{reused} of {len(C.VARIANTS) * critic.folds}",
         },
         "structure": f"SSIM (BasicSR window) of BT.601 luma blurred with a Gaussian sigma {blur_sigma} px, output vs photo",
         "colour_transfer": "Reinhard et al. 2001 in CIELAB (sRGB D65): per-channel mean/std of all painting pixels, clipped",
