@@ -16,7 +16,7 @@ from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
 from scenestyle.train.data import CropRecipe, UnpairedCrops
 from scenestyle.train.diffaug import check_policy, diff_augment
-from scenestyle.train.losses import structure_loss
+from scenestyle.train.losses import luma_view, structure_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,7 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
             "train.sample_every=0",
             f"model.generator_kwargs={{ngf = 4, n_blocks = 1, colour_pool = {pool}}}",
             "model.discriminator_kwargs={ndf = 4, n_layers = 2}",
+            "gan.luma_scale=0.5",  # D_L's view of a 32-px crop: 16 px, enough for its 2 strided layers
         ],
     )
     assert cfg.data.work_pixels == 1_000_000 and cfg.gan.diffaug
@@ -91,6 +92,7 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
     result = train_cyclegan(cfg, run=tmp_path / "run", max_steps=2, show_progress=False)
     assert result.step == 2
     assert {"loss_structure", "loss_content", "loss_D_B"} <= set(result.metrics)
+    assert ({"loss_G_L", "loss_D_L"} <= set(result.metrics)) == (cfg.gan.lambda_luma > 0)
     from safetensors import safe_open
 
     from scenestyle.train.export import export_generator
@@ -99,6 +101,54 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
     kwargs = json.loads(safe_open(str(out), "pt").metadata()["kwargs"])
     # settings the state-dict keys cannot show travel in the metadata
     assert kwargs["colour_pool"] == pool and kwargs["norm"] == cfg.model.norm
+
+
+def test_luma_view_is_blind_to_palette_and_contrast_but_not_to_texture():
+    torch.manual_seed(1)
+    x = torch.rand(2, 3, 64, 48) * 1.6 - 0.8
+    v = luma_view(x, 0.5, eps=1e-9)
+    assert v.shape == (2, 1, 32, 24)
+    assert torch.allclose(v.mean((2, 3)), torch.zeros(2, 1), atol=1e-5) and torch.allclose(v.std((2, 3)), torch.ones(2, 1), atol=0.01)
+    hue = diff_augment(x, ["hue"], torch.Generator().manual_seed(3))
+    for same in (0.4 * x + 0.1, hue):  # flatter and brighter; another hue, same luma
+        assert torch.allclose(luma_view(same, 0.5, eps=1e-9), v, atol=1e-3)
+    assert (luma_view(x.flip(-1), 0.5, eps=1e-9) - v).abs().mean() > 0.3  # other texture
+    # antialiased: a 1-px checkerboard is gone at half size, a 4-px one is not
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    fine, coarse = (((yy // k + xx // k) % 2 * 2.0 - 1).expand(1, 3, 64, 64) for k in (1, 4))
+    assert float(luma_view(fine, 0.5, eps=1.0).abs().max()) < 0.05 < float(luma_view(coarse, 0.5, eps=1.0).abs().max())
+
+
+def test_luma_discriminator_trains_with_the_generator_and_checks_its_view(tmp_path):
+    for d in "ab":
+        (tmp_path / d).mkdir()
+        for i in range(2):
+            arr = np.random.default_rng(i + (d == "b") * 9).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(tmp_path / d / f"{i}.png")
+    sets = [
+        f"data.a={tmp_path / 'a'}",
+        f"data.b={tmp_path / 'b'}",
+        "data.crop=32",
+        "data.workers=0",
+        "model.generator=CompactGenerator",
+        "model.generator_kwargs={ngf = 4, n_blocks = 1}",
+        "model.discriminator_kwargs={ndf = 4, n_layers = 2}",
+        "gan.one_direction=true",
+        "gan.diffaug=translation,cutout,color,hue",
+        "gan.lambda_luma=1.0",
+        "gan.luma_scale=0.5",
+        "train.sample_every=0",
+        "train.checkpoint_every=3",
+    ]
+    result = train_cyclegan(load_config(None, sets), run=tmp_path / "run", max_steps=3, show_progress=False)
+    assert {"loss_G_L", "loss_D_L"} <= set(result.metrics)
+    from scenestyle.train import checkpoint as ckpt
+
+    models = ckpt.load(ckpt.latest_checkpoint(tmp_path / "run"))["models"]
+    assert models["D_L"]["model.0.bias"].shape == (4,)  # one input channel, ndf 4
+    assert next(v for k, v in models["D_L"].items() if k.startswith("model.0.")).shape[1] == 1
+    with pytest.raises(UsageError, match="raise data.crop or gan.luma_scale"):
+        load_config(None, [*sets, "gan.luma_scale=0.25"])  # an 8-px view
 
 
 def test_hue_rotation_keeps_luma_and_changes_hue():

@@ -2,7 +2,10 @@
 
 Per step (upstream order): generators forward; G step (adversarial + cycle + identity, D frozen);
 D step (real vs. pooled fakes, + gradient penalty for wgan-gp); schedulers; EMA of G_AB. Rank 0
-alone logs, samples and saves. ``one_direction`` trains only G_AB and D_B: adversarial loss,
+alone logs, samples and saves. ``gan.lambda_luma`` adds D_L, a PatchGAN on per-crop-standardised luma
+of G_AB's output and the paintings shrunk by ``gan.luma_scale``: it judges brushwork at the scale and
+palette-blindness of ``eval style``'s gray critic, which D_B at full scale and in colour does not
+(strokes finer than the judging scale vanish when the result is shrunk). ``one_direction`` trains only G_AB and D_B: adversarial loss,
 identity loss on B, a colour term (L1 between ``content_pool``-x-average-pooled a and G_AB(a)) and
 a structure term (``losses.structure_loss``: luminance correlation) that replace the cycle loss,
 so styles can be learned without a painting->photo generator. ``gan.diffaug`` augments every
@@ -43,7 +46,7 @@ from scenestyle.train.loop import (
     training_state,
     write_config,
 )
-from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, structure_loss
+from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, luma_view, structure_loss
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
@@ -58,16 +61,20 @@ def generator_spec(cfg: CycleGANConfig) -> tuple[str, dict]:
 
 
 def build_networks(cfg: CycleGANConfig) -> dict[str, nn.Module]:
-    """G_AB, D_B and, unless one_direction, G_BA and D_A (freshly initialised from the torch RNG)."""
+    """G_AB, D_B, unless one_direction G_BA and D_A, and with lambda_luma D_L (freshly initialised from the torch RNG)."""
     from scenestyle.nn import build, describe
 
     g_name, g_kw = generator_spec(cfg)
     d_norm = cfg.model.norm if cfg.model.discriminator_norm == "same" else cfg.model.discriminator_norm
     d_name, d_kw = cfg.model.discriminator, {**cfg.model.discriminator_kwargs, "norm": d_norm}
     names = ("G_AB", "D_B") if cfg.gan.one_direction else ("G_AB", "G_BA", "D_A", "D_B")
+    if cfg.gan.lambda_luma > 0:
+        names += ("D_L",)
     nets = {}
     for name in names:
         arch, kw, key = (g_name, g_kw, "generator") if name[0] == "G" else (d_name, d_kw, "discriminator")
+        if name == "D_L":  # a PatchGAN on one channel, as deep as its small view allows, as wide as D_B
+            arch, kw = "NLayerDiscriminator", {"input_nc": 1, "ndf": d_kw.get("ndf", 64), "n_layers": cfg.gan.luma_layers, "norm": d_norm}
         try:
             nets[name] = build(arch, **kw)
         except (TypeError, ValueError) as exc:
@@ -168,7 +175,7 @@ def _train(
     nets = build_networks(cfg)
     place(nets, dev, t.channels_last, info)
     gens = [nets[k] for k in ("G_AB", "G_BA") if k in nets]
-    discs = [nets[k] for k in ("D_A", "D_B") if k in nets]
+    discs = [nets[k] for k in ("D_A", "D_B", "D_L") if k in nets]
     opts = {
         "G": torch.optim.Adam([p for n in gens for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2)),
         "D": torch.optim.Adam([p for n in discs for p in n.parameters()], lr=o.lr, betas=(o.beta1, o.beta2)),
@@ -234,6 +241,9 @@ def _train(
             def aug(x: torch.Tensor) -> torch.Tensor:  # DiffAugment: every image any D sees, real or fake
                 return diff_augment(x, policy, aug_gen) if policy else x
 
+            def luma(x: torch.Tensor) -> torch.Tensor:  # D_L's view, augmented like D_B's
+                return luma_view(aug(x), g.luma_scale)
+
             # -- G step: D frozen; adversarial + cycle + identity (or content) losses
             for net in discs:
                 net.requires_grad_(False)
@@ -241,6 +251,8 @@ def _train(
             with amp_ctx():
                 fake_b = fwd["G_AB"](real_a)
                 losses["G_AB"] = g_loss(g.loss, fwd["D_B"](aug(fake_b)))
+                if g.lambda_luma > 0:
+                    losses["G_L"] = g.lambda_luma * g_loss(g.loss, fwd["D_L"](luma(fake_b)))
                 if g.one_direction:
                     if g.lambda_content > 0:
                         k = g.content_pool
@@ -267,15 +279,19 @@ def _train(
             for net in discs:
                 net.requires_grad_(True)
             opt_D.zero_grad(set_to_none=True)
-            pairs = [("D_B", real_b, pools["B"].query(fake_b))]
+            pooled_b = pools["B"].query(fake_b)
+            pairs = [("D_B", real_b, pooled_b, aug)]
             if not g.one_direction:
-                pairs.append(("D_A", real_a, pools["A"].query(fake_a)))
+                pairs.append(("D_A", real_a, pools["A"].query(fake_a), aug))
+            if g.lambda_luma > 0:
+                pairs.append(("D_L", real_b, pooled_b, luma))
             loss_D = torch.zeros((), device=dev)
-            for name, real, fake in pairs:
+            for name, real, fake, view in pairs:
                 with amp_ctx():
-                    ld = d_loss(g.loss, fwd[name](aug(real)).float(), fwd[name](aug(fake.detach())).float())
+                    ld = d_loss(g.loss, fwd[name](view(real)).float(), fwd[name](view(fake.detach())).float())
                 if g.loss == "wgan-gp":
-                    ld = ld + g.gp_weight * gradient_penalty(fwd[name], real, fake.detach().to(real.dtype), gp_gen)
+                    gp_in = (real, fake.detach().to(real.dtype)) if name != "D_L" else (luma_view(real, g.luma_scale), luma_view(fake.detach(), g.luma_scale))
+                    ld = ld + g.gp_weight * gradient_penalty(fwd[name], *gp_in, gp_gen)
                 losses[name] = ld
                 loss_D = loss_D + ld
             scaler.scale(loss_D).backward()

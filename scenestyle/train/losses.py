@@ -57,3 +57,15 @@ def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: f
     cov = (f * r).mean(1)
     corr = cov / torch.sqrt((f.pow(2).mean(1) + eps) * (r.pow(2).mean(1) + eps))
     return (1.0 - corr).mean()
+
+
+def luma_view(x: torch.Tensor, scale: float, eps: float = 1e-3) -> torch.Tensor:
+    """N×1 BT.601 luma of ``x`` resized by ``scale`` (antialiased) and standardised per image: what a
+    palette-blind judge of the result at that scale sees (no colour, brightness or contrast)."""
+    weights = torch.tensor(BT601_LUMA, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+    y = (x.float() * weights).sum(1, keepdim=True)
+    if scale != 1:
+        size = [max(1, round(s * scale)) for s in y.shape[-2:]]
+        y = F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean, var = y.mean(dim=(2, 3), keepdim=True), y.var(dim=(2, 3), keepdim=True)
+    return (y - mean) / torch.sqrt(var + eps)  # eps keeps flat crops finite, as the critic's floor does

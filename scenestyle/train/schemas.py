@@ -86,6 +86,9 @@ class GanConfig:
     diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color, hue ("" = off)
     pool_size: int = 50  # history of generated images shown to D (0 = only the newest)
     one_direction: bool = False  # train only G_AB + D_B: adversarial + identity + low-frequency content term
+    lambda_luma: float = 0.0  # weight of D_L, a second D on per-crop-standardised luma at luma_scale (0 = no D_L)
+    luma_scale: float = 0.42  # D_L's view is the crop resized by this: a 1 MP result shrunk to 512 px, as `eval style` judges it
+    luma_layers: int = 2  # D_L's strided layers (2: a 34-px receptive field in its view, near the gray critic's 38)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,16 @@ def validate_cyclegan(cfg: CycleGANConfig) -> None:
         raise UsageError(f"data.workers must be >= 0, not {d.workers}")
     if g.pool_size < 0:
         raise UsageError(f"gan.pool_size must be >= 0, not {g.pool_size}")
+    if g.lambda_luma < 0 or not 0 < g.luma_scale <= 1 or g.luma_layers < 1:
+        raise UsageError(
+            f"gan.lambda_luma must be >= 0, gan.luma_scale in (0, 1] and gan.luma_layers >= 1 "
+            f"(got {g.lambda_luma}, {g.luma_scale}, {g.luma_layers})"
+        )
+    if g.lambda_luma > 0 and round(d.crop * g.luma_scale) < 2 ** (g.luma_layers + 2):
+        raise UsageError(
+            f"D_L sees {d.crop}-px crops at x{g.luma_scale}: {round(d.crop * g.luma_scale)} px, too small for "
+            f"gan.luma_layers={g.luma_layers}; raise data.crop or gan.luma_scale, or lower gan.luma_layers"
+        )
     validate_loop(cfg.train)
     validate_optim(cfg.optim)
 
