@@ -16,7 +16,7 @@ from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
 from scenestyle.train.data import CropRecipe, UnpairedCrops
 from scenestyle.train.diffaug import check_policy, diff_augment
-from scenestyle.train.losses import luma_view, structure_loss
+from scenestyle.train.losses import chroma_loss, luma_view, structure_loss
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,19 @@ def test_structure_loss_ignores_tone_but_not_shape():
     assert structure_loss(x.flip(-1), x) > 0.5  # mirrored: different structure
     flat = torch.zeros_like(x)
     assert abs(float(structure_loss(x, flat)) - 1.0) < 1e-6  # a flat photo asks for nothing in particular
+
+
+def test_chroma_loss_ignores_luma_but_not_colour_fringes():
+    torch.manual_seed(2)
+    x = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=(64, 64), mode="bilinear")
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    strokes = x + 0.3 * torch.sign(torch.randn(2, 1, 64, 64))  # the same offset on R, G, B: a luma change only
+    assert float(chroma_loss(strokes, x)) < 1e-6 and float(chroma_loss(x, x)) == 0.0
+    fringe = x.clone()
+    fringe[:, 0, :, 30:34] += 0.4  # a 4-px red band
+    fringe[:, 2, :, 30:34] -= 0.4 * float(luma[0, 0, 0, 0] / luma[0, 2, 0, 0])  # luma kept
+    assert abs(float(((fringe - x) * luma).sum(1).abs().max())) < 1e-5
+    assert float(chroma_loss(fringe, x)) > 0.01
 
 
 def test_diffaug_is_seeded_differentiable_and_checked():

@@ -2,14 +2,18 @@
 
 Per step (upstream order): generators forward; G step (adversarial + cycle + identity, D frozen);
 D step (real vs. pooled fakes, + gradient penalty for wgan-gp); schedulers; EMA of G_AB. Rank 0
-alone logs, samples and saves. ``gan.lambda_luma`` adds D_L, a PatchGAN on per-crop-standardised luma
-of G_AB's output and the paintings shrunk by ``gan.luma_scale``: it judges brushwork at the scale and
-palette-blindness of ``eval style``'s gray critic, which D_B at full scale and in colour does not
-(strokes finer than the judging scale vanish when the result is shrunk). ``one_direction`` trains only G_AB and D_B: adversarial loss,
-identity loss on B, a colour term (L1 between ``content_pool``-x-average-pooled a and G_AB(a)) and
-a structure term (``losses.structure_loss``: luminance correlation) that replace the cycle loss,
-so styles can be learned without a painting->photo generator. ``gan.diffaug`` augments every
-image D sees (``diffaug.py``), for styles with a few dozen paintings.
+alone logs, samples and saves.
+
+``one_direction`` trains only G_AB and D_B: adversarial loss, identity loss on B, and in place of
+the cycle loss a colour term (L1 between ``content_pool``-x-average-pooled a and G_AB(a)), a
+structure term (``losses.structure_loss``: luminance correlation) and a chroma term
+(``losses.chroma_loss``: the photo's colours down to a few pixels, so no fringes), so styles can be
+learned without a painting->photo generator. ``gan.diffaug`` augments every image D sees
+(``diffaug.py``), for styles with a few dozen paintings. ``gan.lambda_luma`` adds D_L, a PatchGAN on
+per-crop-standardised luma of G_AB's output and the paintings shrunk by ``gan.luma_scale``: it
+judges brushwork at the scale and palette-blindness of ``eval style``'s gray critic, which D_B at
+full scale and in colour does not (strokes finer than the judging scale vanish when the result is
+shrunk).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from scenestyle.train.loop import (
     training_state,
     write_config,
 )
-from scenestyle.train.losses import d_loss, g_loss, gradient_penalty, luma_view, structure_loss
+from scenestyle.train.losses import chroma_loss, d_loss, g_loss, gradient_penalty, luma_view, structure_loss
 from scenestyle.train.optim import make_scheduler, step_scheduler
 from scenestyle.train.pool import ImagePool
 from scenestyle.train.progress import Reporter, save_sheet
@@ -259,6 +263,8 @@ def _train(
                         losses["content"] = g.lambda_content * F.l1_loss(F.avg_pool2d(fake_b.float(), k), F.avg_pool2d(real_a, k))
                     if g.lambda_structure > 0:
                         losses["structure"] = g.lambda_structure * structure_loss(fake_b, real_a)
+                    if g.lambda_chroma > 0:
+                        losses["chroma"] = g.lambda_chroma * chroma_loss(fake_b, real_a, g.chroma_pool)
                     if lam_idt > 0:
                         losses["idt_B"] = lam_idt * F.l1_loss(fwd["G_AB"](real_b).float(), real_b)
                 else:

@@ -69,3 +69,12 @@ def luma_view(x: torch.Tensor, scale: float, eps: float = 1e-3) -> torch.Tensor:
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=True)
     mean, var = y.mean(dim=(2, 3), keepdim=True), y.var(dim=(2, 3), keepdim=True)
     return (y - mean) / torch.sqrt(var + eps)  # eps keeps flat crops finite, as the critic's floor does
+
+
+def chroma_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4) -> torch.Tensor:
+    """L1 between the ``pool``x average-pooled chroma (each RGB channel less the BT.601 luma) of ``fake``
+    and ``real``: colour must stay the photo's down to ``pool`` pixels (no fringes or bands along
+    edges), while luma (tones, strokes, edges) is left to the other terms."""
+    weights = torch.tensor(BT601_LUMA, device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
+    f, r = (t.float() - (t.float() * weights).sum(1, keepdim=True) for t in (fake, real))
+    return F.l1_loss(F.avg_pool2d(f, pool), F.avg_pool2d(r, pool))

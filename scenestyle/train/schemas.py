@@ -83,6 +83,8 @@ class GanConfig:
     lambda_content: float = 1.0  # one_direction only: L1 between content_pool-x-average-pooled a and G_AB(a) (colours)
     content_pool: int = 4  # one_direction only: average-pool factor of the content term (larger = only the scene's palette)
     lambda_structure: float = 0.0  # one_direction only: 1 - correlation of a's and G_AB(a)'s luminance, 4x-pooled (edges, not tones)
+    lambda_chroma: float = 0.0  # one_direction only: L1 between chroma_pool-x-pooled chroma (RGB less luma) of a and G_AB(a)
+    chroma_pool: int = 4  # one_direction only: pool factor of the chroma term (small = no colour fringes, luma stays free)
     diffaug: str = ""  # DiffAugment on every D input, comma-separated of translation, cutout, color, hue ("" = off)
     pool_size: int = 50  # history of generated images shown to D (0 = only the newest)
     one_direction: bool = False  # train only G_AB + D_B: adversarial + identity + low-frequency content term
@@ -181,8 +183,8 @@ def validate_cyclegan(cfg: CycleGANConfig) -> None:
         raise UsageError(f"data.scale_jitter must be [lo, hi] with {least} <= lo <= hi, not {list(d.scale_jitter)}")
     if d.work_pixels < 0 or d.effective_pixels < 0:
         raise UsageError("data.work_pixels and data.effective_pixels must be >= 0")
-    if g.content_pool < 1:
-        raise UsageError(f"gan.content_pool must be >= 1, not {g.content_pool}")
+    if g.content_pool < 1 or g.chroma_pool < 1:
+        raise UsageError(f"gan.content_pool and gan.chroma_pool must be >= 1, not {g.content_pool} and {g.chroma_pool}")
     from scenestyle.train.diffaug import check_policy
 
     check_policy(g.diffaug)
