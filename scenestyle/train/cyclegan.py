@@ -296,8 +296,10 @@ def _train(
                 with amp_ctx():
                     ld = d_loss(g.loss, fwd[name](view(real)).float(), fwd[name](view(fake.detach())).float())
                 if g.loss == "wgan-gp":
-                    gp_in = (real, fake.detach().to(real.dtype)) if name != "D_L" else (luma_view(real, g.luma_scale), luma_view(fake.detach(), g.luma_scale))
-                    ld = ld + g.gp_weight * gradient_penalty(fwd[name], *gp_in, gp_gen)
+                    fake_gp = fake.detach().to(real.dtype)
+                    if name == "D_L":  # interpolate in D_L's own (unaugmented) view
+                        real, fake_gp = luma_view(real, g.luma_scale), luma_view(fake_gp, g.luma_scale)
+                    ld = ld + g.gp_weight * gradient_penalty(fwd[name], real, fake_gp, gp_gen)
                 losses[name] = ld
                 loss_D = loss_D + ld
             scaler.scale(loss_D).backward()
