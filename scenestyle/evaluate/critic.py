@@ -22,10 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import nn
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.errors import OutputError
 from scenestyle.evaluate.critic_config import CriticConfig
+from scenestyle.imaging.atomic import atomic_file
 
 __all__ = [
     "VARIANTS",
@@ -64,6 +68,10 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x).mean(dim=(2, 3)))[:, 0]
+
+
+def _new_critic(variant: str, cfg: CriticConfig) -> Critic:
+    return Critic(3 if variant == "rgb" else 1, cfg.width)
 
 
 def crop_positions(shape: tuple[int, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -191,7 +199,7 @@ def train_critic(
     rng = np.random.default_rng([seed, 3])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Critic(3 if variant == "rgb" else 1, cfg.width)
+        model = _new_critic(variant, cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.5, 0.999), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) if cfg.lr_schedule == "cosine" else None
     smallest = min(min(im.shape[:2]) for im in list(paintings) + list(photos))
@@ -259,15 +267,9 @@ def cached_critic(
     """(critic, came_from_cache): ``train_critic``, or the weights it gave for the very same inputs
     before (``critic_key``) when ``cache`` is a folder, so re-scoring a retrained style skips the
     critics. A cache that cannot be read or written only costs time."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from scenestyle.errors import OutputError
-    from scenestyle.imaging.atomic import atomic_file
-
     path = cache / f"{critic_key(paintings, photos, variant, cfg, seed)}.safetensors" if cache is not None else None
     if path is not None and path.is_file():
-        model = Critic(3 if variant == "rgb" else 1, cfg.width)
+        model = _new_critic(variant, cfg)
         try:
             model.load_state_dict(load_file(path))
             return model.eval().requires_grad_(False), True
@@ -278,13 +280,7 @@ def cached_critic(
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(path) as f:
-                f.write(_serialise(model))
+                f.write(save({k: v.contiguous() for k, v in model.state_dict().items()}))
         except (OSError, OutputError):
             pass
     return model, False
-
-
-def _serialise(model: nn.Module) -> bytes:
-    from safetensors.torch import save
-
-    return save({k: v.contiguous() for k, v in model.state_dict().items()})

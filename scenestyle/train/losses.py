@@ -44,6 +44,12 @@ def gradient_penalty(d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
     return ((grad.flatten(1).norm(2, dim=1) - 1.0) ** 2).mean()
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """N×1 float32 BT.601 luma of an N×3 image batch."""
+    weights = torch.tensor(BT601_LUMA, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x.float() * weights).sum(1, keepdim=True)
+
+
 def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: float = 1e-3) -> torch.Tensor:
     """``1 - corr`` between the luminance of ``fake`` and ``real``, both ``pool``x average-pooled, per image.
 
@@ -51,8 +57,7 @@ def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: f
     than ``pool`` pixels, but it must keep where the edges and shapes are. ``eps`` (variance, images in
     [-1, 1]) keeps flat crops such as clear sky from demanding structure they do not have.
     """
-    weights = torch.tensor(BT601_LUMA, device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
-    lum = [F.avg_pool2d((t.float() * weights).sum(1, keepdim=True), pool).flatten(1) for t in (fake, real)]
+    lum = [F.avg_pool2d(_luma(t), pool).flatten(1) for t in (fake, real)]
     f, r = (t - t.mean(1, keepdim=True) for t in lum)
     cov = (f * r).mean(1)
     corr = cov / torch.sqrt((f.pow(2).mean(1) + eps) * (r.pow(2).mean(1) + eps))
@@ -62,8 +67,7 @@ def structure_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4, eps: f
 def luma_view(x: torch.Tensor, scale: float, eps: float = 1e-3) -> torch.Tensor:
     """N×1 BT.601 luma of ``x`` resized by ``scale`` (antialiased) and standardised per image: what a
     palette-blind judge of the result at that scale sees (no colour, brightness or contrast)."""
-    weights = torch.tensor(BT601_LUMA, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
-    y = (x.float() * weights).sum(1, keepdim=True)
+    y = _luma(x)
     if scale != 1:
         size = [max(1, round(s * scale)) for s in y.shape[-2:]]
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -75,6 +79,5 @@ def chroma_loss(fake: torch.Tensor, real: torch.Tensor, pool: int = 4) -> torch.
     """L1 between the ``pool``x average-pooled chroma (each RGB channel less the BT.601 luma) of ``fake``
     and ``real``: colour must stay the photo's down to ``pool`` pixels (no fringes or bands along
     edges), while luma (tones, strokes, edges) is left to the other terms."""
-    weights = torch.tensor(BT601_LUMA, device=fake.device, dtype=torch.float32).view(1, 3, 1, 1)
-    f, r = (t.float() - (t.float() * weights).sum(1, keepdim=True) for t in (fake, real))
+    f, r = (t.float() - _luma(t) for t in (fake, real))
     return F.l1_loss(F.avg_pool2d(f, pool), F.avg_pool2d(r, pool))
