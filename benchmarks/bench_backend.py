@@ -3,6 +3,8 @@
     python benchmarks/bench_backend.py            # models at 1 and 4 MP (x4 upscalers: 0.25 and 1 MP in), 25 MP peak RSS
     python benchmarks/bench_backend.py --quick    # tiny sizes, no 25 MP cases
     python benchmarks/bench_backend.py --only ffdnet   # the models whose name contains "ffdnet"
+    python benchmarks/bench_backend.py --baseline 99c8bcd   # + the 25 MP cases through the CLI of that commit
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 python benchmarks/bench_backend.py --no-25mp   # as on a CPU without AMX (emulated)
 
 For each model and size, in one process:
 
@@ -17,15 +19,27 @@ Times are the best of up to 3 runs after a warm-up. PSNR is OpenVINO's output ag
 over the model's value range. Models: the shipped ``oil`` style, ``ffdnet-color`` denoiser and
 ``upscale-fidelity-x4`` / ``upscale-x4`` upscalers (their real weights) and random seeded weights at
 the official sizes of the others (their speed is real).
-Then the 25 MP memory cases:
-the CLI on the 6144x4096 wallpaper of ../shared with each backend, each in its own process (peak
-RSS = the child's ``ru_maxrss``). Results: printed, and written to benchmarks/out/backend.md.
+
+"TFLOP/s" is each path's rate (``scenestyle.nn.count_macs``, 1 MAC = 2 FLOP) and "% peak" that rate
+over the machine's ceiling for such work, measured in the same run: the faster of torch bf16
+channels_last and OpenVINO bf16 on a plain conv net at 512x512 (3->64, 16 x 64->64, 64->3; 3x3 with
+ReLU), the layers these models are mostly made of. A path near 100 % has little left to gain from
+any backend. ``ONEDNN_MAX_CPU_ISA`` (read by the oneDNN inside both torch and OpenVINO) caps the
+instruction sets their kernels may use, so an AMX machine can stand in for an AVX512-BF16 one; the
+header records it.
+
+Then the 25 MP memory cases: the CLI on the 6144x4096 wallpaper of ../shared with each backend,
+each in its own process (peak RSS = the child's ``ru_maxrss``); ``--baseline COMMIT`` adds the CLI of
+that commit (``git archive`` of its package, run with PYTHONPATH, given the same weight files).
+Results: printed, and written to benchmarks/out/backend.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -78,6 +92,30 @@ def load(arch: str, kwargs: dict):
     return build(arch, **kwargs).eval(), describe(arch, kwargs)
 
 
+def conv_peak() -> dict:
+    """TFLOP/s of a plain conv net (3->64, 16 x 64->64, 64->3; 3x3, ReLU) on 1x3x512x512: torch bf16
+    channels_last and OpenVINO bf16."""
+    import numpy as np
+    import openvino as ov
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    widths = [3] + [64] * 17 + [3]
+    layers = [m for a, b in zip(widths, widths[1:]) for m in (nn.Conv2d(a, b, 3, padding=1), nn.ReLU())]
+    net = nn.Sequential(*layers[:-1]).eval()
+    x = torch.rand(1, 3, 512, 512)
+    flops = 2 * sum(a * b * 9 for a, b in zip(widths, widths[1:])) * 512 * 512
+    with torch.inference_mode():
+        cl = copy.deepcopy(net).to(torch.bfloat16).to(memory_format=torch.channels_last)
+        xb = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        torch_s = timed(lambda: cl(xb))
+        compiled = ov.Core().compile_model(ov.convert_model(net, example_input=x), "CPU", {"INFERENCE_PRECISION_HINT": "bf16"})
+    request, xn = compiled.create_infer_request(), np.ascontiguousarray(x.numpy())
+    ov_s = timed(lambda: request.infer([xn], share_inputs=True))
+    return {"torch bf16": flops / torch_s / 1e12, "openvino bf16": flops / ov_s / 1e12}
+
+
 def run_model_case(name: str, mp: float) -> dict:
     import torch
 
@@ -85,6 +123,7 @@ def run_model_case(name: str, mp: float) -> dict:
     from scenestyle.engine.device import choose_placement, prepare
     from scenestyle.engine.tiles import run_model
     from scenestyle.metrics.psnr_ssim import psnr
+    from scenestyle.nn import count_macs
 
     arch, kwargs, _ = MODELS[name]
     model, meta = load(arch, kwargs)
@@ -93,6 +132,7 @@ def run_model_case(name: str, mp: float) -> dict:
     x = check_image(meta, side=side)
     sigma = model_args(meta)[0] if meta.takes_sigma else None
     row: dict = {"model": name, "input": f"{side}x{side} ({side * side / 1e6:.2f} MP)"}
+    row["tflop"] = 2 * count_macs(model, tuple(x.shape)) / 1e12
     with torch.inference_mode():
         row["plain s"] = timed(lambda: model(x, *model_args(meta)))
         ref = model(x, *model_args(meta)).numpy()
@@ -113,29 +153,49 @@ def run_model_case(name: str, mp: float) -> dict:
     return row
 
 
-def memory_cases(tmp: Path) -> list[dict]:
-    rows = []
+def _cli_child(argv: list[str], pythonpath: str | None = None) -> dict:
+    """``python -m scenestyle *argv`` in a fresh interpreter: seconds and peak RSS (MiB)."""
+    # ru_maxrss of RUSAGE_CHILDREN is the largest child so far, so each case runs in a child of its own child
+    script = (
+        "import resource, subprocess, sys, time, json; t=time.perf_counter(); "
+        f"r=subprocess.run([sys.executable,'-m','scenestyle',*{argv!r}],capture_output=True,text=True); "
+        "print(json.dumps({'rc': r.returncode, 'err': r.stderr[-300:], 's': time.perf_counter()-t, "
+        "'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
+    )
+    env = dict(os.environ, **({"PYTHONPATH": pythonpath} if pythonpath else {}))
+    res = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env).stdout)
+    if res["rc"]:
+        raise SystemExit(f"scenestyle {' '.join(argv)} failed: {res['err']}")
+    return res
+
+
+def baseline_tree(commit: str, tmp: Path) -> Path:
+    """The ``scenestyle`` package as of ``commit`` (``git archive``), to run with PYTHONPATH."""
+    dest = tmp / "baseline"
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", commit, "scenestyle"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def memory_cases(tmp: Path, baseline: Path | None) -> list[dict]:
+    """The 25 MP cases through the CLI with each backend and, given ``baseline`` (an older package),
+    through that version's CLI with the same weight files (it may not know the names)."""
+    models = HERE.parent / "scenestyle" / "models"
+    oil, up = ["--weights", str(models / "style-oil.safetensors")], ["--weights", str(models / "upscale-x4.safetensors")]
     cases = [
-        ("stylize --style oil (default work size)", ["stylize", str(WALLPAPER), "--style", "oil"]),
-        ("stylize --style oil --work-size 0 (full size, tiled)", ["stylize", str(WALLPAPER), "--style", "oil", "--work-size", "0"]),
-        ("upscale --model upscale-x4 (x4: 403 MP out)", ["upscale", str(WALLPAPER), "--model", "upscale-x4"]),
+        ("stylize, oil weights (default work size)", ["stylize", str(WALLPAPER), *oil]),
+        ("stylize, oil weights, --work-size 0 (full size, tiled)", ["stylize", str(WALLPAPER), *oil, "--work-size", "0"]),
+        ("upscale, upscale-x4 weights (x4: 403 MP out)", ["upscale", str(WALLPAPER), *up]),
     ]
+    rows = []
     for label, cmd in cases:
         row = {"case": label}
-        for backend in ("torch", "openvino"):
-            out = tmp / f"{backend}-{len(rows)}.jpg"
-            # a fresh interpreter per case: ru_maxrss of RUSAGE_CHILDREN is the largest child so far,
-            # so each case runs in a child of its own child
-            script = (
-                "import resource, subprocess, sys, time, json; t=time.perf_counter(); "
-                f"r=subprocess.run([sys.executable,'-m','scenestyle',*{[*cmd, '-o', str(out), '--overwrite', '--backend', backend]!r}],"
-                "capture_output=True,text=True); "
-                "print(json.dumps({'rc': r.returncode, 'err': r.stderr[-300:], 's': time.perf_counter()-t, "
-                "'rss': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
-            )
-            res = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
-            if res["rc"]:
-                raise SystemExit(f"{label} ({backend}) failed: {res['err']}")
+        for backend in ("torch", "openvino", "baseline"):
+            if backend == "baseline" and baseline is None:
+                continue
+            argv = [*cmd, "-o", str(tmp / f"{backend}-{len(rows)}.jpg"), "--overwrite"]
+            res = _cli_child(argv, str(baseline)) if backend == "baseline" else _cli_child([*argv, "--backend", backend])
             row[f"{backend} s"], row[f"{backend} MB"] = res["s"], res["rss"]
         rows.append(row)
     return rows
@@ -146,22 +206,37 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, no 25 MP cases")
     ap.add_argument("--only", default="", help="only the models whose name contains this; no 25 MP cases")
     ap.add_argument("--child", nargs=2, metavar=("MODEL", "MP"), help=argparse.SUPPRESS)
+    ap.add_argument("--no-25mp", action="store_true", help="leave out the 25 MP cases")
+    ap.add_argument("--baseline", metavar="COMMIT", help="also run the 25 MP cases with the CLI of this git commit")
+    ap.add_argument("--peak-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(run_model_case(args.child[0], float(args.child[1]))))
+        return
+    if args.peak_child:
+        print(json.dumps(conv_peak()))
         return
 
     from scenestyle.engine import openvino_backend as ov
     from scenestyle.engine.device import cpu_flags, cpu_model_name
 
     flags = sorted(f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"})
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    out = subprocess.run([sys.executable, __file__, "--peak-child"], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    peaks = json.loads(out.stdout.strip().splitlines()[-1])
+    peak = max(peaks.values())
     lines = [
-        f"{cpu_model_name()}, {platform.machine()}, flags {' '.join(flags)}; OpenVINO {ov.version()}",
+        f"{cpu_model_name()}, {platform.machine()}, flags {' '.join(flags)}; OpenVINO {ov.version()}"
+        + (f"; kernels capped by ONEDNN_MAX_CPU_ISA={isa}" if isa else ""),
+        "conv-net ceiling (3->64, 16 x 64->64, 64->3, 3x3 + ReLU, 512x512): " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()),
         "",
-        "| model | input | plain fp32 s | torch path s (precision) | OpenVINO s (precision) | OV compile s | OV/torch | OV/plain | dB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | input | plain fp32 s | torch path s (precision) | OpenVINO s (precision) | OV compile s | OV/torch | OV/plain "
+        "| dB | torch TFLOP/s (% peak) | OV TFLOP/s (% peak) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    print(lines[0], flush=True)
+    print("\n".join(lines[:2]), flush=True)
     for name, (_, _, sizes) in MODELS.items():
         if args.only not in name:
             continue
@@ -174,19 +249,25 @@ def main() -> None:
             line = (
                 f"| {r['model']} | {r['input']} | {r['plain s']:.3f} | {r['torch s']:.3f} ({r['torch precision']}) | "
                 f"{r['openvino s']:.3f} ({r['openvino precision']}) | {r['compile s']:.1f} | {r['openvino vs torch']:.1f}x | "
-                f"{r['openvino vs plain']:.1f}x | {r['psnr dB']:.1f} |"
+                f"{r['openvino vs plain']:.1f}x | {r['psnr dB']:.1f} | "
+                + " | ".join(f"{r['tflop'] / r[k]:.2f} ({100 * r['tflop'] / r[k] / peak:.0f} %)" for k in ("torch s", "openvino s"))
+                + " |"
             )
             print(line, flush=True)
             lines.append(line)
-    if not args.quick and not args.only and WALLPAPER.is_file():
+    if not (args.quick or args.only or args.no_25mp) and WALLPAPER.is_file():
+        base = f" | CLI at {args.baseline} s | its peak MB" if args.baseline else ""
         lines += [
             "",
-            "| 25 MP case (6144x4096 JPEG in and out) | torch s | torch peak MB | OpenVINO s | OpenVINO peak MB |",
-            "|---|---|---|---|---|",
+            f"| 25 MP case (6144x4096 JPEG in and out) | torch s | torch peak MB | OpenVINO s | OpenVINO peak MB{base} |",
+            "|---|---|---|---|---|" + ("---|---|" if args.baseline else ""),
         ]
         with tempfile.TemporaryDirectory() as tmp:
-            for r in memory_cases(Path(tmp)):
+            baseline = baseline_tree(args.baseline, Path(tmp)) if args.baseline else None
+            for r in memory_cases(Path(tmp), baseline):
                 line = f"| {r['case']} | {r['torch s']:.2f} | {r['torch MB']:.0f} | {r['openvino s']:.2f} | {r['openvino MB']:.0f} |"
+                if baseline is not None:
+                    line += f" {r['baseline s']:.2f} | {r['baseline MB']:.0f} |"
                 print(line, flush=True)
                 lines.append(line)
     out_dir = HERE / "out"

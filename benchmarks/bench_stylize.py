@@ -1,14 +1,15 @@
 """12 MP stylize end to end (decode, model, guided upsampling, encode) against the CycleGAN ResNet-9 reference.
 
-    python benchmarks/bench_stylize.py [--style oil | --weights FILE] [--mp 12]
+    python benchmarks/bench_stylize.py [--style oil | --weights FILE] [--mp 12] [--reference scaled|full]
 
 "ours" is the CLI exactly as a user runs it (`scenestyle stylize photo.jpg --style oil`), in its own
 process: wall time and peak RSS (``ru_maxrss`` of the child). The reference is the official
 CycleGAN generator (ResNet-9, ngf 64, random weights: their speed is real) in plain fp32 NCHW,
-whole image, at 1 MP, scaled ×MP to the photo's size (a 12 MP forward does not fit a laptop's
-memory; compute grows linearly with pixels). Both are timed ``--repeat`` times and the fastest
-run counts (a shared 2-core machine varies almost 2× between single runs of the reference);
-the peak RSS is the largest of ours. The photo is the 25 MP wallpaper of ../shared
+whole image: ``--reference scaled`` (default) times it at 1 MP and scales ×MP to the photo's size
+(compute grows linearly with pixels; a 12 MP forward needs about 10 GB, more than a laptop has),
+``--reference full`` runs it on the photo's own size (rounded down to multiples of 4), with its
+peak RSS. Both are timed ``--repeat`` times and the fastest run counts (a shared 2-core machine
+varies almost 2× between single runs of the reference); the peak RSS is the largest of ours. The photo is the 25 MP wallpaper of ../shared
 resized to MP megapixels and saved as JPEG quality 95.
 """
 
@@ -31,7 +32,7 @@ import time, torch
 from scenestyle.nn import build
 torch.manual_seed(0)
 net = build("ResnetGenerator", ngf=64, n_blocks=9).eval()
-x = torch.rand(1, 3, 864, 1152) * 2 - 1  # 1.0 MP, multiples of 4
+x = torch.rand(1, 3, HEIGHT, WIDTH) * 2 - 1
 best = float("inf")
 with torch.inference_mode():
     net(x[..., :64, :64])
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--mp", type=float, default=12.0)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each case; the fastest counts")
+    ap.add_argument("--reference", choices=("scaled", "full"), default="scaled", help="ResNet-9 at 1 MP scaled, or at the photo's size")
     args = ap.parse_args()
     from PIL import Image
 
@@ -80,15 +82,17 @@ def main() -> None:
         ours_cmd = [sys.executable, "-m", "scenestyle", "stylize", str(photo), *model, "-o", str(Path(tmp) / "out.jpg")]
         runs = [run_child(ours_cmd + ["--overwrite"]) for _ in range(args.repeat)]
         ours_s, ours_mb = min(r[0] for r in runs), max(r[1] for r in runs)
-        _, _, out = run_child([sys.executable, "-c", REFERENCE.replace("REPEAT", str(args.repeat))])
-        ref_1mp = float(out.strip().splitlines()[-1])
-        ref_s = ref_1mp * (w * h) / (864 * 1152)
+        rh, rw = (h // 4 * 4, w // 4 * 4) if args.reference == "full" else (864, 1152)  # 864x1152: 1.0 MP
+        script = REFERENCE.replace("REPEAT", str(args.repeat)).replace("HEIGHT", str(rh)).replace("WIDTH", str(rw))
+        _, ref_mb, out = run_child([sys.executable, "-c", script])
+        ref_s = float(out.strip().splitlines()[-1]) * (w * h) / (rh * rw)
     rows = [
         "| case | seconds | peak RSS MB |",
         "|---|---|---|",
         f"| scenestyle stylize {' '.join(model)}, {w}x{h} ({w * h / 1e6:.1f} MP) JPEG in and out, best of {args.repeat} "
         f"| {ours_s:.2f} | {ours_mb:.0f} |",
-        f"| CycleGAN ResNet-9 fp32 NCHW, 1 MP forward (best of {args.repeat}) x {w * h / (864 * 1152):.1f} | {ref_s:.1f} | - |",
+        f"| CycleGAN ResNet-9 fp32 NCHW, {rw}x{rh} forward (best of {args.repeat})"
+        + (f" | {ref_s:.1f} | {ref_mb:.0f} |" if args.reference == "full" else f" x {w * h / (rh * rw):.1f} | {ref_s:.1f} | - |"),
         "",
         f"ratio: {ref_s / ours_s:.1f}x faster than the reference",
         f"CPU: {cpu_name()}, {len(__import__('os').sched_getaffinity(0))} cores; "
