@@ -184,14 +184,20 @@ def test_weights_list_and_verify_json():
     assert r.exit_code == 3 and "weights pull realesrgan-x4plus" in r.stderr
 
 
-def test_info_reports_choice_and_reason():
+def test_info_reports_choice_and_reason(tmp_path):
+    import os
     import subprocess
     import sys
 
+    (tmp_path / "critics").mkdir()
+    (tmp_path / "critics" / "c.safetensors").write_bytes(b"x" * 2_500_000)
+    env = dict(os.environ, SCENESTYLE_CACHE=str(tmp_path))
     # a fresh interpreter: in-process, other tests' imports could hide a missing one
-    r = subprocess.run([sys.executable, "-m", "scenestyle", "info", "--json"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "scenestyle", "info", "--json"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
+    assert report["critic_cache"] == f"{tmp_path / 'critics'} (2.5 MB: critics `eval style` trained)"
+    assert report["openvino_cache"].startswith(f"{tmp_path / 'openvino'} (")
     assert report["cuda"] == torch.cuda.is_available()
     if report["cuda"]:  # auto prefers the GPU
         assert report["device"] == "cuda" and report["precision"] in ("fp16", "bf16", "fp32")

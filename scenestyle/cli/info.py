@@ -28,7 +28,9 @@ def info(
 
     import scenestyle
     from scenestyle.engine import openvino_backend as ov
+    from scenestyle.cache import folder_size
     from scenestyle.engine.device import choose_placement, cpu_flags, cpu_model_name
+    from scenestyle.evaluate.style import critic_cache_dir
     from scenestyle.weights import cache_path, load_lock
 
     placement = choose_placement(device, precision, backend=backend)
@@ -54,6 +56,7 @@ def info(
         "reason": placement.reason,
         "hf_cache": hf_constants.HF_HUB_CACHE,
         "openvino_cache": f"{ov.cache_dir()} ({ov.cache_bytes() / 1e6:.1f} MB: converted models and compiled blobs)",
+        "critic_cache": f"{critic_cache_dir()} ({folder_size(critic_cache_dir()) / 1e6:.1f} MB: critics `eval style` trained)",
         "models": {name: bool(cache_path(name)) for name in sorted(load_lock())},
     }
     if json_out:
