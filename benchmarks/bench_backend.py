@@ -132,7 +132,8 @@ def run_model_case(name: str, mp: float) -> dict:
     x = check_image(meta, side=side)
     sigma = model_args(meta)[0] if meta.takes_sigma else None
     row: dict = {"model": name, "input": f"{side}x{side} ({side * side / 1e6:.2f} MP)"}
-    row["tflop"] = 2 * count_macs(model, tuple(x.shape)) / 1e12
+    small = 8 * max(meta.size_multiple, 16)  # MACs grow with pixels: counted on a small input, scaled
+    row["tflop"] = 2 * count_macs(model, (1, meta.in_channels, small, small), *model_args(meta)) * side * side / small**2 / 1e12
     with torch.inference_mode():
         row["plain s"] = timed(lambda: model(x, *model_args(meta)))
         ref = model(x, *model_args(meta)).numpy()

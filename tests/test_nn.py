@@ -309,6 +309,13 @@ def test_count_macs_by_hand():
     assert count_macs(lin, (3, 12, 1, 1)) == 3 * 5 * 12
 
 
+def test_count_macs_passes_extra_forward_arguments():
+    # FFDNet takes its noise level after the image: its convs run on the 2x-downshuffled input
+    model = build("FFDNet", in_nc=3, out_nc=3, nc=8, nb=3)
+    macs = count_macs(model, (1, 3, 16, 16), 25 / 255)
+    assert macs == 8 * 8 * 8 * 9 * (3 * 4 + 1) + 8 * 8 * 8 * 9 * 8 + 8 * 8 * 12 * 9 * 8
+
+
 def test_count_macs_restores_training_mode():
     model = CompactGenerator(ngf=4, n_blocks=1).train()
     count_macs(model, (1, 3, 32, 32))

@@ -27,8 +27,8 @@ def info(
     from huggingface_hub import constants as hf_constants
 
     import scenestyle
-    from scenestyle.engine import openvino_backend as ov
     from scenestyle.cache import folder_size
+    from scenestyle.engine import openvino_backend as ov
     from scenestyle.engine.device import choose_placement, cpu_flags, cpu_model_name
     from scenestyle.evaluate.style import critic_cache_dir
     from scenestyle.weights import cache_path, load_lock

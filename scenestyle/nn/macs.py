@@ -25,8 +25,9 @@ def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
-def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs of ``model`` on one input of ``input_shape`` (``(N, C, H, W)``, or ``(C, H, W)`` for N=1).
+def count_macs(model: nn.Module, input_shape: Sequence[int], *args: object) -> int:
+    """MACs of ``model`` on one input of ``input_shape`` (``(N, C, H, W)``, or ``(C, H, W)`` for N=1);
+    ``args`` follow the input into ``forward`` (an FFDNet's noise level).
 
     The input is a zero tensor on the device and dtype of the model's first parameter, so a
     model built under ``torch.device("meta")`` is counted without computing anything. The
@@ -50,7 +51,7 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(shape, device=device, dtype=dtype))
+            model(torch.zeros(shape, device=device, dtype=dtype), *args)
     finally:
         model.train(was_training)
         for h in handles:
