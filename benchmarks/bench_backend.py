@@ -20,7 +20,7 @@ over the model's value range. Models: the shipped ``oil`` style, ``ffdnet-color`
 ``upscale-fidelity-x4`` / ``upscale-x4`` upscalers (their real weights) and random seeded weights at
 the official sizes of the others (their speed is real).
 
-"TFLOP/s" is each path's rate (``scenestyle.nn.count_macs``, 1 MAC = 2 FLOP) and "% peak" that rate
+"TFLOP/s" is each path's rate (``scenestyle.nn.count_macs``, 1 MAC = 2 FLOP) and "% ceiling" that rate
 over the machine's ceiling for such work, measured in the same run: the faster of torch bf16
 channels_last and OpenVINO bf16 on a plain conv net at 512x512 (3->64, 16 x 64->64, 64->3; 3x3 with
 ReLU), the layers these models are mostly made of. A path near 100 % has little left to gain from
@@ -234,7 +234,7 @@ def main() -> None:
         "conv-net ceiling (3->64, 16 x 64->64, 64->3, 3x3 + ReLU, 512x512): " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items()),
         "",
         "| model | input | plain fp32 s | torch path s (precision) | OpenVINO s (precision) | OV compile s | OV/torch | OV/plain "
-        "| dB | torch TFLOP/s (% peak) | OV TFLOP/s (% peak) |",
+        "| dB | torch TFLOP/s (% ceiling) | OV TFLOP/s (% ceiling) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines[:2]), flush=True)
