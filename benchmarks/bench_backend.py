@@ -174,8 +174,10 @@ def baseline_tree(commit: str, tmp: Path) -> Path:
     """The ``scenestyle`` package as of ``commit`` (``git archive``), to run with PYTHONPATH."""
     dest = tmp / "baseline"
     dest.mkdir()
-    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", commit, "scenestyle"], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", commit, "scenestyle"], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"--baseline {commit}: {archive.stderr.decode().strip() or 'git archive failed'}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
 
 

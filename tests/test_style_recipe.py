@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
+from scenestyle._colour import BT601_LUMA
 from scenestyle.errors import UsageError
 from scenestyle.train.config import load_config
 from scenestyle.train.cyclegan import train_cyclegan
@@ -59,7 +60,7 @@ def test_structure_loss_ignores_tone_but_not_shape():
 def test_chroma_loss_ignores_luma_but_not_colour_fringes():
     torch.manual_seed(2)
     x = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8) * 2 - 1, size=(64, 64), mode="bilinear")
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = torch.tensor(BT601_LUMA).view(1, 3, 1, 1)
     strokes = x + 0.3 * torch.sign(torch.randn(2, 1, 64, 64))  # the same offset on R, G, B: a luma change only
     assert float(chroma_loss(strokes, x)) < 1e-6 and float(chroma_loss(x, x)) == 0.0
     fringe = x.clone()
@@ -167,7 +168,7 @@ def test_luma_discriminator_trains_with_the_generator_and_checks_its_view(tmp_pa
 def test_hue_rotation_keeps_luma_and_changes_hue():
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     y = diff_augment(x, ["hue"], torch.Generator().manual_seed(3))
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = torch.tensor(BT601_LUMA).view(1, 3, 1, 1)
     assert torch.allclose((x * luma).sum(1), (y * luma).sum(1), atol=1e-5)
     assert (x - y).abs().mean() > 0.05
 
@@ -186,7 +187,7 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
     chroma = lambda t: t.mean((2, 3)) - (t.mean((2, 3)) * torch.tensor([0.299, 0.587, 0.114])).sum(1, keepdim=True)
     assert torch.allclose(chroma(y), chroma(x), atol=0.01)  # the photo's overall colour
     assert not torch.allclose(chroma(y0), chroma(x), atol=0.01)  # which the bare net does not keep
-    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    luma = torch.tensor(BT601_LUMA).view(1, 3, 1, 1)
     assert torch.allclose((y * luma).sum(1), (y0 * luma).sum(1), atol=1e-5)  # tones are the net's
     # a crop with the halo around it gives the same interior: tiles stay seamless
     h = describe("CompactGenerator", dict(ngf=4, n_blocks=1, norm="none", colour_pool=9)).halo

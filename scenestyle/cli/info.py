@@ -34,6 +34,7 @@ def info(
     from scenestyle.weights import cache_path, load_lock
 
     placement = choose_placement(device, precision, backend=backend)
+    critics = critic_cache_dir()
     flags = sorted(
         f for f in cpu_flags() if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8"}
     )
@@ -56,7 +57,7 @@ def info(
         "reason": placement.reason,
         "hf_cache": hf_constants.HF_HUB_CACHE,
         "openvino_cache": f"{ov.cache_dir()} ({ov.cache_bytes() / 1e6:.1f} MB: converted models and compiled blobs)",
-        "critic_cache": f"{critic_cache_dir()} ({folder_size(critic_cache_dir()) / 1e6:.1f} MB: critics `eval style` trained)",
+        "critic_cache": f"{critics} ({folder_size(critics) / 1e6:.1f} MB: critics `eval style` trained)",
         "models": {name: bool(cache_path(name)) for name in sorted(load_lock())},
     }
     if json_out:
