@@ -184,7 +184,7 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
         plain = build("CompactGenerator", ngf=4, n_blocks=1, norm="none").eval()
         plain.load_state_dict(g.state_dict())
         y0 = plain(x)
-    chroma = lambda t: t.mean((2, 3)) - (t.mean((2, 3)) * torch.tensor([0.299, 0.587, 0.114])).sum(1, keepdim=True)
+    chroma = lambda t: t.mean((2, 3)) - (t.mean((2, 3)) * torch.tensor(BT601_LUMA)).sum(1, keepdim=True)
     assert torch.allclose(chroma(y), chroma(x), atol=0.01)  # the photo's overall colour
     assert not torch.allclose(chroma(y0), chroma(x), atol=0.01)  # which the bare net does not keep
     luma = torch.tensor(BT601_LUMA).view(1, 3, 1, 1)
