@@ -259,7 +259,7 @@ def folders(tmp_path_factory):
     return d
 
 
-FAST = ("--critic-steps", "60", "--crop", "32", "--max-side", "0")
+FAST = ("--critic-steps", "60", "--crop", "32", "--max-side", "0", "--critic-folds", "4")
 
 
 def _style(folders, *args):
@@ -336,6 +336,9 @@ def test_cli_errors(folders, tmp_path):
         app, ["eval", "style", "--photos", str(tmp_path / "nope"), "--paintings", str(folders / "paintings"), "--baselines-only"]
     )
     assert r.exit_code == 2 and "nope" in r.output
+    few = ["--photos", str(folders / "photos"), "--paintings", str(folders / "paintings"), "--baselines-only"]
+    r = runner.invoke(app, ["eval", "style", *few])  # the default 8 folds need 8 images a side
+    assert r.exit_code == 2 and "at least 8 photos and 8 paintings (got 6 and 6)" in r.output and "--critic-folds 2 to 6" in r.output
     bad = tmp_path / "bad"
     bad.mkdir()
     for i in range(6):

@@ -14,7 +14,7 @@ class CriticConfig:
     steps: int = 2000  # Adam steps per critic
     batch: int = 32  # crops per step, half painting, half photo
     lr: float = 2e-3  # Adam learning rate
-    folds: int = 4  # cross-fitting folds, split by image: each critic trains on 3/4 of the few paintings
+    folds: int = 8  # cross-fitting folds, split by image: trains on 7/8 of the few paintings (oils, gray: 0.751 at 4, 0.764 at 8)
     eval_crops: int = 32  # crops per image for held-out accuracy and for scores
     lr_schedule: str = "cosine"  # "constant" or "cosine" (to 0 at the last step)
     weight_decay: float = 0.0  # AdamW decoupled weight decay

@@ -206,10 +206,11 @@ def evaluate_style(
         raise UsageError(f"the critic needs at least 2 folds to hold images out, not {critic.folds}")
     photo_paths = list_images(Path(photos_dir), "--photos")
     paint_paths = list_images(Path(paintings_dir), "--paintings")
-    if min(len(photo_paths), len(paint_paths)) < critic.folds:
+    if (fewest := min(len(photo_paths), len(paint_paths))) < critic.folds:
         raise UsageError(
             f"eval style needs at least {critic.folds} photos and {critic.folds} paintings "
             f"(got {len(photo_paths)} and {len(paint_paths)}): the critic holds images out"
+            + (f"; --critic-folds 2 to {fewest} needs fewer" if fewest >= 2 else "")
         )
     out_paths = match_outputs(photo_paths, Path(outputs_dir)) if outputs_dir is not None else None
     step = on_progress or (lambda stage, done, total: None)
