@@ -96,9 +96,12 @@ def conv_peak() -> dict:
     """TFLOP/s of a plain conv net (3->64, 16 x 64->64, 64->3; 3x3, ReLU) on 1x3x512x512: torch bf16
     channels_last and OpenVINO bf16."""
     import numpy as np
-    import openvino as ov
     import torch
     from torch import nn
+
+    from scenestyle.engine.openvino_import import import_openvino
+
+    ov = import_openvino()
 
     torch.manual_seed(0)
     widths = [3] + [64] * 17 + [3]

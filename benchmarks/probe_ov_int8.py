@@ -62,8 +62,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mp", type=float, default=1.0, help="megapixels in (x4 upscalers: a quarter of it)")
     args = ap.parse_args()
+    from scenestyle.engine.openvino_import import import_openvino
+
+    ov = import_openvino()  # before nncf, which imports it too
     import nncf
-    import openvino as ov
 
     from scenestyle.engine.device import cpu_flags, cpu_model_name
     from scenestyle.metrics.psnr_ssim import psnr

@@ -62,8 +62,9 @@ def main() -> None:
     import torch  # noqa: F401
 
     lap("import torch")
-    import openvino  # noqa: F401
+    from scenestyle.engine.openvino_import import import_openvino
 
+    import_openvino()  # as the engine does: with OpenVINO's telemetry declined
     lap("import openvino")
     from scenestyle.engine import guided, tasks
     from scenestyle.engine.device import choose_placement, prepare

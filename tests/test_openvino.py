@@ -4,6 +4,9 @@ caches work, and a missing or unsuitable OpenVINO is said in one line."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +69,37 @@ def test_a_second_process_loads_the_converted_model_instead_of_converting(monkey
     changed = _tiny("SRVGGNetCompact", seed=1)  # other weights: another key, so a conversion
     with pytest.raises(pytest.fail.Exception, match="converted again"):
         ov.compile_model(changed, meta, "fp32")
+
+
+_TELEMETRY = """
+import sys, torch
+from openvino_telemetry.utils.sender import TelemetrySender
+sent = []
+TelemetrySender.send = lambda self, backend, message: sent.append(message)
+if sys.argv[1] == "ours":
+    from scenestyle.engine import openvino_backend as ov
+    from scenestyle.nn import build, describe
+    ov.compile_model(build("DnCNN", nc=8, nb=5).eval(), describe("DnCNN", dict(nc=8, nb=5)), "fp32")
+import openvino
+openvino.convert_model(torch.nn.Conv2d(3, 3, 3), example_input=torch.rand(1, 3, 16, 16))
+print(len(sent))
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "ours"])
+def test_openvino_sends_no_telemetry_through_scenestyle(how, tmp_path):
+    """OpenVINO reports its import and each conversion to Google Analytics by default (no consent file,
+    not in CI); once scenestyle has imported it, nothing is sent and no client id is written."""
+    pytest.importorskip("openvino_telemetry")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env.update(HOME=str(tmp_path), SCENESTYLE_CACHE=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-c", _TELEMETRY, how], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    sent = int(r.stdout.split()[-1])
+    if how == "plain":  # what OpenVINO does on its own: the test would see a leak
+        assert sent > 0 and (tmp_path / "intel").is_dir()
+    else:
+        assert sent == 0 and not (tmp_path / "intel").exists()
 
 
 def test_a_read_only_cache_costs_a_conversion_not_the_run(monkeypatch, tmp_path):

@@ -111,7 +111,7 @@ def entry() -> None:
     the work is done. Everything that matters has happened by then: the engines join their own
     reader and writer threads before they return, and the exit handlers still run and both streams
     are flushed before the process ends. (Idle threads of libraries, such as OpenVINO's telemetry
-    pool, which sends nothing without consent, end with it.)
+    pool, which scenestyle keeps from sending anything, end with it.)
     """
     try:
         main()

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from scenestyle.cache import cache_root, folder_size
 from scenestyle.engine.agreement import check_image, forward_at, model_args
+from scenestyle.engine.openvino_import import import_openvino, telemetry_declined
 from scenestyle.errors import OutputError
 from scenestyle.imaging.atomic import atomic_file
 from scenestyle.metrics.psnr_ssim import psnr
@@ -43,7 +44,7 @@ PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # scenestyle's name -> OpenVINO's 
 def version() -> str | None:
     """The installed OpenVINO's version, or None when it cannot be imported."""
     try:
-        import openvino
+        openvino = import_openvino()
     except Exception:  # noqa: BLE001 - a broken install is "not available", said in one line by the caller
         return None
     return openvino.__version__.split("-")[0]
@@ -104,7 +105,7 @@ def _model_dir(reference: nn.Module, meta: ModelMeta) -> Path:
 
 def _convert(module: nn.Module, meta: ModelMeta, xml: Path):
     """Convert ``module`` (float32) to OpenVINO and save it as ``xml`` (+ .bin), atomically."""
-    import openvino as ov
+    ov = import_openvino()
 
     side = 2 * max(meta.size_multiple, 16)
     example: tuple[Tensor, ...] = (torch.rand(1, meta.in_channels, side, side),)
@@ -114,7 +115,7 @@ def _convert(module: nn.Module, meta: ModelMeta, xml: Path):
         shapes.append(ov.PartialShape([-1]))
     # tracing warns about constants and Python branches on shapes; the shapes the engine feeds are
     # covered by the agreement check and tests, so the warnings would only alarm users
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), telemetry_declined():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(module, example_input=example, input=shapes)
     tmp = xml.with_name(f".{xml.stem}.{id(module):x}.tmp.xml")
@@ -137,7 +138,7 @@ _COMPILED: weakref.WeakKeyDictionary[nn.Module, dict[str, OVModel]] = weakref.We
 def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: int | None = None) -> OVModel:
     """``module`` compiled for the CPU at ``precision`` (fp32 | bf16); converted at most once per
     machine (the IR cache) and compiled at most once per process and precision."""
-    import openvino as ov
+    ov = import_openvino()
 
     per_module = _COMPILED.setdefault(module, {})
     if precision in per_module:
