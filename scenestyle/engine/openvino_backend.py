@@ -114,7 +114,8 @@ def _convert(module: nn.Module, meta: ModelMeta, xml: Path):
         example += (torch.full((1,), 25 / 255),)
         shapes.append(ov.PartialShape([-1]))
     # tracing warns about constants and Python branches on shapes; the shapes the engine feeds are
-    # covered by the agreement check and tests, so the warnings would only alarm users
+    # covered by the agreement check and tests, so the warnings would only alarm users. Telemetry is
+    # declined again here: a program using scenestyle may have imported OpenVINO first, consenting
     with torch.no_grad(), warnings.catch_warnings(), telemetry_declined():
         warnings.simplefilter("ignore")
         converted = ov.convert_model(module, example_input=example, input=shapes)

@@ -19,7 +19,7 @@ def telemetry_declined():
     try:
         from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
         from openvino_telemetry.utils.sender import TelemetrySender
-    except ImportError:  # no telemetry package (or another layout): OpenVINO falls back to its stub
+    except ImportError:  # no telemetry package: OpenVINO uses its own stub, which sends nothing
         yield
         return
     saved = OptInChecker.check, TelemetrySender.send
