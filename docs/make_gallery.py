@@ -39,6 +39,17 @@ def fit(im: Image.Image, h: int = CELL) -> Image.Image:
     return im.convert("RGB").resize((round(im.width * h / im.height), h), Image.Resampling.LANCZOS)
 
 
+def justify(row: list[Image.Image], width: int) -> list[Image.Image]:
+    """The row scaled so its cells fill ``width`` (a row of tall pictures gets taller, none is cropped)."""
+    f = width / sum(c.width for c in row)
+    if f == 1:
+        return row
+    h = round(row[0].height * f)
+    widths = [round(c.width * f) for c in row]
+    widths[-1] = width - sum(widths[:-1])  # rounding must not leave a gap at the right edge
+    return [c.resize((w, h), Image.Resampling.LANCZOS) for c, w in zip(row, widths)]
+
+
 def save_sheet(sheet: Image.Image, path: Path, quality: int = 90) -> None:
     """Write a contact sheet as JPEG and say how big it came out."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,12 +96,15 @@ def main() -> None:
             row_big.append(label(fit(out_big.crop(box)), f"{style} {w * h / 1e6:.0f} MP"))
         rows += [row_small, row_big]
     width = max(sum(c.width for c in r) for r in rows)
-    sheet = Image.new("RGB", (width, CELL * len(rows)), (255, 255, 255))
-    for y, row in enumerate(rows):
+    rows = [justify(r, width) for r in rows]
+    sheet = Image.new("RGB", (width, sum(r[0].height for r in rows)), (255, 255, 255))
+    y = 0
+    for row in rows:
         x = 0
         for cell in row:
-            sheet.paste(cell, (x, y * CELL))
+            sheet.paste(cell, (x, y))
             x += cell.width
+        y += row[0].height
     save_sheet(sheet, args.output, quality=85)
 
 

@@ -368,6 +368,7 @@ HALO_CASES = [
     ("ResnetGenerator", dict(ngf=4, n_blocks=1, norm="none", padding_type="zero")),
     ("CompactGenerator", dict(ngf=4, n_blocks=2, norm="none")),
     ("CompactGenerator", dict(ngf=4, n_blocks=2, norm="none", upsample="bilinear")),
+    ("CompactGenerator", dict(ngf=4, n_blocks=2, norm="none", upsample="bilinear", flatten=3)),
     ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=1, scale=4)),
     ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=1, scale=2)),
     ("RRDBNet", dict(num_feat=8, num_grow_ch=4, num_block=0, scale=1)),

@@ -83,14 +83,16 @@ def test_diffaug_is_seeded_differentiable_and_checked():
 
 @pytest.mark.parametrize("config", sorted((REPO / "configs").glob("style-*.toml")), ids=lambda p: p.stem)
 def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
-    pool = 9 if load_config(config).model.generator_kwargs.get("colour_pool") else 0
+    shipped = load_config(config).model.generator_kwargs
+    pool = 9 if shipped.get("colour_pool") else 0
+    flatten = min(shipped.get("flatten", 0), 3)  # a tiny crop takes a tiny radius
     cfg = load_config(
         config,
         [
             "data.workers=0",
             "data.crop=32",
             "train.sample_every=0",
-            f"model.generator_kwargs={{ngf = 4, n_blocks = 1, colour_pool = {pool}}}",
+            f"model.generator_kwargs={{ngf = 4, n_blocks = 1, colour_pool = {pool}, flatten = {flatten}}}",
             "model.discriminator_kwargs={ndf = 4, n_layers = 2}",
             "gan.luma_scale=0.5",  # D_L's view of a 32-px crop: 16 px, enough for its 2 strided layers
         ],
@@ -114,7 +116,7 @@ def test_shipped_style_config_loads_and_trains_a_step(tmp_path, config):
     out = export_generator(tmp_path / "run", "tiny-style", fp16=True).path
     kwargs = json.loads(safe_open(str(out), "pt").metadata()["kwargs"])
     # settings the state-dict keys cannot show travel in the metadata
-    assert kwargs["colour_pool"] == pool and kwargs["norm"] == cfg.model.norm
+    assert kwargs["colour_pool"] == pool and kwargs["flatten"] == flatten and kwargs["norm"] == cfg.model.norm
 
 
 def test_luma_view_is_blind_to_palette_and_contrast_but_not_to_texture():
@@ -196,6 +198,33 @@ def test_colour_pool_keeps_the_photos_palette_and_is_local():
     assert h >= 4 and torch.allclose(part[..., h : 88 - h, h : 92 - h], y[..., 8 + h : 96 - h, 4 + h : 96 - h], atol=1e-5)
     with pytest.raises(ValueError, match="colour_pool"):
         build("CompactGenerator", colour_pool=8)
+
+
+def test_flatten_melts_texture_into_fields_and_keeps_edges():
+    from scenestyle.nn import build
+    from scenestyle.nn.compact import kuwahara
+
+    torch.manual_seed(0)
+    step = torch.full((1, 3, 40, 40), -0.5)
+    step[..., 20:] = 0.5
+    x = (step + 0.1 * torch.randn(1, 3, 40, 40)).requires_grad_(True)
+    y = kuwahara(x, 4)
+    inside = (slice(None), slice(None), slice(8, 32))
+    assert y[..., 4:16][inside].std() < x[..., 4:16][inside].std() / 3  # the texture is gone
+    assert (y[..., 20] - y[..., 19])[inside].mean() > 0.9  # the edge is still one pixel wide
+    flat = torch.full((1, 3, 24, 24), 0.3)
+    assert torch.allclose(kuwahara(flat, 3), flat, atol=1e-6)
+    assert torch.isfinite(kuwahara(flat.half(), 3)).all()  # weights up to 1e16: computed in float32
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0  # the net behind it can learn to paint for it
+    g = build("CompactGenerator", ngf=4, n_blocks=1, norm="none", flatten=3).eval()
+    plain = build("CompactGenerator", ngf=4, n_blocks=1, norm="none").eval()
+    plain.load_state_dict(g.state_dict())  # no parameters of its own
+    with torch.no_grad():
+        p = torch.rand(1, 3, 32, 32) * 2 - 1
+        assert torch.allclose(g(p), kuwahara(kuwahara(plain(p), 3), 3), atol=1e-6)
+    with pytest.raises(ValueError, match="flatten"):
+        build("CompactGenerator", flatten=-1)
 
 
 @pytest.mark.parametrize("d_norm, want", [("same", None), ("instance", torch.nn.InstanceNorm2d)])

@@ -53,6 +53,40 @@ def keep_colours(photo: torch.Tensor, painted: torch.Tensor, k: int) -> torch.Te
     return painted + _box(chroma, k)
 
 
+def _window_means(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Mean over kh×kw windows of an already padded ``x``, stride 1: two 1-D passes."""
+    return F.avg_pool2d(F.avg_pool2d(x, (kh, 1), 1), (1, kw), 1)
+
+
+def kuwahara(x: torch.Tensor, radius: int, q: float = 8.0, floor: float = 1e-4) -> torch.Tensor:
+    """Generalised Kuwahara filter of ``x`` (N×C×H×W) over eight windows of radius ``radius``.
+
+    Window i's mean m_i is weighted by (v_i + floor)^(-q/2), v_i its variance summed over the
+    channels; ``floor`` (images in [-1, 1]) keeps weights finite where a window is flat. Computed
+    in float32 (the weights span 1e16, beyond fp16) and one window at a time, so a 1 MP image
+    holds a few image-sized buffers, not eight.
+    """
+    r, (h, w), c = radius, x.shape[-2:], x.shape[1]
+    x32 = x.float()
+    padded = F.pad(torch.cat([x32, x32 * x32], 1), (r, r, r, r), mode="reflect")
+    num = den = None
+    # (window height, width, offsets): the four quadrants, then left/right and top/bottom halves
+    for kh, kw, offsets in (
+        (r + 1, r + 1, ((0, 0), (0, r), (r, 0), (r, r))),
+        (2 * r + 1, r + 1, ((0, 0), (0, r))),
+        (r + 1, 2 * r + 1, ((0, 0), (r, 0))),
+    ):
+        means = _window_means(padded, kh, kw)
+        for dy, dx in offsets:
+            s = means[..., dy : dy + h, dx : dx + w]
+            mean = s[:, :c]
+            var = (s[:, c:] - mean * mean).clamp_min(0).sum(1, keepdim=True)
+            weight = (var + floor).pow(-0.5 * q)
+            num = weight * mean if num is None else num + weight * mean
+            den = weight if den is None else den + weight
+    return (num / den).to(x.dtype)
+
+
 def _separable(in_nc: int, out_nc: int, norm: str, use_bias: bool) -> list[nn.Module]:
     """reflect pad 1, depthwise 3x3 (no bias), pointwise 1x1, norm."""
     return [
@@ -90,6 +124,8 @@ class CompactGenerator(nn.Module):
         norm: str = "instance",
         colour_pool: int = 0,
         upsample: str = "nearest",
+        flatten: int = 0,
+        flatten_passes: int = 2,
     ):
         super().__init__()
         check_choice("norm", norm, ("batch", "instance", "none"))
@@ -98,7 +134,9 @@ class CompactGenerator(nn.Module):
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
         if colour_pool < 0 or (colour_pool and (colour_pool % 2 == 0 or input_nc != 3 or output_nc != 3)):
             raise ValueError(f"colour_pool must be 0 or an odd window on RGB in and out, got {colour_pool}")
-        self.colour_pool = colour_pool
+        if flatten < 0 or flatten_passes < 1:
+            raise ValueError(f"flatten must be >= 0 and flatten_passes >= 1, got {flatten} and {flatten_passes}")
+        self.colour_pool, self.flatten, self.flatten_passes = colour_pool, flatten, flatten_passes
         use_bias = norm == "none"
         self.stem = nn.Sequential(
             nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, kernel_size=7, bias=use_bias), norm_layer(norm, ngf), nn.ReLU(True)
@@ -126,7 +164,11 @@ class CompactGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(self.up(self.blocks(self.down(self.stem(x)))))
-        return keep_colours(x, y, self.colour_pool) if self.colour_pool else y
+        if self.colour_pool:
+            y = keep_colours(x, y, self.colour_pool)
+        for _ in range(self.flatten_passes if self.flatten else 0):
+            y = kuwahara(y, self.flatten)
+        return y
 
 
 @register("compact_generator")

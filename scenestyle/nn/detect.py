@@ -181,6 +181,8 @@ def _compact_generator(sd: Mapping[str, torch.Tensor]) -> Detected | None:
         norm=norm,
         colour_pool=0,
         upsample="nearest",
+        flatten=0,
+        flatten_passes=2,
     )  # not in the keys: exported files carry them in their metadata
 
 

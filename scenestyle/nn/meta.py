@@ -79,10 +79,22 @@ def _unet(arch: str, *, input_nc: int, output_nc: int, num_downs: int, **_: Any)
     )
 
 
-def _compact(arch: str, *, input_nc: int, output_nc: int, n_blocks: int, colour_pool: int, upsample: str, **_: Any) -> ModelMeta:
+def _compact(
+    arch: str,
+    *,
+    input_nc: int,
+    output_nc: int,
+    n_blocks: int,
+    colour_pool: int,
+    upsample: str,
+    flatten: int = 0,
+    flatten_passes: int = 2,
+    **_: Any,
+) -> ModelMeta:
     # 15 + 8 per block (two 3x3 convs at stride 4), as measured from gradients in
-    # tests/test_nn.py (9 blocks -> 88); the colour pool's blur and bilinear ups reach further.
-    halo = 15 + 8 * n_blocks + colour_pool // 2 + 3 * (upsample == "bilinear")
+    # tests/test_nn.py (9 blocks -> 88); the colour pool's blur, bilinear ups and each
+    # flattening pass reach further.
+    halo = 15 + 8 * n_blocks + colour_pool // 2 + 3 * (upsample == "bilinear") + flatten * flatten_passes
     return ModelMeta(
         arch=arch,
         task="style",
