@@ -19,6 +19,15 @@ luma) of ``photo - output``, box-blurred over ``colour_pool`` pixels, is added b
 tones and fine colour variation are the net's but the scene's palette stays (no colour cast). The
 blur has stride 1, so it is the same in tiles as on the whole image.
 
+``flatten`` > 0 ends the net with a painterly flattening of radius ``flatten`` pixels, run
+``flatten_passes`` times: a generalised Kuwahara filter (Papari et al. 2007) with eight windows
+around each pixel (four quadrants, four half-squares), blended by weights that fall with the
+eighth power of each window's colour standard deviation. Each pixel takes the colour of the
+flattest side of its neighbourhood, so texture melts into flat, brush-sized fields while edges
+stay crisp. The soft weights round off the classic filter's square blocks (the dabs stay roughly
+rectangular: the windows are axis-aligned) and pass gradients, so the net learns to paint for it.
+No parameters, stride 1: tiles need ``flatten * flatten_passes`` more halo.
+
 ``norm``: ``instance`` (affine-free, as CycleGAN; tiles then need whole-image statistics),
 ``batch`` (local at inference, so tiling is exact; foldable into the convs) or ``none``.
 Convs followed by a norm carry a bias only when ``norm == "none"``; depthwise convs never do.
