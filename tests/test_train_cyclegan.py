@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -171,6 +172,12 @@ def test_export_then_stylize_matches_direct_forward(domains, tmp_path: Path) -> 
     entry = tomllib.loads(res.stdout)["models"]["tiny-style"]  # stdout is the weights.lock entry alone
     assert entry["arch"] == "ResnetGenerator" and entry["kwargs"]["ngf"] == 8 and entry["kwargs"]["n_blocks"] == 2
     assert entry["sha256"] == file_sha256(tmp_path / "exp" / "tiny-style.safetensors")
+    # the same checkpoint exported again is the same file: the header is written with sorted keys
+    res = runner.invoke(app, ["train", "export", str(run), "--name", "tiny-style", "-o", str(tmp_path / "again")])
+    assert res.exit_code == 0 and file_sha256(tmp_path / "again" / "tiny-style.safetensors") == entry["sha256"]
+    raw = weights.read_bytes()
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == sorted(header["__metadata__"])
     out = tmp_path / "out.png"
     res = runner.invoke(
         app,

@@ -43,6 +43,16 @@ class ExportResult:
         return d
 
 
+def _canonical_header(path: Path) -> None:
+    """Rewrite a .safetensors header with sorted keys: safetensors writes its metadata in an order
+    that varies between runs, so the same checkpoint exported twice would differ in sha256."""
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the tensor data stays 8-byte aligned, as safetensors writes it
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + n :])
+
+
 def export_generator(
     run: str | Path, name: str, *, out_dir: Path | None = None, fp16: bool = False, ema: bool | None = None
 ) -> ExportResult:
@@ -96,6 +106,7 @@ def export_generator(
                 "config_sha256": state["config_sha256"],
             },
         )
+        _canonical_header(tmp)
         os.chmod(tmp, ckpt.new_file_mode())  # safetensors writes 0600; a trained model is made to be shared
         os.replace(tmp, out)
     except OSError as exc:
