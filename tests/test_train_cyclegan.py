@@ -212,6 +212,11 @@ def test_cli_errors_are_one_line(domains, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "wgan-gp" in res.output
     res = runner.invoke(app, ["train", "cyclegan", "--resume", str(tmp_path)])
     assert res.exit_code == 2 and "config.toml" in res.output
+    # generator settings that do not fit: one line, and no run folder left behind
+    bad = ["--set", "model.generator=CompactGenerator", "--set", "model.generator_kwargs={flatten = -1}"]
+    res = runner.invoke(app, ["train", "cyclegan", "--a", str(a), "--b", str(b), "--run-dir", str(tmp_path / "bad"), *bad])
+    assert res.exit_code == 2 and "do not fit CompactGenerator" in res.output and "flatten" in res.output
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow

@@ -158,8 +158,6 @@ def _train(
         if not folder.strip():
             raise UsageError(f"no folder given for domain {flag.upper()}; pass --{flag} DIR or set data.{flag}")
     files_a, files_b = list_images(d.a, "domain A", recursive=True), list_images(d.b, "domain B", recursive=True)
-    if info.is_main:
-        write_config(run, cfg_text)
     dataset = UnpairedCrops(files_a, files_b, d.crop, work_pixels=d.work_pixels, effective_pixels=d.effective_pixels)
     stream = DataStream(
         len(files_a),
@@ -177,6 +175,8 @@ def _train(
     # ---- networks, optimisers, schedulers, pools, EMA (same seed on every rank, then rank 0's weights)
     seed_all(d.seed)
     nets = build_networks(cfg)
+    if info.is_main:  # only now: settings the networks reject leave no run folder behind
+        write_config(run, cfg_text)
     place(nets, dev, t.channels_last, info)
     gens = [nets[k] for k in ("G_AB", "G_BA") if k in nets]
     discs = [nets[k] for k in ("D_A", "D_B", "D_L") if k in nets]
