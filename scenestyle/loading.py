@@ -242,6 +242,8 @@ def load_model(
         # A fixed-σ denoiser removes this much noise from every photo, however clean: the
         # denoise task compares it with each photo's estimated noise and warns when it is far more.
         meta = dataclasses.replace(meta, fixed_sigma=entry.sigma / 255.0)
+    if entry is not None and entry.strokes is not None:
+        meta = dataclasses.replace(meta, strokes=entry.strokes)
     if task is not None and meta.task != task:
         raise WeightsError(f"weights {rw.name} are for the {meta.task} task ({arch_name}), but this command needs {task}")
     return LoadedModel(

@@ -56,6 +56,21 @@ def test_every_architecture_agrees_with_torch(arch):
         assert psnr(out.numpy(), ref.numpy(), peak=hi - lo) >= 40, arch
 
 
+def test_a_flattened_net_runs_its_convs_in_openvino_and_the_filter_in_torch(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCENESTYLE_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    kwargs = dict(ngf=4, n_blocks=2, norm="none", flatten=3)
+    model, meta = build("CompactGenerator", **kwargs).eval(), describe("CompactGenerator", kwargs)
+    compiled = ov.compile_model(model, meta, "fp32")
+    assert compiled.finish is not None and not any(True for _ in compiled.finish.parameters())
+    (xml,) = (tmp_path / "openvino" / "models").glob("*/model.xml")  # the converted graph
+    assert "GroupConvolution" in xml.read_text() and "AvgPool" not in xml.read_text()  # no Kuwahara windows in it
+    x = check_image(meta, side=48)
+    with torch.inference_mode():
+        ref = model(x)
+    assert psnr(compiled(x).numpy(), ref.numpy(), peak=2.0) >= 40
+
+
 def test_a_second_process_loads_the_converted_model_instead_of_converting(monkeypatch, tmp_path):
     monkeypatch.setenv("SCENESTYLE_CACHE", str(tmp_path))
     model, meta = _tiny("SRVGGNetCompact"), describe("SRVGGNetCompact", TINY["SRVGGNetCompact"])

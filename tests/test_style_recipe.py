@@ -215,6 +215,12 @@ def test_flatten_melts_texture_into_fields_and_keeps_edges():
     flat = torch.full((1, 3, 24, 24), 0.3)
     assert torch.allclose(kuwahara(flat, 3), flat, atol=1e-6)
     assert torch.isfinite(kuwahara(flat.half(), 3)).all()  # weights up to 1e16: computed in float32
+    with torch.no_grad():  # in bands of rows (inference): the same filter, band edges included
+        assert torch.allclose(kuwahara(x, 4, band_rows=7), kuwahara(x, 4), atol=1e-6)
+    with torch.no_grad():
+        exact = kuwahara(x, 4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # training's autocast: window sums stay float32
+            assert torch.allclose(kuwahara(x, 4), exact, atol=1e-6)
     y.sum().backward()
     assert x.grad.abs().sum() > 0  # the net behind it can learn to paint for it
     g = build("CompactGenerator", ngf=4, n_blocks=2, norm="none", flatten=3).eval()
@@ -227,6 +233,23 @@ def test_flatten_melts_texture_into_fields_and_keeps_edges():
     assert torch.allclose(out, kuwahara(kuwahara(bare, 3), 3), atol=1e-6)  # two passes, last in the net
     with pytest.raises(ValueError, match="flatten"):
         build("CompactGenerator", flatten=-1)
+
+
+def test_split_finish_parts_the_flattening_from_the_convs():
+    from scenestyle.nn import build
+    from scenestyle.nn.meta import split_finish
+
+    torch.manual_seed(0)
+    g = build("CompactGenerator", ngf=4, n_blocks=2, norm="none", flatten=3, flatten_passes=2).eval()
+    body, finish = split_finish(g)
+    p = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        whole, painted = g(p), body(p)
+        assert torch.equal(finish(painted), whole)  # the same computation, in two steps
+    assert not torch.allclose(painted, whole, atol=1e-3)  # the body does not flatten
+    assert isinstance(g.finish, type(finish)) and body is not g  # the model itself is untouched
+    plain = build("CompactGenerator", ngf=4, n_blocks=2, norm="none")
+    assert split_finish(plain) == (plain, None)  # nothing to part
 
 
 @pytest.mark.parametrize("d_norm, want", [("same", None), ("instance", torch.nn.InstanceNorm2d)])

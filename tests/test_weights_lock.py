@@ -139,6 +139,9 @@ def test_wdn_must_name_an_entry_of_the_same_architecture(tmp_path, twin):
         w.load_lock(p)
 
 
+_HF = 'format = "pth"\n[models.tiny.hf]'  # where a key goes into the tiny entry
+
+
 @pytest.mark.parametrize(
     "patch, needle",
     [
@@ -146,6 +149,9 @@ def test_wdn_must_name_an_entry_of_the_same_architecture(tmp_path, twin):
         (('task = "denoise"', 'task = "paint"'), "task 'paint'"),
         (('licence = "MIT"\nformat', 'licnce = "MIT"\nformat'), "unknown key(s) licnce"),
         (('format = "pth"\n[models.tiny.hf]', 'format = "onnx"\n[models.tiny.hf]'), "format 'onnx'"),
+        ((_HF, 'format = "pth"\nstrokes = { amount = 12, length = 6 }\n[models.tiny.hf]'), "strokes are only for style"),
+        ((_HF, 'format = "pth"\nstrokes = { amount = 12 }\n[models.tiny.hf]'), "strokes must be"),
+        ((_HF, 'format = "pth"\nstrokes = { amount = 99, length = 6 }\n[models.tiny.hf]'), "strokes must be"),
     ],
 )
 def test_malformed_lock_names_the_entry(tmp_path, patch, needle):

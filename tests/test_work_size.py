@@ -136,12 +136,16 @@ def test_work_size_bad_values_are_usage_errors(tmp_path, tiny_weights, args, nee
     assert needle in r.output
 
 
-def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_weights):
-    """Results big enough to be written while computed go through the same guided rows, band by band."""
+@pytest.mark.parametrize("strokes", [None, (12, 6)])
+def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_weights, strokes):
+    """Results big enough to be written while computed go through the same guided rows, band by band
+    (brush strokes, drawn at the working size, included)."""
     import torch
 
     from scenestyle.engine.device import choose_placement, prepare
     from scenestyle.engine.run import save
+    from scenestyle.engine.streamed import Streamed
+    from scenestyle.engine.strokes import Strokes
     from scenestyle.engine.tasks import Processor
     from scenestyle.imaging import Picture
     from scenestyle.loading import load_model
@@ -163,9 +167,12 @@ def test_big_results_streamed_while_guided_up_equal_the_whole(tmp_path, tiny_wei
             strength=0.7,
             work_pixels=40_000,
             stream_pixels=stream_pixels,
+            strokes=Strokes(*strokes) if strokes else None,
         )
         with torch.inference_mode():
-            save(tmp_path / f"{name}.png", proc(pic), None, 95)
+            result = proc(pic)
+            assert isinstance(result, Streamed) == (name == "streamed")
+            save(tmp_path / f"{name}.png", result, None, 95)
         outs.append(np.asarray(Image.open(tmp_path / f"{name}.png")))
     assert outs[0].shape == (600, 300, 4)
     np.testing.assert_array_equal(outs[0], outs[1])

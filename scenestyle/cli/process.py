@@ -200,6 +200,17 @@ def stylize(
             ),
         ),
     ] = 1_000_000,
+    strokes: Annotated[
+        float | None,
+        typer.Option(
+            "--strokes",
+            help=(
+                "Brush strokes drawn over the painting along its edges: streak strength in 8-bit levels "
+                "(0 = none; default: the style's own, in its model card). Drawn at the working size; "
+                "--work-size 0 paints without them."
+            ),
+        ),
+    ] = None,
     weights: StyleWeights = None,
     arch: Arch = None,
     device: Device = "auto",

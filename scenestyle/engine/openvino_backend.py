@@ -36,7 +36,7 @@ from scenestyle.engine.openvino_import import import_openvino, telemetry_decline
 from scenestyle.errors import OutputError
 from scenestyle.imaging.atomic import atomic_file
 from scenestyle.metrics.psnr_ssim import psnr
-from scenestyle.nn.meta import ModelMeta
+from scenestyle.nn.meta import ModelMeta, split_finish
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # scenestyle's name -> OpenVINO's INFERENCE_PRECISION_HINT
 
@@ -70,19 +70,26 @@ def blocker(model: nn.Module | None) -> str | None:
 class OVModel(nn.Module):
     """A compiled OpenVINO model behind the module interface the engine calls: ``forward(x, *args)``
     with ``x`` float32 N×C×H×W and an FFDNet's σ as a float. ``reference`` is the float32 torch
-    module it was converted from (the memory estimate runs it on a small input)."""
+    module it was converted from (the memory estimate runs it on a small input); ``finish``, when
+    given, is the module's parameter-free last stage (``nn.meta.split_finish``), run in float32
+    PyTorch on what OpenVINO returns: OpenVINO keeps every buffer of its graph allocated for the
+    whole pass, PyTorch frees a filter's window buffers as it goes."""
 
-    def __init__(self, compiled, reference: nn.Module, precision: str):
+    def __init__(self, compiled, reference: nn.Module, precision: str, finish: nn.Module | None = None):
         super().__init__()
         self.compiled, self.precision = compiled, precision
         self.request = compiled.create_infer_request()
         object.__setattr__(self, "reference", reference)  # not a submodule: its layers never run here
+        object.__setattr__(self, "finish", finish)
 
     def forward(self, x: Tensor, *args: float) -> Tensor:
         inputs = [x.detach().to(torch.float32).contiguous().numpy()]
         inputs += [np.full((x.shape[0],), a, dtype=np.float32) for a in args]
-        out = self.request.infer(inputs, share_inputs=True)[0]
-        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True))
+        out = torch.from_numpy(np.array(self.request.infer(inputs, share_inputs=True)[0], dtype=np.float32, copy=True))
+        if self.finish is None:
+            return out
+        with torch.inference_mode():
+            return self.finish(out)
 
     def release_memory(self) -> None:
         """Free the activations OpenVINO keeps allocated between calls (the next call allocates again)."""
@@ -145,9 +152,10 @@ def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: i
     if precision in per_module:
         return per_module[precision]
     reference = copy.deepcopy(module).to(torch.float32).eval()
-    xml = _model_dir(reference, meta) / "model.xml"
+    body, finish = split_finish(reference)  # the convs compiled, a fixed last filter left to PyTorch
+    xml = _model_dir(body, meta) / "model.xml"
     core = ov.Core()
-    source = str(xml) if xml.is_file() and xml.with_suffix(".bin").is_file() else _convert(reference, meta, xml)
+    source = str(xml) if xml.is_file() and xml.with_suffix(".bin").is_file() else _convert(body, meta, xml)
     config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = threads
@@ -157,7 +165,7 @@ def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: i
         core.set_property({"CACHE_DIR": str(blobs)})
     except OSError:
         pass
-    compiled = OVModel(core.compile_model(source, "CPU", config), reference, precision)
+    compiled = OVModel(core.compile_model(source, "CPU", config), reference, precision, finish)
     per_module[precision] = compiled
     return compiled
 

@@ -18,10 +18,12 @@ from scenestyle.engine.manifest import JobResult, check_manifest, default_manife
 from scenestyle.engine.plan import Job, check_writable, plan_jobs
 from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.streamed import Streamed, write_streamed
+from scenestyle.engine.strokes import Strokes
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError, WeightsUnavailable
 from scenestyle.imaging import DEFAULT_MAX_PIXELS, Picture, read_picture, remove_stale_temps, write_picture
 from scenestyle.loading import LoadedModel, load_model
+from scenestyle.nn.meta import ModelMeta
 from scenestyle.weights import env_offline, load_defaults, load_lock
 
 # Tiles per forward pass under --batch-size auto on CUDA (on CPU batching buys no speed, only memory).
@@ -34,6 +36,10 @@ GROUP_MAX_PIXELS = 4_000_000
 WORK_PIXELS = 1_000_000
 # --noise-level range (8-bit units): FFDNet's training range.
 MAX_NOISE_LEVEL = 75.0
+# --strokes range (8-bit levels) and the stroke half-length (pixels at the working size) for a
+# model whose weights.lock entry sets none (a --weights file of one's own)
+MAX_STROKES = 64.0
+STROKE_LENGTH = 6
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class RunOptions:
     denoise: float | None = None  # upscale with general-x4v3: Real-ESRGAN denoise strength
     suffix: str | None = None  # output name suffix; None = the task's default
     work_size: int = WORK_PIXELS  # stylize: paint photos larger than this many pixels at this size, then guide up; 0 = full size
+    strokes: float | None = None  # stylize: brush-streak amount in 8-bit levels (0 = none); None = the style's own (weights.lock)
     shard: str | None = None  # "I/N": this process's share of the photos (engine/ranks.py; torchrun needs none)
 
 
@@ -117,6 +124,13 @@ def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
             v.mul_(weight_a).add_(sb[k], alpha=1.0 - weight_a)
 
 
+def style_strokes(meta: ModelMeta, amount: float | None) -> Strokes | None:
+    """The brush strokes to draw: ``amount`` (--strokes) over the style's own from weights.lock."""
+    own_amount, length = meta.strokes or (0.0, STROKE_LENGTH)
+    amount = own_amount if amount is None else amount
+    return Strokes(amount, length) if amount > 0 else None
+
+
 def _suffix(task: str, opts: RunOptions, loaded: LoadedModel, factor: float) -> str:
     if opts.suffix:
         return opts.suffix
@@ -150,6 +164,10 @@ def process(
         raise UsageError(f"--work-size must be 0 (full size) or at least 65536 pixels, not {opts.work_size}")
     if opts.work_size != WORK_PIXELS and task != "style":
         raise UsageError(f"--work-size is a stylize option, not a {COMMANDS[task]} one")
+    if opts.strokes is not None and task != "style":
+        raise UsageError(f"--strokes is a stylize option, not a {COMMANDS[task]} one")
+    if opts.strokes is not None and not 0 <= opts.strokes <= MAX_STROKES:
+        raise UsageError(f"--strokes must be between 0 (none) and {MAX_STROKES} (8-bit levels), not {opts.strokes:g}")
     if opts.outscale is not None and not 0 < opts.outscale <= 16:
         raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
     if opts.noise_level is not None:
@@ -229,6 +247,7 @@ def process(
         outscale=opts.outscale,
         progress=on_tiles,
         work_pixels=opts.work_size if task == "style" else 0,
+        strokes=style_strokes(meta, opts.strokes) if task == "style" else None,
     )
     parameters = {
         "device": str(placement.device),
@@ -243,6 +262,7 @@ def process(
         "format": opts.fmt,
         "quality": opts.quality,
         "work_size": opts.work_size if task == "style" else None,
+        "strokes": proc.strokes.amount if proc.strokes is not None and opts.work_size else None,
     }
     model_info = {
         "name": loaded.name if loaded.name in load_lock() else None,

@@ -26,6 +26,7 @@ from scenestyle.engine.guided import BAND_ROWS, GuidedUpsampler, work_shape
 from scenestyle.engine.noise import fixed_sigma_note, gain_note, gray_gain, sigma_from_estimate
 from scenestyle.engine.resample import BandResizer, resize_band, resize_in_bands
 from scenestyle.engine.streamed import Band, Streamed, materialise
+from scenestyle.engine.strokes import Strokes, draw_strokes
 from scenestyle.engine.tiles import has_instance_norms, model_blocks, run_model, run_model_many
 from scenestyle.engine.windows import fewest_pixels_tile, round_up
 from scenestyle.errors import ScenestyleError
@@ -64,6 +65,7 @@ class Processor:
     progress: TileProgress | None = None
     stream_pixels: int | None = None  # results this big (output pixels) are computed while written; None = STREAM_PIXELS
     work_pixels: int = 0  # stylize: photos larger than this are painted at this size, then guided back up (0 = full size)
+    strokes: Strokes | None = None  # stylize with work_pixels > 0: brush streaks drawn over the painting at the working size
 
     def __post_init__(self) -> None:
         self.net = self.model  # the bare network
@@ -133,8 +135,16 @@ class Processor:
         factor = self.outscale if self.outscale is not None else float(self.meta.scale)
         return max(1, round(h * factor)), max(1, round(w * factor))
 
+    @property
+    def _draws_strokes(self) -> bool:
+        """True when stylize draws brush strokes over each painting (at the working size or below)."""
+        return self.task == "style" and self.work_pixels > 0 and self.strokes is not None and self.strokes.amount > 0
+
     def _streams(self, pic: Picture) -> bool:
-        """True when the result for ``pic`` is big enough to be computed while it is written."""
+        """True when the result for ``pic`` is big enough to be computed while it is written (not a
+        photo within the working size that gets strokes: it is painted and stroked whole)."""
+        if self._draws_strokes and not self._paints_small(pic):
+            return False
         th, tw = self._out_size(pic)
         return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
 
@@ -177,6 +187,8 @@ class Processor:
         painted = self._run(small, self.model, self.placement, tile=self.work_tile(hs, ws))
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
+        if self._draws_strokes:
+            painted = draw_strokes(painted, self.strokes)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
         up = GuidedUpsampler(small, painted, h, w)
         result = Streamed(
@@ -234,6 +246,8 @@ class Processor:
             if alpha is not None:
                 alpha = resize(alpha, th, tw)
         elif not self.takes_noise_level:  # a noise-level denoiser took strength into σ instead
+            if self._draws_strokes:  # a photo within the working size, painted at its own size
+                out = draw_strokes(out, self.strokes)
             out = blend(pic.pixels, out, self.strength)
         return dataclasses.replace(pic, pixels=out, alpha=alpha)
 

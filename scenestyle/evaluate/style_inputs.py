@@ -67,7 +67,7 @@ def posterize(img: np.ndarray) -> np.ndarray:
 def stylizer(spec: str, arch: str | None, device: str, precision: str, backend: str, tile: int | None, offline: bool):
     """(function uint8 → uint8 running the style model as ``stylize`` does, model info)."""
     from scenestyle.engine.device import choose_placement, prepare
-    from scenestyle.engine.run import WORK_PIXELS
+    from scenestyle.engine.run import WORK_PIXELS, style_strokes
     from scenestyle.engine.tasks import NEVER, Processor
     from scenestyle.imaging import Picture
     from scenestyle.loading import load_model
@@ -82,6 +82,7 @@ def stylizer(spec: str, arch: str | None, device: str, precision: str, backend: 
         tile=tile,
         stream_pixels=NEVER,  # the scores need the result as an array, whatever its size
         work_pixels=WORK_PIXELS,
+        strokes=style_strokes(loaded.meta, None),
     )  # as `stylize` runs it
 
     def run(img: np.ndarray) -> np.ndarray:

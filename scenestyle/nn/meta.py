@@ -10,19 +10,27 @@ beside the module; the trainers call :func:`describe` for the generator they bui
 Adding a generator: register its builder in its file, then add one entry to ``TABLE``
 (``tests/test_nn.py`` checks every registered generator has one and that halos cover the
 measured receptive field).
+
+A generator whose last stage is a fixed image filter (no parameters, stride 1) may hold it as its
+``finish`` submodule (``nn.Identity`` when there is none): :func:`split_finish` parts it from the
+layers before, so a runtime can run the two apart (OpenVINO compiles the convs and leaves the
+filter to PyTorch, which runs it in bands and frees its buffers as it goes).
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from torch import nn
+
 from ._blocks import round_up
 from ._registry import ARCHS
 
-__all__ = ["ModelMeta", "TABLE", "describe", "UNIT", "SIGNED"]
+__all__ = ["ModelMeta", "TABLE", "describe", "split_finish", "UNIT", "SIGNED"]
 
 UNIT = (0.0, 1.0)  # restoration networks: images in [0, 1]
 SIGNED = (-1.0, 1.0)  # CycleGAN-style generators: tanh heads
@@ -43,6 +51,7 @@ class ModelMeta:
     takes_sigma: bool = False  # forward(x, sigma): a noise-level-conditioned denoiser (FFDNet)
     sigma_max: float | None = None  # takes_sigma: the largest σ ([0, 1] units) it was trained for
     fixed_sigma: float | None = None  # a fixed-σ denoiser's σ from weights.lock (set by the loader, per weights)
+    strokes: tuple[float, int] | None = None  # a style's brush streaks from weights.lock (8-bit amount, half-length px)
 
 
 # ---- one function per architecture family: (registered name, full constructor kwargs) -> ModelMeta
@@ -193,3 +202,15 @@ def describe(arch: str, kwargs: Mapping[str, Any] | None = None) -> ModelMeta:
     bound = inspect.signature(ARCHS[arch]).bind(**(kwargs or {}))
     bound.apply_defaults()
     return TABLE[arch](arch, **bound.arguments)
+
+
+def split_finish(module: nn.Module) -> tuple[nn.Module, nn.Module | None]:
+    """``(body, finish)`` with ``finish(body(x)) == module(x)``: ``finish`` the module's
+    parameter-free last stage, ``body`` a copy of the module without it; ``(module, None)`` when
+    it has none."""
+    finish = getattr(module, "finish", None)
+    if not isinstance(finish, nn.Module) or isinstance(finish, nn.Identity) or any(True for _ in finish.parameters()):
+        return module, None
+    body = copy.deepcopy(module)
+    body.finish = nn.Identity()
+    return body, finish

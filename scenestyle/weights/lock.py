@@ -59,6 +59,7 @@ class WeightsEntry:
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
     fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
+    strokes: tuple[float, int] | None = None  # styles: brush streaks stylize draws (8-bit amount, half-length px at the working size)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ _ENTRY_KEYS = {
     "sigma",
     "wdn",
     "fallback",
+    "strokes",
 }
 _REQUIRED = ("task", "arch", "sha256", "licence", "format")
 _HF_KEYS = {"repo_id", "filename", "revision"}
@@ -175,6 +177,22 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
     fallback = raw.get("fallback")
     if fallback is not None and (not isinstance(fallback, str) or not fallback):
         raise bad("fallback must be the name of another entry")
+    strokes = raw.get("strokes")
+    if strokes is not None:
+        amount, length = (strokes.get(k) if isinstance(strokes, dict) else None for k in ("amount", "length"))
+        if (
+            not isinstance(strokes, dict)
+            or set(strokes) != {"amount", "length"}
+            or not isinstance(amount, (int, float))
+            or isinstance(amount, bool)
+            or not 0 <= amount <= 64
+            or not isinstance(length, int)
+            or isinstance(length, bool)
+            or not 1 <= length <= 64
+        ):
+            raise bad(f"strokes must be {{ amount = 0-64 (8-bit levels), length = 1-64 (pixels) }}, got {strokes!r}")
+        if raw["task"] != "style":
+            raise bad(f"strokes are only for style models, not {raw['task']}")
 
     return WeightsEntry(
         name=name,
@@ -192,6 +210,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         sigma=float(sigma) if sigma is not None else None,
         wdn=wdn,
         fallback=fallback,
+        strokes=(float(strokes["amount"]), strokes["length"]) if strokes is not None else None,
     )
 
 
