@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_the_styles_own_strokes_unless_the_flag_says_otherwise():
     meta = describe("CompactGenerator", {})
     assert style_strokes(meta, None) is None  # a model of one's own draws none unless asked
     assert style_strokes(meta, 10) == Strokes(10, 6)
-    own = describe("CompactGenerator", {}).__class__(**{**meta.__dict__, "strokes": (12.0, 5)})
+    own = dataclasses.replace(meta, strokes=(12.0, 5))  # as the loader sets it from weights.lock
     assert style_strokes(own, None) == Strokes(12.0, 5)
     assert style_strokes(own, 0) is None and style_strokes(own, 4) == Strokes(4, 5)
 

@@ -167,7 +167,7 @@ def process(
     if opts.strokes is not None and task != "style":
         raise UsageError(f"--strokes is a stylize option, not a {COMMANDS[task]} one")
     if opts.strokes is not None and not 0 <= opts.strokes <= MAX_STROKES:
-        raise UsageError(f"--strokes must be between 0 (none) and {MAX_STROKES} (8-bit levels), not {opts.strokes:g}")
+        raise UsageError(f"--strokes must be between 0 (none) and {MAX_STROKES:g} (8-bit levels), not {opts.strokes:g}")
     if opts.outscale is not None and not 0 < opts.outscale <= 16:
         raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
     if opts.noise_level is not None:

@@ -1,15 +1,16 @@
 """Brush-stroke texture drawn over a painted image, along its own edges.
 
-A style net that ends in the flattening filter paints flat fields with crisp edges; paintings have
-brush marks inside their fields too, and with flat fields the finest scales of the result are
-emptier than a painting's (the finest level of ``eval style``'s SWD moves away from the
-paintings). This adds the marks as line-integral convolution (Cabral & Leedom 1993), the classic
-painterly-rendering texture: white noise averaged along short straight lines that follow the
-painting's local edge direction (its luma structure tensor, smoothed over ``SIGMA_FLOW`` px), so
-the streaks run along contours and swirl with the forms. The streaks are high-passed (no blotches)
-and added to every channel alike (luma only: the palette stays the net's).
+A style net paints flat fields (the flattening filter) or soft dabs; paintings have brush marks
+inside their fields too, so the finest scales of such a result are emptier than a painting's (the
+finest level of ``eval style``'s SWD moves away from the paintings). This adds the marks as
+line-integral convolution (Cabral & Leedom 1993), the classic painterly-rendering texture: white
+noise averaged along short straight lines that follow the painting's local edge direction (its luma
+structure tensor, smoothed over ``SIGMA_FLOW`` px), so the streaks run along contours and swirl
+with the forms. The streaks are high-passed (no blotches) and added to every channel alike (luma
+only: the palette stays the net's).
 
-``amount`` is the streaks' standard deviation in 8-bit levels, ``length`` the half-length of a
+``amount`` is the streaks' strength in 8-bit levels (their standard deviation comes out at about
+0.8 × ``amount``: the high-pass and the interpolation take some), ``length`` the half-length of a
 stroke in pixels of the painted image (the working size). The noise comes from a fixed seed, so a
 photo gives the same picture every run. The image is processed whole: stylize paints at a working
 size of about 1 MP and draws the strokes there, before the guided upsampling carries them to the
@@ -36,7 +37,7 @@ SEED = 20261206  # the strokes' noise: fixed, so a photo gives the same picture 
 class Strokes:
     """How strongly and how long a style's brush strokes are drawn."""
 
-    amount: float  # streak standard deviation, 8-bit levels (0 = none)
+    amount: float  # streak strength, 8-bit levels (0 = none); the streaks' std is about 0.8 of it
     length: int  # half-length of a stroke, pixels of the painted (working-size) image
 
     def __post_init__(self) -> None:
@@ -62,7 +63,7 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def stroke_texture(pixels: np.ndarray, length: int, seed: int = SEED) -> np.ndarray:
-    """H×W float32 streaks (standard deviation about 1) following the edges of ``pixels``
+    """H×W float32 streaks (standard deviation about 0.8) following the edges of ``pixels``
     (H×W×C in [0, 1])."""
     h, w = pixels.shape[:2]
     rgb = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))

@@ -59,7 +59,7 @@ class WeightsEntry:
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
     fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
-    strokes: tuple[float, int] | None = None  # styles: brush streaks stylize draws (8-bit amount, half-length px at the working size)
+    strokes: tuple[float, int] | None = None  # styles: brush streaks stylize draws (8-bit strength, half-length px at the working size)
 
 
 @dataclass(frozen=True)
