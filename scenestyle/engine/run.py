@@ -18,7 +18,7 @@ from scenestyle.engine.manifest import JobResult, check_manifest, default_manife
 from scenestyle.engine.plan import Job, check_writable, plan_jobs
 from scenestyle.engine.ranks import Sharding
 from scenestyle.engine.streamed import Streamed, write_streamed
-from scenestyle.engine.strokes import Strokes
+from scenestyle.engine.strokes import MAX_AMOUNT, Strokes
 from scenestyle.engine.tasks import Processor
 from scenestyle.errors import UsageError, WeightsUnavailable
 from scenestyle.imaging import DEFAULT_MAX_PIXELS, Picture, read_picture, remove_stale_temps, write_picture
@@ -36,9 +36,8 @@ GROUP_MAX_PIXELS = 4_000_000
 WORK_PIXELS = 1_000_000
 # --noise-level range (8-bit units): FFDNet's training range.
 MAX_NOISE_LEVEL = 75.0
-# --strokes range (8-bit levels) and the stroke half-length (pixels at the working size) for a
-# model whose weights.lock entry sets none (a --weights file of one's own)
-MAX_STROKES = 64.0
+# The stroke half-length (pixels at the working size) for a model whose weights.lock entry sets
+# none (a --weights file of one's own)
 STROKE_LENGTH = 6
 
 
@@ -166,8 +165,8 @@ def process(
         raise UsageError(f"--work-size is a stylize option, not a {COMMANDS[task]} one")
     if opts.strokes is not None and task != "style":
         raise UsageError(f"--strokes is a stylize option, not a {COMMANDS[task]} one")
-    if opts.strokes is not None and not 0 <= opts.strokes <= MAX_STROKES:
-        raise UsageError(f"--strokes must be between 0 (none) and {MAX_STROKES:g} (8-bit levels), not {opts.strokes:g}")
+    if opts.strokes is not None and not 0 <= opts.strokes <= MAX_AMOUNT:
+        raise UsageError(f"--strokes must be between 0 (none) and {MAX_AMOUNT:g} (8-bit levels), not {opts.strokes:g}")
     if opts.outscale is not None and not 0 < opts.outscale <= 16:
         raise UsageError(f"--outscale must be in (0, 16], not {opts.outscale}")
     if opts.noise_level is not None:
@@ -262,7 +261,7 @@ def process(
         "format": opts.fmt,
         "quality": opts.quality,
         "work_size": opts.work_size if task == "style" else None,
-        "strokes": proc.strokes.amount if proc.strokes is not None and opts.work_size else None,
+        "strokes": proc.strokes.amount if proc.draws_strokes else None,
     }
     model_info = {
         "name": loaded.name if loaded.name in load_lock() else None,

@@ -31,6 +31,8 @@ from scenestyle._colour import BT601_LUMA
 SIGMA_FLOW = 3.0  # px: smoothing of the structure tensor (how far the stroke direction looks)
 SIGMA_HIGHPASS = 4.0  # px: streak texture coarser than this is removed (no blotches)
 SEED = 20261206  # the strokes' noise: fixed, so a photo gives the same picture every run
+MAX_AMOUNT = 64.0  # 8-bit levels: a quarter of the range is already heavy texture
+MAX_LENGTH = 64  # pixels of half-length
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,10 @@ class Strokes:
     length: int  # half-length of a stroke, pixels of the painted (working-size) image
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.amount) and 0 <= self.amount <= 64) or not 1 <= self.length <= 64:
-            raise ValueError(f"strokes need 0 <= amount <= 64 (8-bit levels) and 1 <= length <= 64 (pixels), got {self}")
+        if not (math.isfinite(self.amount) and 0 <= self.amount <= MAX_AMOUNT) or not 1 <= self.length <= MAX_LENGTH:
+            raise ValueError(
+                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels) and 1 <= length <= {MAX_LENGTH} (pixels), got {self}"
+            )
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -136,14 +136,14 @@ class Processor:
         return max(1, round(h * factor)), max(1, round(w * factor))
 
     @property
-    def _draws_strokes(self) -> bool:
+    def draws_strokes(self) -> bool:
         """True when stylize draws brush strokes over each painting (at the working size or below)."""
         return self.task == "style" and self.work_pixels > 0 and self.strokes is not None and self.strokes.amount > 0
 
     def _streams(self, pic: Picture) -> bool:
         """True when the result for ``pic`` is big enough to be computed while it is written (not a
         photo within the working size that gets strokes: it is painted and stroked whole)."""
-        if self._draws_strokes and not self._paints_small(pic):
+        if self.draws_strokes and not self._paints_small(pic):
             return False
         th, tw = self._out_size(pic)
         return th * tw >= (STREAM_PIXELS if self.stream_pixels is None else self.stream_pixels)
@@ -187,7 +187,7 @@ class Processor:
         painted = self._run(small, self.model, self.placement, tile=self.work_tile(hs, ws))
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
-        if self._draws_strokes:
+        if self.draws_strokes:
             painted = draw_strokes(painted, self.strokes)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
         up = GuidedUpsampler(small, painted, h, w)
@@ -246,7 +246,7 @@ class Processor:
             if alpha is not None:
                 alpha = resize(alpha, th, tw)
         elif not self.takes_noise_level:  # a noise-level denoiser took strength into σ instead
-            if self._draws_strokes:  # a photo within the working size, painted at its own size
+            if self.draws_strokes:  # a photo within the working size, painted at its own size
                 out = draw_strokes(out, self.strokes)
             out = blend(pic.pixels, out, self.strength)
         return dataclasses.replace(pic, pixels=out, alpha=alpha)

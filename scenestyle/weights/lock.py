@@ -178,7 +178,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
     if fallback is not None and (not isinstance(fallback, str) or not fallback):
         raise bad("fallback must be the name of another entry")
     strokes = raw.get("strokes")
-    if strokes is not None:
+    if strokes is not None:  # engine.strokes' bounds (not imported here: that module needs torch)
         amount, length = (strokes.get(k) if isinstance(strokes, dict) else None for k in ("amount", "length"))
         if (
             not isinstance(strokes, dict)
