@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from scenestyle.cli import app
 from scenestyle.engine.run import style_strokes
-from scenestyle.engine.strokes import Strokes, draw_strokes, stroke_texture
+from scenestyle.engine.strokes import Strokes, clean_chroma, draw_strokes, stroke_texture
 from scenestyle.nn import describe
 
 runner = CliRunner()
@@ -79,9 +79,35 @@ def test_the_styles_own_strokes_unless_the_flag_says_otherwise():
     meta = describe("CompactGenerator", {})
     assert style_strokes(meta, None) is None  # a model of one's own draws none unless asked
     assert style_strokes(meta, 10) == Strokes(10, 6)
-    own = dataclasses.replace(meta, strokes=(12.0, 5))  # as the loader sets it from weights.lock
+    own = dataclasses.replace(meta, strokes=(12.0, 5, 0))  # as the loader sets it from weights.lock
     assert style_strokes(own, None) == Strokes(12.0, 5)
     assert style_strokes(own, 0) is None and style_strokes(own, 4) == Strokes(4, 5)
+    cleaned = dataclasses.replace(meta, strokes=(12.0, 5, 9))
+    assert style_strokes(cleaned, None) == Strokes(12.0, 5, 9)
+    assert style_strokes(cleaned, 0) == Strokes(0, 5, 9)  # --strokes 0: no streaks, the chroma still cleaned
+
+
+def test_chroma_median_removes_thin_colour_fringes_and_keeps_fields_and_luma():
+    h, w = 64, 96
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    chroma = lambda x: x - (x @ luma)[..., None]  # noqa: E731
+    img = np.full((h, w, 3), 0.3, np.float32)
+    img[:, 48:] = 0.7  # a contour: dark and light of one hue
+    fringed = img.copy()
+    fringed[:, 46:48] += np.array([0.1, -0.1, 0.1], np.float32)  # a 2-px magenta fringe along it
+    out = clean_chroma(fringed, 9)
+    np.testing.assert_allclose(out @ luma, fringed @ luma, atol=1e-5)  # luma untouched: the contour stays
+    assert np.abs(chroma(fringed) - chroma(img)).max() > 0.09  # the fringe was there ...
+    assert np.abs(chroma(out) - chroma(img)).max() < 1e-5  # ... and is gone
+    fields = np.full((h, w, 3), 0.5, np.float32)
+    fields[:, 48:] = (0.8, 0.3, 0.2)  # two colour fields: the median keeps them and their edge
+    kept = clean_chroma(fields, 9)
+    np.testing.assert_allclose(kept @ luma, fields @ luma, atol=1e-5)
+    np.testing.assert_allclose(kept[:, np.r_[:46, 50:w]], fields[:, np.r_[:46, 50:w]], atol=1e-5)  # at most 2 px of softening
+    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6, 9)), out)  # drawn first, with or without streaks
+    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6)), fringed)
+    with pytest.raises(ValueError, match="chroma_median"):
+        Strokes(12, 6, 4)
 
 
 def _photo(path, h=96, w=128):

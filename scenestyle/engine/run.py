@@ -124,10 +124,11 @@ def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
 
 
 def style_strokes(meta: ModelMeta, amount: float | None) -> Strokes | None:
-    """The brush strokes to draw: ``amount`` (--strokes) over the style's own from weights.lock."""
-    own_amount, length = meta.strokes or (0.0, STROKE_LENGTH)
+    """The brush strokes to draw: ``amount`` (--strokes) over the style's own from weights.lock; the
+    style's chroma cleaning stays with ``--strokes 0``."""
+    own_amount, length, chroma_median = meta.strokes or (0.0, STROKE_LENGTH, 0)
     amount = own_amount if amount is None else amount
-    return Strokes(amount, length) if amount > 0 else None
+    return Strokes(amount, length, chroma_median) if amount > 0 or chroma_median else None
 
 
 def _suffix(task: str, opts: RunOptions, loaded: LoadedModel, factor: float) -> str:

@@ -33,6 +33,7 @@ SIGMA_HIGHPASS = 4.0  # px: streak texture coarser than this is removed (no blot
 SEED = 20261206  # the strokes' noise: fixed, so a photo gives the same picture every run
 MAX_AMOUNT = 64.0  # 8-bit levels: a quarter of the range is already heavy texture
 MAX_LENGTH = 64  # pixels of half-length
+MAX_CHROMA_MEDIAN = 31  # px: the widest chroma median window
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,18 @@ class Strokes:
 
     amount: float  # streak strength, 8-bit levels (0 = none); the streaks' std is about 0.8 of it
     length: int  # half-length of a stroke, pixels of the painted (working-size) image
+    chroma_median: int = 0  # odd window (px) of a median over the painting's chroma before the streaks (0 = none)
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.amount) and 0 <= self.amount <= MAX_AMOUNT) or not 1 <= self.length <= MAX_LENGTH:
+        c = self.chroma_median
+        if (
+            not (math.isfinite(self.amount) and 0 <= self.amount <= MAX_AMOUNT)
+            or not 1 <= self.length <= MAX_LENGTH
+            or not (c == 0 or (c % 2 == 1 and 3 <= c <= MAX_CHROMA_MEDIAN))
+        ):
             raise ValueError(
-                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels) and 1 <= length <= {MAX_LENGTH} (pixels), got {self}"
+                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels), 1 <= length <= {MAX_LENGTH} (pixels) and "
+                f"chroma_median 0 or odd in 3-{MAX_CHROMA_MEDIAN} (pixels), got {self}"
             )
 
 
@@ -88,8 +96,43 @@ def stroke_texture(pixels: np.ndarray, length: int, seed: int = SEED) -> np.ndar
     return (acc / math.sqrt(2 * length + 1))[0, 0].numpy()
 
 
+def _median_1d(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Running median of ``size`` samples along ``dim`` (2: rows, 3: columns) of N×C×H×W, borders reflected."""
+    r = size // 2
+    x = F.pad(x, (0, 0, r, r) if dim == 2 else (r, r, 0, 0), mode="reflect")
+    return x.unfold(dim, size, 1).median(-1).values
+
+
+def clean_chroma(pixels: np.ndarray, size: int) -> np.ndarray:
+    """``pixels`` (H×W×3 float32 in [0, 1]) with its chroma (B − Y, R − Y) median-filtered over
+    about ``size`` px; luma untouched, clipped.
+
+    A net can paint thin coloured lines along contours (a green/magenta double fringe); a median
+    wider than twice such a line removes it while colour fields and the edges between them stay
+    (a mean would smear them). It runs at half resolution, as a JPEG keeps chroma anyway (2×2
+    means, a separable median of ``size // 2 | 1`` samples down then across, bilinear back up):
+    0.03 s at 1 MP against 0.3 s at full resolution, the same ``eval style`` scores.
+    """
+    h, w = pixels.shape[:2]
+    k = size // 2 | 1
+    if pixels.shape[2] != 3 or min(h, w) < 2 * k:
+        return pixels
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+    kr, kg, kb = BT601_LUMA
+    y = x @ torch.tensor(BT601_LUMA)
+    c = torch.stack([x[..., 2] - y, x[..., 0] - y])[None]  # B − Y, R − Y: Cb and Cr up to a scale
+    c = F.avg_pool2d(c, 2, ceil_mode=True)
+    c = F.interpolate(_median_1d(_median_1d(c, k, 2), k, 3), size=(h, w), mode="bilinear", align_corners=False)[0]
+    b, r = c[0] + y, c[1] + y
+    g = (y - kr * r - kb * b) / kg
+    return torch.stack([r, g, b], -1).clamp_(0, 1).numpy()
+
+
 def draw_strokes(pixels: np.ndarray, strokes: Strokes) -> np.ndarray:
-    """``pixels`` (H×W×C float32 in [0, 1]) with the brush streaks added to every channel, clipped."""
+    """``pixels`` (H×W×C float32 in [0, 1]) with its chroma cleaned (``chroma_median``) and the brush
+    streaks added to every channel, clipped."""
+    if strokes.chroma_median:
+        pixels = clean_chroma(pixels, strokes.chroma_median)
     if strokes.amount == 0:
         return pixels
     texture = stroke_texture(pixels, strokes.length) * np.float32(strokes.amount / 255)

@@ -59,7 +59,7 @@ class WeightsEntry:
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
     fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
-    strokes: tuple[float, int] | None = None  # styles: brush streaks stylize draws (8-bit strength, half-length px at the working size)
+    strokes: tuple[float, int, int] | None = None  # styles: 8-bit strength, half-length px, chroma median px (working size)
 
 
 @dataclass(frozen=True)
@@ -179,10 +179,13 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         raise bad("fallback must be the name of another entry")
     strokes = raw.get("strokes")
     if strokes is not None:  # engine.strokes' bounds (not imported here: that module needs torch)
-        amount, length = (strokes.get(k) if isinstance(strokes, dict) else None for k in ("amount", "length"))
+        amount, length, median = (strokes.get(k, 0) if isinstance(strokes, dict) else None for k in ("amount", "length", "chroma_median"))
         if (
             not isinstance(strokes, dict)
-            or set(strokes) != {"amount", "length"}
+            or not {"amount", "length"} <= set(strokes) <= {"amount", "length", "chroma_median"}
+            or not isinstance(median, int)
+            or isinstance(median, bool)
+            or not (median == 0 or (median % 2 == 1 and 3 <= median <= 31))
             or not isinstance(amount, (int, float))
             or isinstance(amount, bool)
             or not 0 <= amount <= 64
@@ -190,7 +193,10 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
             or isinstance(length, bool)
             or not 1 <= length <= 64
         ):
-            raise bad(f"strokes must be {{ amount = 0-64 (8-bit levels), length = 1-64 (pixels) }}, got {strokes!r}")
+            raise bad(
+                "strokes must be { amount = 0-64 (8-bit levels), length = 1-64 (pixels)"
+                f"[, chroma_median = odd 3-31 (pixels)] }}, got {strokes!r}"
+            )
         if raw["task"] != "style":
             raise bad(f"strokes are only for style models, not {raw['task']}")
 
@@ -210,7 +216,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         sigma=float(sigma) if sigma is not None else None,
         wdn=wdn,
         fallback=fallback,
-        strokes=(float(strokes["amount"]), strokes["length"]) if strokes is not None else None,
+        strokes=(float(strokes["amount"]), strokes["length"], strokes.get("chroma_median", 0)) if strokes is not None else None,
     )
 
 
