@@ -15,6 +15,9 @@ stroke in pixels of the painted image (the working size). The noise comes from a
 photo gives the same picture every run. The image is processed whole: stylize paints at a working
 size of about 1 MP and draws the strokes there, before the guided upsampling carries them to the
 photo's size at the scale they were painted.
+
+Before the streaks a style may clean its painting's chroma (``chroma_median``, see
+``clean_chroma``): a median that removes thin colour fringes a net paints along contours.
 """
 
 from __future__ import annotations
