@@ -128,7 +128,8 @@ def style_strokes(meta: ModelMeta, amount: float | None) -> Strokes | None:
     style's chroma cleaning stays with ``--strokes 0``."""
     own_amount, length, chroma_median = meta.strokes or (0.0, STROKE_LENGTH, 0)
     amount = own_amount if amount is None else amount
-    return Strokes(amount, length, chroma_median) if amount > 0 or chroma_median else None
+    strokes = Strokes(amount, length, chroma_median)
+    return strokes if strokes.acts else None
 
 
 def _suffix(task: str, opts: RunOptions, loaded: LoadedModel, factor: float) -> str:

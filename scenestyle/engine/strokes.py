@@ -59,6 +59,11 @@ class Strokes:
                 f"chroma_median 0 or odd in 3-{MAX_CHROMA_MEDIAN} (pixels), got {self}"
             )
 
+    @property
+    def acts(self) -> bool:
+        """True when drawing these changes a painting: streaks, a chroma median or both."""
+        return self.amount > 0 or self.chroma_median > 0
+
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of each channel of a 1×C×H×W tensor, borders reflected.

@@ -138,8 +138,7 @@ class Processor:
     @property
     def draws_strokes(self) -> bool:
         """True when stylize draws brush strokes (or cleans the chroma) over each painting, at the working size or below."""
-        s = self.strokes
-        return self.task == "style" and self.work_pixels > 0 and s is not None and (s.amount > 0 or s.chroma_median > 0)
+        return self.task == "style" and self.work_pixels > 0 and self.strokes is not None and self.strokes.acts
 
     def _streams(self, pic: Picture) -> bool:
         """True when the result for ``pic`` is big enough to be computed while it is written (not a
