@@ -60,13 +60,13 @@ def test_streaks_follow_curved_forms_and_are_the_same_every_run():
 
 def test_strokes_change_luma_only_and_stay_in_range():
     img = _rings() * np.array([1.0, 0.8, 0.6], np.float32)
-    out = draw_strokes(img, Strokes(amount=12, length=6))
+    out = draw_strokes(img, Strokes(amount=12, length=6), img)
     assert out.dtype == np.float32 and out.shape == img.shape and 0 <= out.min() and out.max() <= 1
     d = out - img
     inside = (out > 0).all(-1) & (out < 1).all(-1)
     assert np.allclose(d[inside, 0], d[inside, 1], atol=1e-6) and np.allclose(d[inside, 0], d[inside, 2], atol=1e-6)
     assert 6 / 255 < float(d[inside, 0].std()) < 24 / 255
-    assert draw_strokes(img, Strokes(amount=0, length=6)) is img
+    assert draw_strokes(img, Strokes(amount=0, length=6), img) is img
 
 
 @pytest.mark.parametrize("amount, length", [(-1, 6), (65, 6), (float("nan"), 6), (12, 0), (12, 65)])
@@ -79,12 +79,14 @@ def test_the_styles_own_strokes_unless_the_flag_says_otherwise():
     meta = describe("CompactGenerator", {})
     assert style_strokes(meta, None) is None  # a model of one's own draws none unless asked
     assert style_strokes(meta, 10) == Strokes(10, 6)
-    own = dataclasses.replace(meta, strokes=(12.0, 5, 0))  # as the loader sets it from weights.lock
+    own = dataclasses.replace(meta, strokes=(12.0, 5, 0, 0.0))  # as the loader sets it from weights.lock
     assert style_strokes(own, None) == Strokes(12.0, 5)
     assert style_strokes(own, 0) is None and style_strokes(own, 4) == Strokes(4, 5)
-    cleaned = dataclasses.replace(meta, strokes=(12.0, 5, 9))
-    assert style_strokes(cleaned, None) == Strokes(12.0, 5, 9)
-    assert style_strokes(cleaned, 0) == Strokes(0, 5, 9)  # --strokes 0: no streaks, the chroma still cleaned
+    cleaned = dataclasses.replace(meta, strokes=(12.0, 5, 9, 6.0))
+    assert style_strokes(cleaned, None) == Strokes(12.0, 5, 9, 6.0)
+    assert style_strokes(cleaned, 0) == Strokes(0, 5, 9, 6.0)  # --strokes 0: no streaks; chroma cleaned, edges restored
+    edged = dataclasses.replace(meta, strokes=(0.0, 5, 0, 6.0))
+    assert style_strokes(edged, None) == Strokes(0, 5, 0, 6.0) and Strokes(0, 5, 0, 6.0).acts
 
 
 def test_chroma_median_removes_thin_colour_fringes_and_keeps_fields_and_luma():
@@ -104,8 +106,8 @@ def test_chroma_median_removes_thin_colour_fringes_and_keeps_fields_and_luma():
     kept = clean_chroma(fields, 9)
     np.testing.assert_allclose(kept @ luma, fields @ luma, atol=1e-5)
     np.testing.assert_allclose(kept[:, np.r_[:46, 50:w]], fields[:, np.r_[:46, 50:w]], atol=1e-5)  # at most 2 px of softening
-    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6, 9)), out)  # drawn first, with or without streaks
-    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6)), fringed)
+    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6, 9), fringed), out)  # drawn first, with or without streaks
+    assert np.array_equal(draw_strokes(fringed, Strokes(0, 6), fringed), fringed)
     with pytest.raises(ValueError, match="chroma_median"):
         Strokes(12, 6, 4)
 
@@ -146,3 +148,21 @@ def test_bad_strokes_flags_are_one_line_usage_errors(tmp_path, tiny_weights, arg
     assert r.exit_code == 2, r.output
     assert needle in r.output and "Traceback" not in r.output
     assert not list(tmp_path.glob("p_*"))  # nothing written
+
+
+def test_edges_come_back_where_the_painting_draws_them_and_texture_stays_out():
+    h, w = 64, 96
+    rng = np.random.default_rng(0)
+    photo = np.full((h, w, 3), 0.3, np.float32)
+    photo[:, 48:] = 0.7  # a sharp contour
+    photo[:, :24] += rng.normal(0, 0.02, (h, 24, 1)).astype(np.float32)  # fine texture (grass) away from it
+    ramp = np.clip((np.arange(w, dtype=np.float32) - 44) / 8, 0, 1)  # the net's soft version of the contour
+    painted = np.broadcast_to((0.3 + 0.4 * ramp)[None, :, None], (h, w, 3)).copy()
+    painted[:, :24] = 0.35  # and a flat field over the texture
+    out = draw_strokes(painted, Strokes(0, 6, 0, 6.0), photo)
+    step = lambda x: np.abs(np.diff(x[h // 2, 40:56, 0])).max()  # noqa: E731  the steepest step across the contour
+    assert step(out) > 2 * step(painted)  # the contour is crisper ...
+    np.testing.assert_allclose(out[:, :20], painted[:, :20], atol=0.01)  # ... the flat field gets none of the texture
+    assert np.array_equal(draw_strokes(painted, Strokes(0, 6), photo), painted)
+    with pytest.raises(ValueError, match="edges"):
+        Strokes(12, 6, 0, 17.0)

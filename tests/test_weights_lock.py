@@ -154,6 +154,8 @@ _HF = 'format = "pth"\n[models.tiny.hf]'  # where a key goes into the tiny entry
         ((_HF, 'format = "pth"\nstrokes = { amount = 99, length = 6 }\n[models.tiny.hf]'), "strokes must be"),
         ((_HF, 'format = "pth"\nstrokes = { amount = 12, length = 6, chroma_median = 8 }\n[models.tiny.hf]'), "strokes must be"),
         ((_HF, 'format = "pth"\nstrokes = { amount = 12, length = 6, median = 9 }\n[models.tiny.hf]'), "strokes must be"),
+        ((_HF, 'format = "pth"\nstrokes = { amount = 12, length = 6, edges = -1 }\n[models.tiny.hf]'), "strokes must be"),
+        ((_HF, 'format = "pth"\nstrokes = { amount = 12, length = 6, edges = true }\n[models.tiny.hf]'), "strokes must be"),
     ],
 )
 def test_malformed_lock_names_the_entry(tmp_path, patch, needle):

@@ -33,6 +33,7 @@ from scenestyle.engine.windows import unit_tensor
 
 RADIUS = 2  # window radius at the working size (5x5 windows)
 EPS = 1e-3  # regularisation: windows whose luma varies less than this follow the painting, not the photo
+EDGE_EPS = 5e-3  # restore_edges: windows whose luma varies less than this (texture, not contours) get none of the photo's detail
 BAND_ROWS = 256  # full-size rows computed at a time
 
 
@@ -50,8 +51,11 @@ def luma(pixels: np.ndarray) -> np.ndarray:
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over (2r+1)² windows, the window cut at the borders (as He's ``boxfilter``)."""
-    return F.avg_pool2d(x, 2 * r + 1, 1, r, count_include_pad=False)
+    """Mean over (2r+1)² windows, the window cut at the borders (as He's ``boxfilter``): two 1-D
+    passes on channels-last memory, about twice as fast on the CPU as one 2-D pass."""
+    k = 2 * r + 1
+    x = F.avg_pool2d(x.contiguous(memory_format=torch.channels_last), (k, 1), 1, (r, 0), count_include_pad=False)
+    return F.avg_pool2d(x, (1, k), 1, (0, r), count_include_pad=False).contiguous()
 
 
 def _rows_axis(n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -62,6 +66,32 @@ def _rows_axis(n_out: int, n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch
     return torch.from_numpy(i0), torch.from_numpy(i1), torch.from_numpy((src - i0).astype(np.float32))
 
 
+def _follow(guide: torch.Tensor, p: torch.Tensor, radius: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``a``, the guide's window means): the guided filter's ``a``, box-averaged, is per channel of
+    ``p`` (1×C×h×w) how much of the photo's luma ``guide`` (1×1×h×w) each window of the painting
+    follows. The four window means are taken in one pass."""
+    c = p.shape[1]
+    m = _box(torch.cat([guide, p, guide * p, guide * guide], 1), radius)
+    mean_i, mean_p, mean_ip, mean_ii = m[:, :1], m[:, 1 : 1 + c], m[:, 1 + c : 1 + 2 * c], m[:, -1:]
+    return _box((mean_ip - mean_i * mean_p) / (mean_ii - mean_i * mean_i + eps), radius), mean_i
+
+
+def restore_edges(photo: np.ndarray, painted: np.ndarray, gain: float, radius: int = RADIUS, eps: float = EDGE_EPS) -> np.ndarray:
+    """``painted`` (h×w×C float in [0, 1]) with ``gain`` × the photo's fine luma detail (its
+    difference from a ``2r+1`` box mean) added to every channel where the painting's luma follows
+    the photo's (``a``), clipped.
+
+    A style net paints contours softer than a painter does: the finest scales of a painting hold
+    crisp edges that its result lacks. The photo at the same size has them; ``a`` brings them back
+    only where the painting already draws that edge, and ``eps`` keeps the photo's texture out
+    (a window of grass or gravel varies less than a contour). Luma only, as the brush streaks:
+    the palette stays the net's."""
+    guide = torch.from_numpy(np.ascontiguousarray(luma(photo)))[None, None]
+    a, mean_i = _follow(guide, torch.from_numpy(np.ascontiguousarray(luma(painted)))[None, None], radius, eps)
+    detail = a.mul_(guide - mean_i).mul_(gain)[0, 0, ..., None].numpy()
+    return np.clip(painted + detail, 0.0, 1.0, dtype=np.float32)
+
+
 class GuidedUpsampler:
     """Full-size rows of the painting ``styled`` (h×w×C at the working size of ``photo_small``)."""
 
@@ -70,10 +100,7 @@ class GuidedUpsampler:
     ) -> None:
         guide = torch.from_numpy(np.ascontiguousarray(luma(photo_small)))[None, None]
         p = torch.from_numpy(np.ascontiguousarray(styled.transpose(2, 0, 1)))[None]
-        mean_i, mean_p = _box(guide, radius), _box(p, radius)
-        cov = _box(guide * p, radius) - mean_i * mean_p
-        var = _box(guide * guide, radius) - mean_i * mean_i
-        a = _box(cov / (var + eps), radius)
+        a = _follow(guide, p, radius, eps)[0]
         b = p - a * guide  # the painting less what the photo's luma explains: its brushwork and colours
         self._fields = torch.cat([a[0], b[0]])  # 2C×h×w at the working size: a's channels, then b's
         self._r0, self._r1, self._wr = _rows_axis(height, styled.shape[0])

@@ -125,10 +125,10 @@ def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
 
 def style_strokes(meta: ModelMeta, amount: float | None) -> Strokes | None:
     """The brush strokes to draw: ``amount`` (--strokes) over the style's own from weights.lock; the
-    style's chroma cleaning stays with ``--strokes 0``."""
-    own_amount, length, chroma_median = meta.strokes or (0.0, STROKE_LENGTH, 0)
+    style's chroma cleaning and edges stay with ``--strokes 0``."""
+    own_amount, length, chroma_median, edges = meta.strokes or (0.0, STROKE_LENGTH, 0, 0.0)
     amount = own_amount if amount is None else amount
-    strokes = Strokes(amount, length, chroma_median)
+    strokes = Strokes(amount, length, chroma_median, edges)
     return strokes if strokes.acts else None
 
 

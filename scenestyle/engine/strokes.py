@@ -17,7 +17,9 @@ size of about 1 MP and draws the strokes there, before the guided upsampling car
 photo's size at the scale they were painted.
 
 Before the streaks a style may clean its painting's chroma (``chroma_median``, see
-``clean_chroma``): a median that removes thin colour fringes a net paints along contours.
+``clean_chroma``): a median that removes thin colour fringes a net paints along contours; and
+sharpen its contours with the photo's own edges (``edges``, see ``engine.guided.restore_edges``),
+which a net paints softer than a painter.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle.engine.guided import restore_edges
 
 SIGMA_FLOW = 3.0  # px: smoothing of the structure tensor (how far the stroke direction looks)
 SIGMA_HIGHPASS = 4.0  # px: streak texture coarser than this is removed (no blotches)
@@ -37,6 +40,7 @@ SEED = 20261206  # the strokes' noise: fixed, so a photo gives the same picture 
 MAX_AMOUNT = 64.0  # 8-bit levels: a quarter of the range is already heavy texture
 MAX_LENGTH = 64  # pixels of half-length
 MAX_CHROMA_MEDIAN = 31  # px: the widest chroma median window
+MAX_EDGES = 16.0  # gain of the photo's edges: beyond this contours ring
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Strokes:
     amount: float  # streak strength, 8-bit levels (0 = none); the streaks' std is about 0.8 of it
     length: int  # half-length of a stroke, pixels of the painted (working-size) image
     chroma_median: int = 0  # odd window (px) of a median over the painting's chroma before the streaks (0 = none)
+    edges: float = 0.0  # gain of the photo's edges added back where the painting draws them, before the streaks (0 = none)
 
     def __post_init__(self) -> None:
         c = self.chroma_median
@@ -53,16 +58,17 @@ class Strokes:
             not (math.isfinite(self.amount) and 0 <= self.amount <= MAX_AMOUNT)
             or not 1 <= self.length <= MAX_LENGTH
             or not (c == 0 or (c % 2 == 1 and 3 <= c <= MAX_CHROMA_MEDIAN))
+            or not (math.isfinite(self.edges) and 0 <= self.edges <= MAX_EDGES)
         ):
             raise ValueError(
-                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels), 1 <= length <= {MAX_LENGTH} (pixels) and "
-                f"chroma_median 0 or odd in 3-{MAX_CHROMA_MEDIAN} (pixels), got {self}"
+                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels), 1 <= length <= {MAX_LENGTH} (pixels), "
+                f"chroma_median 0 or odd in 3-{MAX_CHROMA_MEDIAN} (pixels) and 0 <= edges <= {MAX_EDGES:g}, got {self}"
             )
 
     @property
     def acts(self) -> bool:
-        """True when drawing these changes a painting: streaks, a chroma median or both."""
-        return self.amount > 0 or self.chroma_median > 0
+        """True when drawing these changes a painting: streaks, a chroma median, edges or any mix."""
+        return self.amount > 0 or self.chroma_median > 0 or self.edges > 0
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -136,11 +142,14 @@ def clean_chroma(pixels: np.ndarray, size: int) -> np.ndarray:
     return torch.stack([r, g, b], -1).clamp_(0, 1).numpy()
 
 
-def draw_strokes(pixels: np.ndarray, strokes: Strokes) -> np.ndarray:
-    """``pixels`` (H×W×C float32 in [0, 1]) with its chroma cleaned (``chroma_median``) and the brush
-    streaks added to every channel, clipped."""
+def draw_strokes(pixels: np.ndarray, strokes: Strokes, photo: np.ndarray) -> np.ndarray:
+    """``pixels`` (H×W×C float32 in [0, 1]) with its chroma cleaned (``chroma_median``), the edges of
+    ``photo`` (the same size, float in [0, 1]) restored (``edges``) and the brush streaks added to
+    every channel, clipped."""
     if strokes.chroma_median:
         pixels = clean_chroma(pixels, strokes.chroma_median)
+    if strokes.edges:
+        pixels = restore_edges(photo, pixels, strokes.edges)
     if strokes.amount == 0:
         return pixels
     texture = stroke_texture(pixels, strokes.length) * np.float32(strokes.amount / 255)

@@ -188,7 +188,7 @@ class Processor:
         if hasattr(self.net, "release_memory"):  # OpenVINO holds the pass's activations; the full-size guided filter needs the room
             self.net.release_memory()
         if self.draws_strokes:
-            painted = draw_strokes(painted, self.strokes)
+            painted = draw_strokes(painted, self.strokes, small)
         pic = dataclasses.replace(pic, notes=(*pic.notes, f"painted at {ws}x{hs}, guided up to {w}x{h}"))
         up = GuidedUpsampler(small, painted, h, w)
         result = Streamed(
@@ -247,7 +247,7 @@ class Processor:
                 alpha = resize(alpha, th, tw)
         elif not self.takes_noise_level:  # a noise-level denoiser took strength into σ instead
             if self.draws_strokes:  # a photo within the working size, painted at its own size
-                out = draw_strokes(out, self.strokes)
+                out = draw_strokes(out, self.strokes, pic.pixels)
             out = blend(pic.pixels, out, self.strength)
         return dataclasses.replace(pic, pixels=out, alpha=alpha)
 

@@ -59,7 +59,7 @@ class WeightsEntry:
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
     fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
-    strokes: tuple[float, int, int] | None = None  # styles: 8-bit strength, half-length px, chroma median px (working size)
+    strokes: tuple[float, int, int, float] | None = None  # styles: 8-bit strength, half-length px, chroma median px, edge gain
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,35 @@ def _parse_hf(raw: Any, bad) -> HubSource:
     return HubSource(raw["repo_id"], raw["filename"], raw.get("revision", "main"))
 
 
+def _number(v: Any, low: float, high: float, integer: bool = False) -> bool:
+    """True when ``v`` is a TOML number (an integer if asked) within [low, high]; booleans are not numbers."""
+    kinds = int if integer else (int, float)
+    return isinstance(v, kinds) and not isinstance(v, bool) and low <= v <= high
+
+
+def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
+    """A style's ``strokes`` table as (amount, length, chroma_median, edges), checked against
+    engine.strokes' bounds (not imported here: that module needs torch)."""
+    if raw is None:
+        return None
+    keys = {"amount", "length", "chroma_median", "edges"}
+    get = raw.get if isinstance(raw, dict) else (lambda k, d=None: None)
+    amount, length, median, edges = get("amount"), get("length"), get("chroma_median", 0), get("edges", 0)
+    if (
+        not isinstance(raw, dict)
+        or not {"amount", "length"} <= set(raw) <= keys
+        or not _number(amount, 0, 64)
+        or not _number(length, 1, 64, integer=True)
+        or not (_number(median, 0, 31, integer=True) and (median == 0 or (median % 2 == 1 and median >= 3)))
+        or not _number(edges, 0, 16)
+    ):
+        raise bad(
+            "strokes must be { amount = 0-64 (8-bit levels), length = 1-64 (pixels)"
+            f"[, chroma_median = odd 3-31 (pixels)][, edges = 0-16 (gain)] }}, got {raw!r}"
+        )
+    return float(amount), length, median, float(edges)
+
+
 def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
     def bad(msg: str) -> WeightsError:
         return WeightsError(f"{where}: entry {name!r}: {msg}")
@@ -177,28 +206,9 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
     fallback = raw.get("fallback")
     if fallback is not None and (not isinstance(fallback, str) or not fallback):
         raise bad("fallback must be the name of another entry")
-    strokes = raw.get("strokes")
-    if strokes is not None:  # engine.strokes' bounds (not imported here: that module needs torch)
-        amount, length, median = (strokes.get(k, 0) if isinstance(strokes, dict) else None for k in ("amount", "length", "chroma_median"))
-        if (
-            not isinstance(strokes, dict)
-            or not {"amount", "length"} <= set(strokes) <= {"amount", "length", "chroma_median"}
-            or not isinstance(median, int)
-            or isinstance(median, bool)
-            or not (median == 0 or (median % 2 == 1 and 3 <= median <= 31))
-            or not isinstance(amount, (int, float))
-            or isinstance(amount, bool)
-            or not 0 <= amount <= 64
-            or not isinstance(length, int)
-            or isinstance(length, bool)
-            or not 1 <= length <= 64
-        ):
-            raise bad(
-                "strokes must be { amount = 0-64 (8-bit levels), length = 1-64 (pixels)"
-                f"[, chroma_median = odd 3-31 (pixels)] }}, got {strokes!r}"
-            )
-        if raw["task"] != "style":
-            raise bad(f"strokes are only for style models, not {raw['task']}")
+    strokes = _strokes(raw.get("strokes"), bad)
+    if strokes is not None and raw["task"] != "style":
+        raise bad(f"strokes are only for style models, not {raw['task']}")
 
     return WeightsEntry(
         name=name,
@@ -216,7 +226,7 @@ def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
         sigma=float(sigma) if sigma is not None else None,
         wdn=wdn,
         fallback=fallback,
-        strokes=(float(strokes["amount"]), strokes["length"], strokes.get("chroma_median", 0)) if strokes is not None else None,
+        strokes=strokes,
     )
 
 
