@@ -134,17 +134,17 @@ def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
     engine.strokes' bounds (not imported here: that module needs torch)."""
     if raw is None:
         return None
-    keys = {"amount", "length", "chroma_median", "edges"}
-    get = raw.get if isinstance(raw, dict) else (lambda k, d=None: None)
-    amount, length, median, edges = get("amount"), get("length"), get("chroma_median", 0), get("edges", 0)
-    if (
-        not isinstance(raw, dict)
-        or not {"amount", "length"} <= set(raw) <= keys
-        or not _number(amount, 0, 64)
-        or not _number(length, 1, 64, integer=True)
-        or not (_number(median, 0, 31, integer=True) and (median == 0 or (median % 2 == 1 and median >= 3)))
-        or not _number(edges, 0, 16)
-    ):
+    ok = isinstance(raw, dict) and {"amount", "length"} <= set(raw) <= {"amount", "length", "chroma_median", "edges"}
+    if ok:
+        amount, length, median, edges = raw["amount"], raw["length"], raw.get("chroma_median", 0), raw.get("edges", 0)
+        ok = (
+            _number(amount, 0, 64)
+            and _number(length, 1, 64, integer=True)
+            and _number(median, 0, 31, integer=True)
+            and (median == 0 or (median % 2 == 1 and median >= 3))
+            and _number(edges, 0, 16)
+        )
+    if not ok:
         raise bad(
             "strokes must be { amount = 0-64 (8-bit levels), length = 1-64 (pixels)"
             f"[, chroma_median = odd 3-31 (pixels)][, edges = 0-16 (gain)] }}, got {raw!r}"
