@@ -36,6 +36,16 @@ def _photo(path: Path) -> Path:
 
 
 @pytest.mark.parametrize("style", SHIPPED)
+def test_a_photo_one_pixel_high_is_stylized_at_its_size(tmp_path, style):
+    """The net, its flattening filter, the edges and the strokes all take a side of 1 px."""
+    src = tmp_path / "strip.png"
+    Image.fromarray(np.linspace(0, 255, 40 * 3).reshape(1, 40, 3).astype(np.uint8)).save(src)
+    r = runner.invoke(app, ["stylize", str(src), "--style", style, "--offline", "-o", str(tmp_path / "out.png")])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out.png").size == (40, 1)
+
+
+@pytest.mark.parametrize("style", SHIPPED)
 def test_lock_entry_points_at_a_small_fp16_file_with_its_sha256(style):
     entry = w.load_lock()[f"style-{style}"]
     assert entry.task == "style"

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
+from test_nn import NOT_GENERATORS
 from torch import nn
 
 from scenestyle.engine import memory, norm_stats, tiles
@@ -15,7 +17,7 @@ from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_sta
 from scenestyle.engine.tiles import model_blocks, run_model
 from scenestyle.engine.windows import axis_weights, even_core, fewest_pixels_tile, grid, window_starts
 from scenestyle.errors import ScenestyleError, UsageError
-from scenestyle.nn import ModelMeta, build, describe
+from scenestyle.nn import ModelMeta, build, describe, list_archs
 
 FP32 = Placement(torch.device("cpu"), torch.float32, True, None, "test")
 NCHW = Placement(torch.device("cpu"), torch.float32, False, None, "test")
@@ -449,6 +451,18 @@ def test_real_architectures_tiled_match_whole(name, kwargs, vrange):
     tiled = run_model(model, m, x, FP32, tile=16, batch_size=2)
     assert tiled.shape == (1, m.out_channels, 52 * m.scale, 68 * m.scale)
     assert psnr(tiled, whole, peak=hi - lo) >= 40
+
+
+@pytest.mark.parametrize("name", [n for n in list_archs() if n not in NOT_GENERATORS])
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 9), (7, 1), (3, 6)])
+def test_every_generator_runs_a_photo_a_few_pixels_across(name, h, w):
+    """A side shorter than two size multiples would leave the net's deepest map 1 px across, where
+    reflect padding (and instance norm) stop: it is padded for the pass, and the result cropped."""
+    model, m = seeded(build(name, **TINY[name])), describe(name, TINY[name])
+    lo, hi = m.value_range
+    x = image(h, w, lo, hi)[:, : m.in_channels]
+    y = run_model(model, m, x, FP32, tile=0, sigma=25 / 255 if m.takes_sigma else None)
+    assert y.shape == (1, m.out_channels, h * m.scale, w * m.scale) and torch.isfinite(y).all()
 
 
 class _SignedIdentity(nn.Module):

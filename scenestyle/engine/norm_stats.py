@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import is_oom
-from scenestyle.engine.windows import even_core, pad_to, round_up
+from scenestyle.engine.windows import even_core, pad_to, padded_side, round_up
 from scenestyle.nn import channel_mean_var, instance_norms
 
 __all__ = [
@@ -133,7 +133,7 @@ def _stats_input(x: Tensor, multiple: int, max_pixels: int) -> Tensor:
     """The whole image, padded to ``multiple`` or, if larger than ``max_pixels``, downscaled."""
     _, _, h, w = x.shape
     if h * w <= max_pixels:
-        return pad_to(x, round_up(h, multiple), round_up(w, multiple))
+        return pad_to(x, padded_side(h, multiple), padded_side(w, multiple))
     f = math.sqrt(max_pixels / (h * w))
     hs = max(multiple, int(h * f) // multiple * multiple)
     ws = max(multiple, int(w * f) // multiple * multiple)

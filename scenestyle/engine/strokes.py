@@ -106,7 +106,7 @@ def stroke_texture(pixels: np.ndarray, length: int, seed: int = SEED) -> np.ndar
     acc = torch.zeros(1, 1, h, w)
     for k in range(-length, length + 1):  # a straight line through each pixel, 2·length + 1 samples
         acc += F.grid_sample(noise, (base + k * step)[None], mode="bilinear", padding_mode="reflection", align_corners=True)
-    acc -= _blur(acc.expand(1, 3, h, w), SIGMA_HIGHPASS)[:, :1]  # three channels: the fast kernel, see _blur
+    acc = acc - _blur(acc.expand(1, 3, h, w), SIGMA_HIGHPASS)[:, :1]  # three channels: the fast kernel, see _blur
     return (acc / math.sqrt(2 * length + 1))[0, 0].numpy()
 
 

@@ -23,7 +23,7 @@ from scenestyle.engine.device import Placement, to_placement
 from scenestyle.engine.memory import auto_tile, is_oom
 from scenestyle.engine.norm_stats import STATS_MAX_PIXELS, Stats, frozen_instance_norm, instance_norms, whole_image_stats
 from scenestyle.engine.openvino_backend import OVModel
-from scenestyle.engine.windows import Block, blend_windows, pad_to, round_up, unit_tensor
+from scenestyle.engine.windows import Block, blend_windows, pad_to, padded_side, round_up, unit_tensor
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn.meta import ModelMeta
 
@@ -37,7 +37,7 @@ def _geometry(meta: ModelMeta, x: Tensor) -> tuple[int, int, int, int, int, int]
         raise UsageError(f"the model takes {meta.in_channels}-channel images but the input has {x.shape[1]} channels")
     multiple = meta.size_multiple
     h, w = x.shape[-2:]
-    return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels, round_up(h, multiple), round_up(w, multiple))
+    return (multiple, meta.scale, round_up(meta.halo, multiple), meta.out_channels, padded_side(h, multiple), padded_side(w, multiple))
 
 
 def torch_twin(model: nn.Module) -> nn.Module | None:

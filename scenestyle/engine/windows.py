@@ -1,6 +1,6 @@
 """Window geometry and feathered blending for tiled inference.
 
-The input is (virtually) reflect-padded to the model's ``size_multiple``. Along each axis the
+The input is (virtually) reflect-padded to the model's ``size_multiple`` (``padded_side``). Along each axis the
 padded length is covered by windows of one fixed size ``tile + 2*halo`` (clamped inside the
 image, so every window has the same shape and windows can be batched). Every pixel lies in some
 window at least ``halo`` pixels from that window's interior edges. Window outputs are blended
@@ -96,7 +96,7 @@ def fewest_pixels_tile(h: int, w: int, halo: int, multiple: int, max_window_pixe
     """The tile whose windows (each at most ``max_window_pixels``, halo included) cover an h x w
     image with the fewest pixels run in all: the halos make small tiles costly (with a 108-px halo,
     512-px tiles run a 1224x816 image's pixels about three times), one whole window may not fit the memory."""
-    hp, wp = round_up(h, multiple), round_up(w, multiple)
+    hp, wp = padded_side(h, multiple), padded_side(w, multiple)
     best, best_cost = multiple, None
     for tile in range(round_up(max(hp, wp), multiple), multiple - 1, -multiple):
         win_h, win_w, ys, xs = grid(hp, wp, tile, halo, multiple)
@@ -111,6 +111,13 @@ def fewest_pixels_tile(h: int, w: int, halo: int, multiple: int, max_window_pixe
 def round_up(n: int, m: int) -> int:
     """``n`` rounded up to a multiple of ``m``."""
     return -(-n // m) * m
+
+
+def padded_side(n: int, multiple: int) -> int:
+    """An image side of ``n`` px as a model runs it: rounded up to ``multiple``, and at least two
+    multiples, so the net's deepest feature map has the 2 px a side its reflect padding needs
+    (a photo 1-7 px high would stop a net that downsamples 4×)."""
+    return max(round_up(n, multiple), 2 * multiple)
 
 
 def unit_tensor(x: Tensor) -> Tensor:
@@ -155,7 +162,7 @@ def blend_windows(
     """
     _, _, h, w = x.shape
     out_ch, out_h, out_w = out_shape
-    hp, wp = round_up(h, multiple), round_up(w, multiple)
+    hp, wp = padded_side(h, multiple), padded_side(w, multiple)
     win_h, win_w, ys, xs = grid(hp, wp, tile, halo, multiple)
     wy = [axis_weights(s, win_h, hp, scale, halo) for s in ys]
     wx = [axis_weights(s, win_w, wp, scale, halo) for s in xs]

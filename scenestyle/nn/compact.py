@@ -87,7 +87,8 @@ def kuwahara(x: torch.Tensor, radius: int, q: float = 8.0, floor: float = 1e-4, 
     rows at a time (the same result, a few band-sized buffers: for inference).
     """
     r, h = radius, x.shape[-2]
-    padded = F.pad(x.float(), (r, r, r, r), mode="reflect")
+    mode = "reflect" if r < min(x.shape[-2:]) else "replicate"  # reflect needs the pad smaller than the side
+    padded = F.pad(x.float(), (r, r, r, r), mode=mode)
     if band_rows <= 0 or band_rows >= h:
         return _kuwahara_padded(padded, r, q, floor).to(x.dtype)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
