@@ -127,6 +127,31 @@ def test_a_read_only_cache_costs_a_conversion_not_the_run(monkeypatch, tmp_path)
     assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
 
 
+def test_a_blob_another_process_is_writing_costs_a_compilation_not_the_run(monkeypatch, tmp_path):
+    """Ranks of one torchrun share the blob cache; one may read a blob the other is writing."""
+    monkeypatch.setenv("SCENESTYLE_CACHE", str(tmp_path / "cache"))
+    openvino = ov.import_openvino()
+    real = openvino.Core
+
+    class RacingCore:  # a Core whose blob cache is being written by someone else
+        def __init__(self):
+            self.core, self.cached = real(), False
+
+        def set_property(self, props):
+            self.cached = "CACHE_DIR" in props
+            self.core.set_property(props)
+
+        def compile_model(self, *args):
+            if self.cached:
+                raise RuntimeError("Exception from src/inference/src/cpp/core.cpp:132: filesystem error: cannot open file")
+            return self.core.compile_model(*args)
+
+    monkeypatch.setattr(openvino, "Core", RacingCore)
+    model, meta = _tiny("DnCNN"), describe("DnCNN", TINY["DnCNN"])
+    x = check_image(meta)
+    assert ov.compile_model(model, meta, "fp32")(x).shape == x.shape
+
+
 def test_auto_picks_openvino_on_the_cpu_for_every_model():
     kwargs = {**TINY["CompactGenerator"], "norm": "none"}  # as the shipped styles
     model, meta = build("CompactGenerator", **kwargs).eval(), describe("CompactGenerator", kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -178,8 +179,13 @@ def test_a_stopped_rank_zero_still_merges_and_says_what_is_left(tmp_path):
         os.write(s._fd, (f'{{"input": "{todo[0].input}", "output": "y", "status": "ok"}}\n').encode())
         raise Interrupted("1 of 2 inputs finished") from KeyboardInterrupt()
 
-    with pytest.raises(Interrupted) as e:
-        s.run(stopped_after_one, jobs[:2], context={"command": "upscale"}, manifest=shard.part_path(manifest, 0, 2))
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(Interrupted) as e:
+            s.run(stopped_after_one, jobs[:2], context={"command": "upscale"}, manifest=shard.part_path(manifest, 0, 2))
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # merged: torchrun's SIGTERM cannot cut the report
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert str(e.value).startswith(
         f"2 of 3 inputs finished (2 ok, 0 skipped, 0 failed); rank 0 of 2 stopped before finishing: 1 input not processed ({jobs[1].input})"
     )

@@ -159,13 +159,22 @@ def compile_model(module: nn.Module, meta: ModelMeta, precision: str, threads: i
     config = {"INFERENCE_PRECISION_HINT": PRECISIONS[precision], "PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = threads
-    blobs = cache_dir() / "compiled"
+    blobs, cached = cache_dir() / "compiled", False
     try:
         blobs.mkdir(parents=True, exist_ok=True)
         core.set_property({"CACHE_DIR": str(blobs)})
+        cached = True
     except OSError:
         pass
-    compiled = OVModel(core.compile_model(source, "CPU", config), reference, precision, finish)
+    try:
+        net = core.compile_model(source, "CPU", config)
+    except RuntimeError:
+        if not cached:
+            raise
+        # the blob cache is shared: another process (a torchrun rank on this machine) may be writing
+        # this very blob, which OpenVINO reports as a filesystem error; the cache only saves time
+        net = ov.Core().compile_model(source, "CPU", config)
+    compiled = OVModel(net, reference, precision, finish)
     per_module[precision] = compiled
     return compiled
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -196,7 +197,9 @@ class Sharding:
                 raise
             shard.release(self._fd)
             self._fd = None
-            raise Interrupted(self._gather(stopped=True).unfinished) from e.__cause__
+            unfinished = self._gather(stopped=True).unfinished
+            _report_unstoppable()
+            raise Interrupted(unfinished) from e.__cause__
 
     @property
     def _merges(self) -> bool:
@@ -210,6 +213,7 @@ class Sharding:
         shard.release(self._fd)
         self._fd = None
         merged = self._gather(stopped=False)
+        _report_unstoppable()
         return MergedReport(
             command=report.command,
             model=report.model,
@@ -304,6 +308,14 @@ class Sharding:
                 pass
         unfinished = _unfinished_line(missing, gone, self.count, self.manifest, results, stopped)
         return MergedReport(command="", model={}, parameters={}, results=results, manifest=str(self.manifest), unfinished=unfinished)
+
+
+def _report_unstoppable() -> None:
+    """Rank 0 has merged the manifest and has only its report left: SIGTERM is ignored from here.
+    torchrun sends it to every rank when one dies, as rank 0 may be finishing; it would cut the
+    one line that says which inputs are left to 'terminated'."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _unfinished_line(
