@@ -25,50 +25,20 @@ which a net paints softer than a painter.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from scenestyle._colour import BT601_LUMA
+from scenestyle._strokes import MAX_AMOUNT, MAX_CHROMA_MEDIAN, MAX_EDGES, MAX_LENGTH, Strokes
 from scenestyle.engine.guided import restore_edges
+
+__all__ = ["MAX_AMOUNT", "MAX_CHROMA_MEDIAN", "MAX_EDGES", "MAX_LENGTH", "Strokes", "clean_chroma", "draw_strokes", "stroke_texture"]
 
 SIGMA_FLOW = 3.0  # px: smoothing of the structure tensor (how far the stroke direction looks)
 SIGMA_HIGHPASS = 4.0  # px: streak texture coarser than this is removed (no blotches)
 SEED = 20261206  # the strokes' noise: fixed, so a photo gives the same picture every run
-MAX_AMOUNT = 64.0  # 8-bit levels: a quarter of the range is already heavy texture
-MAX_LENGTH = 64  # pixels of half-length
-MAX_CHROMA_MEDIAN = 31  # px: the widest chroma median window
-MAX_EDGES = 16.0  # gain of the photo's edges: beyond this contours ring
-
-
-@dataclass(frozen=True)
-class Strokes:
-    """How strongly and how long a style's brush strokes are drawn."""
-
-    amount: float  # streak strength, 8-bit levels (0 = none); the streaks' std is about 0.8 of it
-    length: int  # half-length of a stroke, pixels of the painted (working-size) image
-    chroma_median: int = 0  # odd window (px) of a median over the painting's chroma before the streaks (0 = none)
-    edges: float = 0.0  # gain of the photo's edges added back where the painting draws them, before the streaks (0 = none)
-
-    def __post_init__(self) -> None:
-        c = self.chroma_median
-        if (
-            not (math.isfinite(self.amount) and 0 <= self.amount <= MAX_AMOUNT)
-            or not 1 <= self.length <= MAX_LENGTH
-            or not (c == 0 or (c % 2 == 1 and 3 <= c <= MAX_CHROMA_MEDIAN))
-            or not (math.isfinite(self.edges) and 0 <= self.edges <= MAX_EDGES)
-        ):
-            raise ValueError(
-                f"strokes need 0 <= amount <= {MAX_AMOUNT:g} (8-bit levels), 1 <= length <= {MAX_LENGTH} (pixels), "
-                f"chroma_median 0 or odd in 3-{MAX_CHROMA_MEDIAN} (pixels) and 0 <= edges <= {MAX_EDGES:g}, got {self}"
-            )
-
-    @property
-    def acts(self) -> bool:
-        """True when drawing these changes a painting: streaks, a chroma median, edges or any mix."""
-        return self.amount > 0 or self.chroma_median > 0 or self.edges > 0
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

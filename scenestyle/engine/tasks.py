@@ -137,7 +137,7 @@ class Processor:
 
     @property
     def draws_strokes(self) -> bool:
-        """True when stylize draws brush strokes (or cleans the chroma) over each painting, at the working size or below."""
+        """True when stylize finishes each painting (chroma median, edges, streaks: ``Strokes.acts``), at the working size or below."""
         return self.task == "style" and self.work_pixels > 0 and self.strokes is not None and self.strokes.acts
 
     def _streams(self, pic: Picture) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import os
 import re
@@ -16,6 +17,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from scenestyle._strokes import MAX_AMOUNT, MAX_CHROMA_MEDIAN, MAX_EDGES, MAX_LENGTH, Strokes
 from scenestyle.errors import UsageError, WeightsError
 
 TASKS = ("upscale", "denoise", "style", "eval")
@@ -123,33 +125,29 @@ def _parse_hf(raw: Any, bad) -> HubSource:
     return HubSource(raw["repo_id"], raw["filename"], raw.get("revision", "main"))
 
 
-def _number(v: Any, low: float, high: float, integer: bool = False) -> bool:
-    """True when ``v`` is a TOML number (an integer if asked) within [low, high]; booleans are not numbers."""
-    kinds = int if integer else (int, float)
-    return isinstance(v, kinds) and not isinstance(v, bool) and low <= v <= high
-
-
 def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
-    """A style's ``strokes`` table as (amount, length, chroma_median, edges), checked against
-    engine.strokes' bounds (not imported here: that module needs torch)."""
+    """A style's ``strokes`` table as (amount, length, chroma_median, edges): TOML numbers (integers
+    for the pixel sizes, no booleans) that make a valid ``Strokes``."""
     if raw is None:
         return None
-    ok = isinstance(raw, dict) and {"amount", "length"} <= set(raw) <= {"amount", "length", "chroma_median", "edges"}
-    if ok:
-        amount, length, median, edges = raw["amount"], raw["length"], raw.get("chroma_median", 0), raw.get("edges", 0)
-        ok = (
-            _number(amount, 0, 64)
-            and _number(length, 1, 64, integer=True)
-            and _number(median, 0, 31, integer=True)
-            and (median == 0 or (median % 2 == 1 and median >= 3))
-            and _number(edges, 0, 16)
+    names = [f.name for f in dataclasses.fields(Strokes)]
+    ok = (
+        isinstance(raw, dict)
+        and {"amount", "length"} <= set(raw) <= set(names)
+        and all(
+            isinstance(v, int if k in ("length", "chroma_median") else (int, float)) and not isinstance(v, bool) for k, v in raw.items()
         )
-    if not ok:
+    )
+    try:
+        strokes = Strokes(**raw) if ok else None
+    except ValueError:
+        strokes = None
+    if strokes is None:
         raise bad(
-            "strokes must be { amount = 0-64 (8-bit levels), length = 1-64 (pixels)"
-            f"[, chroma_median = odd 3-31 (pixels)][, edges = 0-16 (gain)] }}, got {raw!r}"
+            f"strokes must be {{ amount = 0-{MAX_AMOUNT:g} (8-bit levels), length = 1-{MAX_LENGTH} (pixels)"
+            f"[, chroma_median = odd 3-{MAX_CHROMA_MEDIAN} (pixels)][, edges = 0-{MAX_EDGES:g} (gain)] }}, got {raw!r}"
         )
-    return float(amount), length, median, float(edges)
+    return float(strokes.amount), strokes.length, strokes.chroma_median, float(strokes.edges)
 
 
 def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
