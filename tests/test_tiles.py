@@ -15,7 +15,7 @@ from scenestyle.engine import memory, norm_stats, tiles
 from scenestyle.engine.device import Placement
 from scenestyle.engine.norm_stats import frozen_instance_norm, instance_norm_stats
 from scenestyle.engine.tiles import model_blocks, run_model
-from scenestyle.engine.windows import axis_weights, even_core, fewest_pixels_tile, grid, window_starts
+from scenestyle.engine.windows import axis_weights, axis_windows, even_core, fewest_pixels_tile, grid
 from scenestyle.errors import ScenestyleError, UsageError
 from scenestyle.nn import ModelMeta, build, describe, list_archs
 
@@ -150,13 +150,28 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
 # ---------------------------------------------------------------- geometry
 
 
-@pytest.mark.parametrize("length,window,core,halo", [(100, 40, 20, 10), (64, 64, 48, 8), (37, 12, 4, 4), (50, 30, 4, 13)])
-def test_window_starts_cover_every_pixel_with_halo_context(length, window, core, halo):
-    starts = window_starts(length, window, core, halo)
-    assert starts[0] == 0 and starts[-1] + min(window, length) == length
+@pytest.mark.parametrize(
+    "length,core,halo,multiple",
+    [(100, 20, 10, 1), (64, 48, 8, 1), (37, 4, 4, 1), (50, 4, 13, 1), (1224, 612, 108, 4), (4096, 670, 6, 2), (816, 408, 108, 4), (33, 4, 9, 1)],
+)
+def test_axis_windows_cover_every_pixel_with_halo_context(length, core, halo, multiple):
+    window, starts = axis_windows(length, core, halo, multiple)
+    assert starts[0] == 0 and starts[-1] + window == length and window % multiple == 0
+    assert all(s % multiple == 0 for s in starts) and starts == sorted(set(starts))
+    assert len(starts) <= -(-length // core)
     for p in range(length):
         ok = any(s <= p < s + window and (s == 0 or p - s >= halo) and (s + window >= length or s + window - 1 - p >= halo) for s in starts)
         assert ok, p
+    # never bigger than a core with a halo on both sides (what bounds the memory a window takes)
+    assert window <= min(even_core(length, core, multiple) + 2 * halo, length)
+
+
+def test_two_windows_carry_one_halo_each():
+    """Border windows need context on their inner side only: 1224 px in two windows with a 108-px
+    halo run 720 px each (612 + 108), overlapping by two halos, not 828 (612 + 2 x 108)."""
+    assert axis_windows(1224, 612, 108, 4) == (720, [0, 504])
+    assert axis_windows(1224, 1224, 108, 4) == (1224, [0])
+    assert axis_windows(200, 100, 100, 4) == (200, [0])  # two windows would each need the whole side
 
 
 # ---------------------------------------------------------------- tiled == whole
@@ -217,28 +232,24 @@ def test_bf16_placement_returns_float32_close_to_fp32():
 
 
 @pytest.mark.parametrize("length,core,multiple,halo", [(4096, 670, 2, 6), (1000, 512, 4, 20), (37, 8, 1, 3), (300, 300, 4, 8)])
-def test_even_cores_keep_neighbouring_windows_overlapping_by_a_few_halos(length, core, multiple, halo):
-    even = even_core(length, core, multiple)
-    assert even <= core and even % multiple == 0 and -(-length // even) == -(-length // core)
-    window = min(even + 2 * halo, length)
-    starts = window_starts(length, window, even, halo)
+def test_neighbouring_windows_overlap_by_two_halos(length, core, multiple, halo):
+    window, starts = axis_windows(length, core, halo, multiple)
+    assert len(starts) == -(-length // core)
     overlaps = [a + window - b for a, b in zip(starts, starts[1:])]
-    assert all(o <= 4 * halo + len(starts) * multiple for o in overlaps), overlaps
-    # the plain clamp this replaces: the last window overlaps its neighbour by most of a tile
-    if length == 4096:
-        plain = window_starts(length, core + 2 * halo, core, halo)
-        assert plain[-2] + core + 2 * halo - plain[-1] > 100 * halo
+    # evenly spread: only rounding to the multiple (and the last, clamped window) adds overlap
+    assert all(o <= 2 * halo + len(starts) * multiple for o in overlaps), overlaps
+    even = even_core(length, core, multiple)  # the cores the instance-norm statistics tile with
+    assert even <= core and even % multiple == 0 and -(-length // even) == -(-length // core)
 
 
 def _reference_blend(model, x, tile, halo, scale):
     """The blend written the plain way: every window's weighted output and weight added into full-size maps."""
     _, c, h, w = x.shape
-    core_h, core_w = even_core(h, tile), even_core(w, tile)
-    win_h, win_w = min(core_h + 2 * halo, h), min(core_w + 2 * halo, w)
+    win_h, win_w, row_starts, col_starts = grid(h, w, tile, halo, 1)
     acc = torch.zeros(c, h * scale, w * scale)
     wsum = torch.zeros(h * scale, w * scale)
-    for ys in window_starts(h, win_h, core_h, halo):
-        for xs in window_starts(w, win_w, core_w, halo):
+    for ys in row_starts:
+        for xs in col_starts:
             with torch.no_grad():
                 y = model(x[:, :, ys : ys + win_h, xs : xs + win_w])[0]
             wt = axis_weights(ys, win_h, h, scale, halo)[:, None] * axis_weights(xs, win_w, w, scale, halo)[None]
@@ -337,8 +348,9 @@ def test_oom_halves_tile_and_retries():
     model = OOMAbove(inner, limit=40)
     x = image(100, 100)
     out = run_model(model, model.meta, x, FP32, tile=64)
-    # 64 spreads to 50-px cores over 100 px: 50+8 fails; 32 spreads to 25: 25+8 fits
-    assert model.sides[0] == 58 and max(model.sides[1:]) == 33
+    # 64 px cores: two windows over 100 px, (100 + 2*4)/2 = 54 px each, fail; 32: four windows of
+    # (100 + 6*4)/4 = 31 px fit
+    assert model.sides[0] == 54 and max(model.sides[1:]) == 31
     assert psnr(out, run_model(inner, inner.meta, x, FP32, tile=0)) >= 40
 
 

@@ -1,9 +1,9 @@
 """Window geometry and feathered blending for tiled inference.
 
 The input is (virtually) reflect-padded to the model's ``size_multiple`` (``padded_side``). Along each axis the
-padded length is covered by windows of one fixed size ``tile + 2*halo`` (clamped inside the
-image, so every window has the same shape and windows can be batched). Every pixel lies in some
-window at least ``halo`` pixels from that window's interior edges. Window outputs are blended
+padded length is covered by as many windows as cores of ``tile`` pixels need, all of one size (so
+windows can be batched), each as small as lets every pixel lie in some window at least ``halo``
+pixels from that window's interior edges (``axis_windows``). Window outputs are blended
 with separable feathering weights: zero for the outer ``halo/2`` of an interior edge (the part
 whose receptive field is cut off), then a linear ramp over ``halo`` pixels, one elsewhere; the
 weight sum is normalised at the end. The windows form a grid, so the weight sum is the outer
@@ -24,8 +24,8 @@ from torch import Tensor
 
 __all__ = [
     "Block",
-    "window_starts",
     "even_core",
+    "axis_windows",
     "grid",
     "fewest_pixels_tile",
     "axis_weights",
@@ -40,26 +40,10 @@ __all__ = [
 Block = tuple[int, int, Tensor]
 
 
-def window_starts(length: int, window: int, core: int, halo: int) -> list[int]:
-    """Starts of equal windows of size ``window`` covering ``[0, length)`` with cores of ``core`` pixels.
-
-    Each core ``[c, c + core)`` lies inside its window at least ``halo`` pixels from any
-    edge that is not an image border. ``window >= length`` gives a single window at 0.
-    """
-    if window >= length:
-        return [0]
-    starts: list[int] = []
-    for c in range(0, length, core):
-        s = min(max(c - halo, 0), length - window)
-        if not starts or starts[-1] != s:
-            starts.append(s)
-    return starts
-
-
 def even_core(length: int, core: int, multiple: int = 1) -> int:
     """The core size (at most ``core``, a multiple of ``multiple``) that covers ``length`` with as
-    many windows as ``core`` needs, spread evenly: a last window clamped inside the image would
-    otherwise overlap its neighbour by up to a whole tile (wasted compute, a tall carry band)."""
+    many cores as ``core`` needs, spread evenly (the instance-norm statistics visit the image in
+    such cores, ``engine.norm_stats``): a last core of a few pixels would cost a whole pass."""
     if core >= length:
         return core
     n = -(-length // core)
@@ -83,13 +67,33 @@ def axis_weights(start: int, size: int, length: int, scale: int, halo: int) -> T
     return w
 
 
+def axis_windows(length: int, core: int, halo: int, multiple: int) -> tuple[int, list[int]]:
+    """(window size, window starts) of the ``ceil(length / core)`` windows that cover ``[0, length)``
+    along one axis, every pixel at least ``halo`` from the interior edges of some window.
+
+    A window at the image border needs context on its inner side only: n windows of size W cover
+    ``2(W - halo) + (n - 2)(W - 2 halo)`` pixels exactly, so W = ``(length + 2(n - 1) halo) / n``
+    (rounded up to ``multiple``), ``2 halo / n`` less than a core of ``length / n`` with a halo on
+    both sides: a 1224-px side in two windows with a 108-px halo runs 720 px each, not 828.
+    Consecutive windows start ``W - 2 halo`` apart, the last one clamped to the border. ``halo``
+    and ``length`` are multiples of ``multiple``, so every start is one too.
+    """
+    n = -(-length // core) if core > 0 else 1
+    window = round_up(-(-(length + 2 * (n - 1) * halo) // n), multiple)
+    if n == 1 or window >= length:
+        return length, [0]
+    step = window - 2 * halo
+    return window, sorted({min(i * step, length - window) for i in range(n)})
+
+
 def grid(hp: int, wp: int, tile: int, halo: int, multiple: int) -> tuple[int, int, list[int], list[int]]:
     """(window height, window width, row starts, column starts) of the windows that cover a padded
-    ``hp`` x ``wp`` image with cores of at most ``tile`` pixels (0: one window)."""
+    ``hp`` x ``wp`` image with cores of at most ``tile`` pixels (0: one window): ``axis_windows``
+    along each axis."""
     core = tile if tile else max(hp, wp)
-    core_h, core_w = even_core(hp, core, multiple), even_core(wp, core, multiple)
-    win_h, win_w = min(core_h + 2 * halo, hp), min(core_w + 2 * halo, wp)
-    return win_h, win_w, window_starts(hp, win_h, core_h, halo), window_starts(wp, win_w, core_w, halo)
+    win_h, ys = axis_windows(hp, core, halo, multiple)
+    win_w, xs = axis_windows(wp, core, halo, multiple)
+    return win_h, win_w, ys, xs
 
 
 def fewest_pixels_tile(h: int, w: int, halo: int, multiple: int, max_window_pixels: int) -> int:
