@@ -152,7 +152,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
 
 @pytest.mark.parametrize(
     "length,core,halo,multiple",
-    [(100, 20, 10, 1), (64, 48, 8, 1), (37, 4, 4, 1), (50, 4, 13, 1), (1224, 612, 108, 4), (4096, 670, 6, 2), (816, 408, 108, 4), (33, 4, 9, 1)],
+    [(100, 20, 10, 1), (64, 48, 8, 1), (37, 4, 4, 1), (50, 4, 13, 1), (33, 4, 9, 1)]
+    + [(1224, 612, 108, 4), (4096, 670, 6, 2), (816, 408, 108, 4)],
 )
 def test_axis_windows_cover_every_pixel_with_halo_context(length, core, halo, multiple):
     window, starts = axis_windows(length, core, halo, multiple)
