@@ -34,9 +34,9 @@ from scenestyle.engine.windows import unit_tensor
 RADIUS = 2  # window radius at the working size (5x5 windows)
 EPS = 1e-3  # regularisation: windows whose luma varies less than this follow the painting, not the photo
 EDGE_EPS = 5e-3  # restore_edges: windows whose luma varies less than this (texture, not contours) get none of the photo's detail
-# Full-size rows computed at a time. A band's temporaries (the upsampled a and b are 6 floats a
-# pixel) stay under 13 MB for a 12 MP photo: 256 rows held twice that, and where the allocator put
-# them moved a 12 MP stylize's peak RSS by up to 70 MiB from run to run, at no gain in speed.
+# Full-size rows computed at a time. A band's largest temporary (the upsampled a and b, 6 floats a
+# pixel) is 13 MB for a 12 MP photo; at 256 rows it was 26 MB, and where the allocator put such
+# buffers moved a 12 MP stylize's peak RSS by up to 70 MiB from run to run, at no gain in speed.
 BAND_ROWS = 128
 
 
