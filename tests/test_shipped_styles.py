@@ -62,7 +62,7 @@ def test_stylize_style_works_offline_without_weights(tmp_path, style):
     assert a.shape == b.shape and np.abs(a - b).mean() > 2  # it painted something
     [res] = json.loads(r.stdout)["results"]
     assert res["status"] == "ok"
-    amount = w.load_lock()[f"style-{style}"].strokes[0]  # each shipped style draws its own brush strokes
+    amount = w.load_lock()[f"style-{style}"].strokes.amount  # each shipped style draws its own brush strokes
     assert json.loads(r.stdout)["parameters"]["strokes"] == amount
     r = runner.invoke(app, ["stylize", str(src), "--style", style, "--offline", "--strokes", "0", "-o", str(tmp_path / "bare.png")])
     assert r.exit_code == 0, r.output

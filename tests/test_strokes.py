@@ -79,13 +79,13 @@ def test_the_styles_own_strokes_unless_the_flag_says_otherwise():
     meta = describe("CompactGenerator", {})
     assert style_strokes(meta, None) is None  # a model of one's own draws none unless asked
     assert style_strokes(meta, 10) == Strokes(10, 6)
-    own = dataclasses.replace(meta, strokes=(12.0, 5, 0, 0.0))  # as the loader sets it from weights.lock
+    own = dataclasses.replace(meta, strokes=Strokes(12.0, 5, 0, 0.0))  # as the loader sets it from weights.lock
     assert style_strokes(own, None) == Strokes(12.0, 5)
     assert style_strokes(own, 0) is None and style_strokes(own, 4) == Strokes(4, 5)
-    cleaned = dataclasses.replace(meta, strokes=(12.0, 5, 9, 6.0))
+    cleaned = dataclasses.replace(meta, strokes=Strokes(12.0, 5, 9, 6.0))
     assert style_strokes(cleaned, None) == Strokes(12.0, 5, 9, 6.0)
     assert style_strokes(cleaned, 0) == Strokes(0, 5, 9, 6.0)  # --strokes 0: no streaks; chroma cleaned, edges restored
-    edged = dataclasses.replace(meta, strokes=(0.0, 5, 0, 6.0))
+    edged = dataclasses.replace(meta, strokes=Strokes(0.0, 5, 0, 6.0))
     assert style_strokes(edged, None) == Strokes(0, 5, 0, 6.0) and Strokes(0, 5, 0, 6.0).acts
 
 

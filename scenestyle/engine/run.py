@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -126,9 +126,8 @@ def _interpolate(a: LoadedModel, b: LoadedModel, weight_a: float) -> None:
 def style_strokes(meta: ModelMeta, amount: float | None) -> Strokes | None:
     """The brush strokes to draw: ``amount`` (--strokes) over the style's own from weights.lock; the
     style's chroma cleaning and edges stay with ``--strokes 0``."""
-    own_amount, length, chroma_median, edges = meta.strokes or (0.0, STROKE_LENGTH, 0, 0.0)
-    amount = own_amount if amount is None else amount
-    strokes = Strokes(amount, length, chroma_median, edges)
+    own = meta.strokes or Strokes(0.0, STROKE_LENGTH)
+    strokes = own if amount is None else replace(own, amount=amount)
     return strokes if strokes.acts else None
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 from torch import nn
 
+from scenestyle._strokes import Strokes
+
 from ._blocks import round_up
 from ._registry import ARCHS
 
@@ -51,7 +53,7 @@ class ModelMeta:
     takes_sigma: bool = False  # forward(x, sigma): a noise-level-conditioned denoiser (FFDNet)
     sigma_max: float | None = None  # takes_sigma: the largest σ ([0, 1] units) it was trained for
     fixed_sigma: float | None = None  # a fixed-σ denoiser's σ from weights.lock (set by the loader, per weights)
-    strokes: tuple[float, int, int, float] | None = None  # a style's strokes (weights.lock): amount, length, chroma median, edges
+    strokes: Strokes | None = None  # a style's strokes from weights.lock: amount, length, chroma median, edges
 
 
 # ---- one function per architecture family: (registered name, full constructor kwargs) -> ModelMeta

@@ -61,7 +61,7 @@ class WeightsEntry:
     sigma: float | None = None  # fixed-σ denoisers: the noise std (8-bit units) they always remove
     wdn: str | None = None  # the weak-denoise twin that ``upscale --denoise`` interpolates with this model
     fallback: str | None = None  # bundled entry that runs instead when this one, as a default, is not here and cannot be fetched
-    strokes: tuple[float, int, int, float] | None = None  # styles: 8-bit strength, half-length px, chroma median px, edge gain
+    strokes: Strokes | None = None  # styles: what stylize draws over each painting (amount, length, chroma median, edges)
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def _parse_hf(raw: Any, bad) -> HubSource:
     return HubSource(raw["repo_id"], raw["filename"], raw.get("revision", "main"))
 
 
-def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
-    """A style's ``strokes`` table as (amount, length, chroma_median, edges): TOML numbers (integers
-    for the pixel sizes, no booleans) that make a valid ``Strokes``."""
+def _strokes(raw: Any, bad) -> Strokes | None:
+    """A style's ``strokes`` table as a ``Strokes``: TOML numbers (integers for the pixel sizes, no
+    booleans; amount and edges kept as floats) that make a valid one."""
     if raw is None:
         return None
     names = [f.name for f in dataclasses.fields(Strokes)]
@@ -139,7 +139,7 @@ def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
         )
     )
     try:
-        strokes = Strokes(**raw) if ok else None
+        strokes = Strokes(**{**raw, "amount": float(raw["amount"]), "edges": float(raw.get("edges", 0.0))}) if ok else None
     except ValueError:
         strokes = None
     if strokes is None:
@@ -147,7 +147,7 @@ def _strokes(raw: Any, bad) -> tuple[float, int, int, float] | None:
             f"strokes must be {{ amount = 0-{MAX_AMOUNT:g} (8-bit levels), length = 1-{MAX_LENGTH} (pixels)"
             f"[, chroma_median = odd 3-{MAX_CHROMA_MEDIAN} (pixels)][, edges = 0-{MAX_EDGES:g} (gain)] }}, got {raw!r}"
         )
-    return float(strokes.amount), strokes.length, strokes.chroma_median, float(strokes.edges)
+    return strokes
 
 
 def _parse_entry(name: str, raw: Any, where: str) -> WeightsEntry:
